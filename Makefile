@@ -1,0 +1,28 @@
+# The same commands the README gives, as targets.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test lint bench clean
+
+$(VENV):
+	python3 -m venv $(VENV)
+
+install: $(VENV)
+	$(VENV)/bin/pip install .
+
+demo: install
+	$(VENV)/bin/syncd demo
+
+test: $(VENV)
+	$(VENV)/bin/pip install -e '.[test]' && $(VENV)/bin/pytest
+
+lint: $(VENV)
+	$(VENV)/bin/ruff check daemon plugins tests bench
+	$(VENV)/bin/mypy
+
+bench: $(VENV)
+	$(VENV)/bin/pip install -e '.[test,bench]'
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,92 @@
+"""The ``syncd`` command line.
+
+Sub-commands live in :mod:`daemon.commands`, one module each with a ``register(subparsers)``
+function; plugins add theirs through the ``syncd_register_commands`` hook. Every command
+returns an exit status: 0 success, 1 error, and for ``plan`` 2 meaning "there are changes".
+An operator error (:class:`daemon.errors.SyncdError`) prints one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import pkgutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from daemon import __version__
+from daemon.errors import SyncdError
+from daemon.logs import configure_logging
+from daemon.plugins import await_me_maybe
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser(plugins_hook: Any | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Keep venues' Square, Stripe, Mailchimp and QuickBooks in step with "
+        "the ticketing platform. Configuration is YAML in git; state is in Postgres.",
+    )
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=None,
+        help="lowest level of log events (default: SYNCD_LOG_LEVEL or info)",
+    )
+    parser.add_argument(
+        "--log-format", choices=["auto", "json", "console"], default=None,
+        help="log format (default: SYNCD_LOG_FORMAT or auto)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    import daemon.commands as commands_pkg
+
+    for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"daemon.commands.{info.name}")
+        module.register(subparsers)
+    if plugins_hook is not None:
+        plugins_hook.syncd_register_commands(subparsers=subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    from daemon.commands._context import CliContext
+
+    ctx = CliContext()
+    # Logging first (plugins log while loading), from the flags if given, else settings.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--log-level")
+    pre.add_argument("--log-format")
+    early, _ = pre.parse_known_args(args_list)
+    try:
+        settings = ctx.settings
+        configure_logging(early.log_level or settings.log_level,
+                          early.log_format or settings.log_format)
+        parser = build_parser(ctx.plugins.hook)
+    except SyncdError as exc:
+        print(f"syncd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    args = parser.parse_args(args_list)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        result = func(args, ctx)
+        if inspect.isawaitable(result):
+            result = asyncio.run(await_me_maybe(result))
+        return int(result or 0)
+    except SyncdError as exc:
+        print(f"syncd: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

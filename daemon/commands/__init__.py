@@ -1,0 +1,1 @@
+"""Sub-commands of ``syncd``: each public module here has ``register(subparsers)``."""

@@ -1,0 +1,70 @@
+"""Hook specifications: the extension points a syncd plugin implements.
+
+A plugin is a module (or object) with functions marked ``@hookimpl``::
+
+    from daemon import hookimpl
+
+    @hookimpl
+    def syncd_register_providers():
+        return [MyProvider()]
+
+and is registered under the entry-point group ``syncd.plugins`` in its distribution's
+metadata. pluggy is synchronous: hooks that do I/O return awaitables, which syncd awaits
+(see :func:`daemon.plugins.await_me_maybe`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+import pluggy
+from pydantic import BaseModel
+
+from daemon import PROJECT
+from daemon.provider import Provider
+
+__all__ = ["hookspec"]
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+
+
+# --- registration ---------------------------------------------------------------------------
+
+
+@hookspec
+def syncd_register_providers() -> Sequence[Provider]:
+    """Providers this plugin contributes.
+
+    :returns: provider objects satisfying :class:`daemon.provider.Provider`; their ``name``
+        must be unique across all loaded plugins.
+    """
+    raise NotImplementedError  # a specification: plugins provide the body
+
+
+@hookspec(firstresult=True)
+def syncd_provider_options_model(provider: str) -> type[BaseModel] | None:
+    """The pydantic model that validates a provider's ``options:`` in venue YAML.
+
+    First result wins: the plugin owning ``provider`` answers, others return None.
+    syncd answers by default from :meth:`Provider.options_model`.
+
+    :param provider: the provider name as written in config.
+    :returns: a pydantic model class, or None if this plugin does not own the provider.
+    """
+    raise NotImplementedError  # a specification: plugins provide the body
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+@hookspec
+def syncd_register_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add sub-commands to the ``syncd`` command line.
+
+    :param subparsers: the ``add_subparsers()`` object of the top-level parser. A command
+        sets ``func`` with ``set_defaults(func=...)``; it receives the parsed namespace and
+        returns an exit status (or an awaitable of one).
+    :returns: nothing; the parser is changed in place.
+    """

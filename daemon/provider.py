@@ -1,0 +1,406 @@
+"""The provider contract: what a provider plugin declares and implements.
+
+A plugin registers one or more :class:`Provider` objects through the
+``syncd_register_providers`` hook (see :mod:`daemon.hookspecs`). A provider is the static
+description of a service (its :class:`Capabilities`, webhook verification and parsing,
+options model) plus a factory for :class:`ProviderClient` objects, one per connected account.
+
+Everything that crosses the boundary between syncd and a plugin is defined here as frozen,
+slotted dataclasses or Protocols, so plugins and the core evolve separately.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import httpx
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = [
+    "AuthKind",
+    "Capabilities",
+    "ClientContext",
+    "ConnectionStatus",
+    "Credentials",
+    "Direction",
+    "EmulatorSettings",
+    "Entity",
+    "EntitySupport",
+    "ErrorKind",
+    "FieldSpec",
+    "FieldType",
+    "InboundChange",
+    "OAuthSpec",
+    "OutboundRecord",
+    "Provider",
+    "ProviderClient",
+    "ProviderError",
+    "RateLimit",
+    "RecordResult",
+    "TemplateSpec",
+    "WebhookRequest",
+    "WebhookVerdict",
+]
+
+
+# --- vocabulary -----------------------------------------------------------------------------
+
+
+class Entity(StrEnum):
+    """The platform's entities. Events become products, buyers customers, sales transactions."""
+
+    PRODUCT = "product"
+    CUSTOMER = "customer"
+    TRANSACTION = "transaction"
+
+
+class Direction(StrEnum):
+    PUSH = "push"
+    PULL = "pull"
+    BOTH = "both"
+
+
+class ErrorKind(StrEnum):
+    """How a failure is handled: retry the job, refresh credentials, or record and move on."""
+
+    RETRYABLE = "retryable"
+    AUTH = "auth"
+    PERMANENT = "permanent"
+
+
+class AuthKind(StrEnum):
+    OAUTH = "oauth"
+    API_KEY = "api_key"
+
+
+FieldType = Literal["string", "integer", "money", "decimal", "boolean", "email", "datetime",
+                    "date", "currency", "list", "object"]
+
+
+# --- capabilities ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One target field a mapping can write: a dotted path in the provider's record."""
+
+    path: str
+    type: FieldType = "string"
+    required: bool = False
+    description: str = ""
+    max_length: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySupport:
+    """What a provider does with one entity."""
+
+    entity: Entity
+    directions: frozenset[Direction]
+    #: Remote object kind, for people: "catalog item", "customer", "sales receipt".
+    remote_kind: str
+    #: Most records one push call may carry (1 where the provider has no batch endpoint).
+    batch_size: int
+    fields: tuple[FieldSpec, ...]
+    #: What deleting a local record can do remotely.
+    delete_policies: frozenset[Literal["delete", "archive", "leave"]] = frozenset({"leave"})
+    notes: str = ""
+
+    def field(self, path: str) -> FieldSpec | None:
+        return next((f for f in self.fields if f.path == path), None)
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        return tuple(f.path for f in self.fields if f.required)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """The limits syncd stays under for one provider account, as documented by the provider."""
+
+    requests_per_second: float
+    burst: int = 1
+    max_concurrency: int = 4
+    #: Extra limits by scope, e.g. {"batch_per_minute": 40.0}; documented in the plugin.
+    extra: Mapping[str, float] = field(default_factory=dict)
+    #: Wait when a 429 carries no Retry-After (QuickBooks documents 60 s).
+    default_retry_after: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthSpec:
+    """OAuth facts the credentials layer needs; all URLs are the production ones."""
+
+    authorize_url: str
+    token_url: str
+    revoke_url: str | None
+    scopes: tuple[str, ...]
+    sandbox_authorize_url: str | None = None
+    sandbox_token_url: str | None = None
+    #: True when a refresh returns a new refresh token and invalidates the old one.
+    rotates_refresh_token: bool = False
+    pkce: bool = False
+    access_token_ttl: timedelta | None = None
+    refresh_token_ttl: timedelta | None = None
+    #: Token endpoint client authentication: HTTP Basic or form fields.
+    token_auth: Literal["basic", "form"] = "form"  # noqa: S105 - a method, not a secret
+    #: Query parameters the callback carries besides code and state (QuickBooks: realmId).
+    callback_params: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """Everything a provider declares about itself."""
+
+    provider: str
+    display_name: str
+    entities: Mapping[Entity, EntitySupport]
+    rate_limit: RateLimit
+    auth: AuthKind
+    oauth: OAuthSpec | None = None
+    #: Names of the credential values an integration must reference, e.g. ("api_key",).
+    credential_keys: tuple[str, ...] = ()
+    webhooks: bool = True
+    #: What the provider does not support, said plainly for `syncd plugins` and docs.
+    unsupported: tuple[str, ...] = ()
+    base_url: str = ""
+    sandbox_base_url: str | None = None
+
+    def supports(self, entity: Entity, direction: Direction) -> bool:
+        support = self.entities.get(entity)
+        if support is None:
+            return False
+        return direction in support.directions or Direction.BOTH in support.directions
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSpec:
+    """A default field-mapping template a plugin ships (one per venue type or a default)."""
+
+    name: str
+    provider: str
+    mappings: Mapping[str, Any]
+    venue_type: str | None = None
+    is_default: bool = False
+    description: str = ""
+    validation_rules: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- records --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    """One mapped record to push.
+
+    ``remote_id`` is set when :mod:`entity_links` knows the remote record (update);
+    otherwise the provider creates one or adopts an existing match (by email or reference id).
+    ``idempotency_key`` is derived from (integration, entity, local id, content hash), so a
+    retry of the same record version is recognised by the provider and never duplicates.
+    """
+
+    entity: Entity
+    local_id: str
+    payload: Mapping[str, Any]
+    content_hash: str
+    idempotency_key: str
+    remote_id: str | None = None
+    remote_version: str | None = None
+    operation: Literal["upsert", "delete", "archive"] = "upsert"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """The outcome of one record in a push. A rejected record fails alone."""
+
+    local_id: str
+    ok: bool
+    remote_id: str | None = None
+    remote_version: str | None = None
+    #: "created", "updated", "adopted", "deleted", "archived", "unchanged" when ok.
+    action: str = ""
+    error_kind: ErrorKind | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundChange:
+    """A change at the provider, from a webhook or a pull."""
+
+    provider: str
+    entity: Entity | None
+    remote_id: str
+    change: Literal["created", "updated", "deleted", "unsubscribed", "subscribed", "other"]
+    dedupe_key: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    occurred_at: datetime | None = None
+    #: The provider account the change belongs to (realm id, merchant id, list id...).
+    account_id: str | None = None
+    event_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionStatus:
+    ok: bool
+    detail: str = ""
+    account_id: str | None = None
+    latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    """A webhook delivery as received: raw bytes are what signatures cover."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    #: The notification URL exactly as registered (Square signs it).
+    url: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookVerdict:
+    """Whether a delivery is authentic. ``reason`` is safe to log; it never holds the secret."""
+
+    ok: bool
+    reason: str = ""
+    event_id: str | None = None
+
+
+class ProviderError(Exception):
+    """A classified provider failure for a whole call (not one record)."""
+
+    def __init__(
+        self,
+        message: str,
+        kind: ErrorKind,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.status = status
+        self.retry_after = retry_after
+
+
+# --- runtime --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Resolved secrets for one account. ``repr`` never shows the values."""
+
+    access_token: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    #: Non-secret account facts: realm_id, dc (Mailchimp data centre), list_id, account.
+    account: Mapping[str, str] = field(default_factory=dict)
+    expires_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class ClientContext:
+    """What a :class:`ProviderClient` is built from.
+
+    ``http`` is shared and owned by the caller. ``base_url`` overrides the provider's host
+    (emulators, sandboxes). ``refresh`` asks the credential store for fresh credentials after
+    an auth error; it returns None when there is nothing to refresh.
+    """
+
+    venue_id: str
+    credentials: Credentials
+    options: BaseModel | Mapping[str, Any]
+    http: httpx.AsyncClient
+    base_url: str | None = None
+    environment: Literal["production", "sandbox"] = "production"
+    refresh: Any = None  # Callable[[], Awaitable[Credentials | None]]
+
+
+@runtime_checkable
+class ProviderClient(Protocol):
+    """One connected provider account."""
+
+    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        """Create, update or adopt ``records`` (at most the entity's batch size).
+
+        Returns one result per record in the same order. Raises :class:`ProviderError` only
+        when the whole call failed (auth, rate limit exhausted, transport).
+        """
+        ...
+
+    def pull(self, entity: Entity, since: datetime | None) -> AsyncIterator[InboundChange]:
+        """Changes at the provider since ``since`` (pagination handled inside)."""
+        ...
+
+    async def test_connection(self) -> ConnectionStatus:
+        """A cheap authenticated call that proves the credentials work."""
+        ...
+
+    @property
+    def api_calls(self) -> int:
+        """HTTP requests made so far by this client (for costs and sync logs)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release what the client holds (not the shared HTTP client)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class EmulatorSettings:
+    """Knobs every emulator honours. Rates are per-request probabilities in [0, 1]."""
+
+    latency: float = 0.0
+    error_rate: float = 0.0
+    rate_limit_storm: float = 0.0
+    timeout_rate: float = 0.0
+    reset_rate: float = 0.0
+    #: Enforce the provider's documented rate limits (429 with its body and headers).
+    enforce_rate_limits: bool = True
+    #: Multiply the documented limits (tests may tighten them to provoke 429s quickly).
+    rate_limit_scale: float = 1.0
+    seed: int | None = None
+    webhook_url: str | None = None
+    webhook_secret: str = "emulator-webhook-secret"  # noqa: S105 - a test fixture value
+    access_token_ttl: float | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A provider plugin's entry object. ``name`` is the key used in config and URLs."""
+
+    name: str
+    capabilities: Capabilities
+
+    def options_model(self) -> type[BaseModel]:
+        """The pydantic model of this provider's ``options:`` block in venue YAML."""
+        ...
+
+    def default_templates(self) -> Sequence[TemplateSpec]:
+        """Mapping templates shipped with the plugin (a default and per venue type)."""
+        ...
+
+    def client(self, ctx: ClientContext) -> ProviderClient:
+        """A client for one account."""
+        ...
+
+    def verify_webhook(self, request: WebhookRequest, secret: str) -> WebhookVerdict:
+        """Check a delivery's signature exactly as the provider specifies. Never raises."""
+        ...
+
+    def parse_webhook(self, request: WebhookRequest) -> list[InboundChange]:
+        """Normalise a verified delivery into inbound changes. Never raises on bad input:
+        returns an empty list for payloads it does not understand."""
+        ...
+
+    def emulator(self, settings: EmulatorSettings) -> web.Application:
+        """A local aiohttp app that behaves like the real service, for tests and demos."""
+        ...

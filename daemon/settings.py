@@ -1,0 +1,82 @@
+"""Settings from the environment (prefix ``SYNCD_``) and an optional ``.env`` file.
+
+Every field here is documented in ``docs/configuration.md`` and ``.env.example``; a test keeps
+the three in step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "default_data_dir"]
+
+
+def default_data_dir() -> Path:
+    """Where the embedded Postgres keeps its data unless told otherwise."""
+    return Path(platformdirs.user_data_dir("syncd")) / "pgdata"
+
+
+class Settings(BaseSettings):
+    """syncd's settings. Environment variables win over ``.env``; both over defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # --- database ---------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SYNCD_DATABASE_URL", "DATABASE_URL"),
+        description="Postgres URL. Unset: an embedded Postgres under data_dir.",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Data directory of the embedded Postgres (used when no database URL is set).",
+    )
+    db_pool_min_size: int = Field(default=1, ge=0, description="Smallest connection pool size.")
+    db_pool_max_size: int = Field(default=10, ge=1, description="Largest connection pool size.")
+    db_connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a database connection."
+    )
+
+    # --- plugins ----------------------------------------------------------------------
+    plugins: Annotated[list[str] | None, NoDecode] = Field(
+        default=None,
+        description="Allow-list of plugin names to load (JSON list or comma-separated). "
+        "Unset: every installed plugin.",
+    )
+    @field_validator("plugins", mode="before")
+    @classmethod
+    def _split_plugins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    trace_hooks: bool = Field(default=False, description="Log every plugin hook call.")
+
+    # --- config-as-code ---------------------------------------------------------------
+    config_dir: Path = Field(
+        default=Path("config"), description="Directory holding venues/ and templates/."
+    )
+
+    # --- logging ----------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level of log events written."
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        description="auto: readable on a terminal, JSON otherwise.",
+    )

@@ -1,0 +1,1 @@
+"""Test support for syncd and its plugin authors."""

@@ -1,0 +1,89 @@
+"""The Square provider: capabilities and client.
+
+Skeleton: capabilities are declared; the client, webhooks and emulator are built by the
+provider work that follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from daemon.provider import (
+    AuthKind,
+    Capabilities,
+    ClientContext,
+    Direction,
+    EmulatorSettings,
+    Entity,
+    EntitySupport,
+    FieldSpec,
+    InboundChange,
+    ProviderClient,
+    RateLimit,
+    TemplateSpec,
+    WebhookRequest,
+    WebhookVerdict,
+)
+
+
+class SquareOptions(BaseModel):
+    """Options of a Square integration in venue YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SquareProvider:
+    """Square."""
+
+    name = "square"
+    capabilities = Capabilities(
+        provider="square",
+        display_name="Square",
+        entities={
+        Entity.PRODUCT: EntitySupport(
+            entity=Entity.PRODUCT,
+            directions=frozenset({Direction.PUSH}),
+            remote_kind="product",
+            batch_size=1000,
+            fields=(FieldSpec("name", required=True),),
+        ),
+        Entity.CUSTOMER: EntitySupport(
+            entity=Entity.CUSTOMER,
+            directions=frozenset({Direction.PUSH}),
+            remote_kind="customer",
+            batch_size=100,
+            fields=(FieldSpec("name", required=True),),
+        ),
+        Entity.TRANSACTION: EntitySupport(
+            entity=Entity.TRANSACTION,
+            directions=frozenset({Direction.PUSH}),
+            remote_kind="transaction",
+            batch_size=1,
+            fields=(FieldSpec("name", required=True),),
+        ),
+        },
+        rate_limit=RateLimit(requests_per_second=10.0, burst=10, max_concurrency=4),
+        auth=AuthKind.OAUTH,
+        base_url="https://connect.squareup.com",
+    )
+
+    def options_model(self) -> type[BaseModel]:
+        return SquareOptions
+
+    def default_templates(self) -> Sequence[TemplateSpec]:
+        return ()
+
+    def client(self, ctx: ClientContext) -> ProviderClient:
+        raise NotImplementedError("the Square client is not built yet")
+
+    def verify_webhook(self, request: WebhookRequest, secret: str) -> WebhookVerdict:
+        return WebhookVerdict(ok=False, reason="webhook verification is not built yet")
+
+    def parse_webhook(self, request: WebhookRequest) -> list[InboundChange]:
+        return []
+
+    def emulator(self, settings: EmulatorSettings) -> web.Application:
+        raise NotImplementedError("the Square emulator is not built yet")
