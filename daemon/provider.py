@@ -363,6 +363,9 @@ class EmulatorSettings:
     rate_limit_storm: float = 0.0
     timeout_rate: float = 0.0
     reset_rate: float = 0.0
+    #: Apply the request, then drop the connection before answering: a client that crashed
+    #: (or lost the response) after the provider committed. Retried writes must not duplicate.
+    reset_after_commit_rate: float = 0.0
     #: Enforce the provider's documented rate limits (429 with its body and headers).
     enforce_rate_limits: bool = True
     #: Multiply the documented limits (tests may tighten them to provoke 429s quickly).
