@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -110,6 +111,12 @@ class EmbeddedPostgres:
         return await asyncio.to_thread(self._start_sync)
 
     def _start_sync(self) -> str:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            return self._start_server()
+
+    def _start_server(self) -> str:
         try:
             import pgserver
         except ImportError as exc:  # pragma: no cover - it is a dependency

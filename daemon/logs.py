@@ -37,7 +37,7 @@ _SECRET_WORDS = (
 )
 # "code" alone is an OAuth authorization code; "status_code" or "currency_code" is not secret.
 _CODE_KEYS = frozenset({"code", "auth_code", "authorization_code", "oauth_code", "verifier"})
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]*)(?P<at>@)")
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<pw>[^@\s]+)(?P<at>@)")
 
 
 def _words(key: str) -> str:

@@ -137,3 +137,34 @@ def test_misnamed_migration_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "1_bad.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match=r"1_bad\.sql"):
         load_migrations(tmp_path)
+
+
+def _named_queries() -> list[tuple[str, str, str]]:
+    from importlib import resources
+
+    from daemon.sql import parse_queries
+
+    out = []
+    for entry in resources.files("daemon.sql").iterdir():
+        if entry.name.endswith(".sql"):
+            for name, sql in parse_queries(entry.read_text(), source=entry.name).items():
+                out.append((entry.name, name, sql))
+    return out
+
+
+_UTILITY = ("CREATE", "ALTER", "DROP", "LISTEN", "UNLISTEN", "NOTIFY", "LOCK", "SET", "DO")
+
+
+async def test_every_named_query_fits_the_schema(conn: asyncpg.Connection) -> None:
+    """Postgres parses and plans each query the code ships against the migrated schema, so a
+    column or table the code expects but the migrations lack fails here, not in production."""
+    checked = 0
+    for filename, name, sql in _named_queries():
+        if sql.lstrip().upper().startswith(_UTILITY):
+            continue
+        try:
+            await conn.prepare(sql)
+        except asyncpg.PostgresError as exc:
+            raise AssertionError(f"{filename} query {name!r}: {exc}") from None
+        checked += 1
+    assert checked > 0
