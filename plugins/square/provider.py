@@ -1,89 +1,73 @@
-"""The Square provider: capabilities and client.
-
-Skeleton: capabilities are declared; the client, webhooks and emulator are built by the
-provider work that follows.
-"""
+"""The Square provider: the entry object syncd loads through the plugin hook."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.provider import (
-    AuthKind,
     Capabilities,
     ClientContext,
-    Direction,
     EmulatorSettings,
-    Entity,
-    EntitySupport,
-    FieldSpec,
     InboundChange,
     ProviderClient,
-    RateLimit,
     TemplateSpec,
     WebhookRequest,
     WebhookVerdict,
 )
+from plugins.square.capabilities import SQUARE_CAPABILITIES
+from plugins.square.templates import square_templates
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["SquareOptions", "SquareProvider"]
 
 
 class SquareOptions(BaseModel):
-    """Options of a Square integration in venue YAML."""
+    """The ``options:`` block of a Square integration in venue YAML."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    location_id: str | None = Field(
+        default=None, min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$",
+        description="Location that owns pushed orders; default: the seller's first active "
+                    "location (GET /v2/locations)")
+    payment_source: str = Field(
+        default="Ticketing platform", min_length=1, max_length=255,
+        description="external_details.source of the EXTERNAL payment recorded for each sale")
 
 
 class SquareProvider:
-    """Square."""
+    """Square: catalog items, customers and orders paid externally."""
 
     name = "square"
-    capabilities = Capabilities(
-        provider="square",
-        display_name="Square",
-        entities={
-        Entity.PRODUCT: EntitySupport(
-            entity=Entity.PRODUCT,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="product",
-            batch_size=1000,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        Entity.CUSTOMER: EntitySupport(
-            entity=Entity.CUSTOMER,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="customer",
-            batch_size=100,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        Entity.TRANSACTION: EntitySupport(
-            entity=Entity.TRANSACTION,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="transaction",
-            batch_size=1,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        },
-        rate_limit=RateLimit(requests_per_second=10.0, burst=10, max_concurrency=4),
-        auth=AuthKind.OAUTH,
-        base_url="https://connect.squareup.com",
-    )
+    capabilities: Capabilities = SQUARE_CAPABILITIES
 
     def options_model(self) -> type[BaseModel]:
         return SquareOptions
 
     def default_templates(self) -> Sequence[TemplateSpec]:
-        return ()
+        return square_templates()
 
     def client(self, ctx: ClientContext) -> ProviderClient:
-        raise NotImplementedError("the Square client is not built yet")
+        from plugins.square.client import SquareClient
+
+        return SquareClient(ctx)
 
     def verify_webhook(self, request: WebhookRequest, secret: str) -> WebhookVerdict:
-        return WebhookVerdict(ok=False, reason="webhook verification is not built yet")
+        from plugins.square.webhooks import verify
+
+        return verify(request, secret)
 
     def parse_webhook(self, request: WebhookRequest) -> list[InboundChange]:
-        return []
+        from plugins.square.webhooks import parse
+
+        return parse(request)
 
     def emulator(self, settings: EmulatorSettings) -> web.Application:
-        raise NotImplementedError("the Square emulator is not built yet")
+        from plugins.square.emulator import SquareEmulator
+
+        return SquareEmulator(settings).app()

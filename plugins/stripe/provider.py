@@ -1,89 +1,75 @@
-"""The Stripe provider: capabilities and client.
-
-Skeleton: capabilities are declared; the client, webhooks and emulator are built by the
-provider work that follows.
-"""
+"""The Stripe provider: the entry object syncd loads through the plugin hook."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.provider import (
-    AuthKind,
     Capabilities,
     ClientContext,
-    Direction,
     EmulatorSettings,
-    Entity,
-    EntitySupport,
-    FieldSpec,
     InboundChange,
     ProviderClient,
-    RateLimit,
     TemplateSpec,
     WebhookRequest,
     WebhookVerdict,
 )
+from plugins.stripe.capabilities import STRIPE_CAPABILITIES
+from plugins.stripe.templates import stripe_templates
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["StripeOptions", "StripeProvider"]
 
 
 class StripeOptions(BaseModel):
-    """Options of a Stripe integration in venue YAML."""
+    """The ``options:`` block of a Stripe integration in venue YAML."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    account: str | None = Field(
+        default=None, pattern=r"^acct_[A-Za-z0-9]+$",
+        description="Connect: act for this connected account (sent as Stripe-Account)")
+    currency: str | None = Field(
+        default=None, pattern=r"^[a-z]{3}$",
+        description="Currency for prices when a mapped record carries none (ISO 4217, lower)")
+    api_version: str | None = Field(
+        default=None, min_length=1, max_length=40,
+        description="Stripe-Version to pin; default: the account's version")
 
 
 class StripeProvider:
-    """Stripe."""
+    """Stripe: products with prices, and customers."""
 
     name = "stripe"
-    capabilities = Capabilities(
-        provider="stripe",
-        display_name="Stripe",
-        entities={
-        Entity.PRODUCT: EntitySupport(
-            entity=Entity.PRODUCT,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="product",
-            batch_size=1,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        Entity.CUSTOMER: EntitySupport(
-            entity=Entity.CUSTOMER,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="customer",
-            batch_size=1,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        Entity.TRANSACTION: EntitySupport(
-            entity=Entity.TRANSACTION,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="transaction",
-            batch_size=1,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        },
-        rate_limit=RateLimit(requests_per_second=25.0, burst=25, max_concurrency=8),
-        auth=AuthKind.API_KEY,
-        base_url="https://api.stripe.com",
-    )
+    capabilities: Capabilities = STRIPE_CAPABILITIES
 
     def options_model(self) -> type[BaseModel]:
         return StripeOptions
 
     def default_templates(self) -> Sequence[TemplateSpec]:
-        return ()
+        return stripe_templates()
 
     def client(self, ctx: ClientContext) -> ProviderClient:
-        raise NotImplementedError("the Stripe client is not built yet")
+        from plugins.stripe.client import StripeClient
+
+        return StripeClient(ctx)
 
     def verify_webhook(self, request: WebhookRequest, secret: str) -> WebhookVerdict:
-        return WebhookVerdict(ok=False, reason="webhook verification is not built yet")
+        from plugins.stripe.webhooks import verify
+
+        return verify(request, secret)
 
     def parse_webhook(self, request: WebhookRequest) -> list[InboundChange]:
-        return []
+        from plugins.stripe.webhooks import parse
+
+        return parse(request)
 
     def emulator(self, settings: EmulatorSettings) -> web.Application:
-        raise NotImplementedError("the Stripe emulator is not built yet")
+        from plugins.stripe.emulator import StripeEmulator
+
+        return StripeEmulator(settings).app()

@@ -1,0 +1,11 @@
+"""The Square emulator (being built)."""
+
+from __future__ import annotations
+
+from daemon.provider import EmulatorSettings
+from daemon.testing.emulator import Emulator
+
+
+class SquareEmulator(Emulator):
+    def __init__(self, settings: EmulatorSettings) -> None:
+        super().__init__(settings)

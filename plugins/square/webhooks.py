@@ -1,0 +1,130 @@
+"""Square webhook signatures and payloads.
+
+Square signs the notification URL (exactly as registered on the subscription) followed by
+the raw body, with HMAC-SHA256 keyed by the subscription's signature key as UTF-8 bytes, and
+sends the standard base64 digest in ``x-square-hmacsha256-signature``. There is no timestamp,
+so replays are caught by de-duplicating on the payload's ``event_id`` (the ``dedupe_key``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from daemon.provider import Entity, InboundChange, WebhookRequest, WebhookVerdict
+
+__all__ = ["SIGNATURE_HEADER", "parse", "sign", "verify"]
+
+SIGNATURE_HEADER = "x-square-hmacsha256-signature"
+
+Change = Literal["created", "updated", "deleted", "unsubscribed", "subscribed", "other"]
+
+_ENTITIES: Mapping[str, Entity] = {
+    "customer": Entity.CUSTOMER,
+    "order": Entity.TRANSACTION,
+    "payment": Entity.TRANSACTION,
+    "catalog": Entity.PRODUCT,
+}
+_CHANGES: Mapping[str, Change] = {
+    "created": "created", "updated": "updated", "deleted": "deleted",
+    "fulfillment": "updated",
+}
+
+
+def sign(body: bytes, url: str, key: str) -> str:
+    """The ``x-square-hmacsha256-signature`` value for ``body`` delivered to ``url``."""
+    mac = hmac.new(key.encode("utf-8"), url.encode("utf-8") + body, hashlib.sha256)
+    return base64.b64encode(mac.digest()).decode("ascii")
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _event_id(body: bytes) -> str | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = data.get("event_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def verify(request: WebhookRequest, secret: str) -> WebhookVerdict:
+    """Check a delivery exactly as Square specifies. Never raises; never echoes the key."""
+    try:
+        if not secret:
+            return WebhookVerdict(ok=False, reason="no signature key is configured")
+        if not request.url:
+            return WebhookVerdict(ok=False, reason="the notification URL is unknown")
+        if not request.body:
+            return WebhookVerdict(ok=False, reason="empty body")
+        given = _header(request.headers, SIGNATURE_HEADER)
+        if not given:
+            return WebhookVerdict(ok=False, reason=f"missing {SIGNATURE_HEADER} header")
+        expected = sign(request.body, request.url, secret)
+        if not hmac.compare_digest(expected.encode("ascii"), given.strip().encode("utf-8")):
+            return WebhookVerdict(ok=False, reason="signature does not match")
+        return WebhookVerdict(ok=True, event_id=_event_id(request.body))
+    except Exception as exc:  # verification never raises
+        return WebhookVerdict(ok=False, reason=f"unverifiable delivery ({type(exc).__name__})")
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def parse(request: WebhookRequest) -> list[InboundChange]:
+    """A verified delivery as inbound changes; [] for anything not understood."""
+    try:
+        event = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError):
+        return []
+    if not isinstance(event, dict):
+        return []
+    event_type, event_id = event.get("type"), event.get("event_id")
+    data = event.get("data")
+    if not isinstance(event_type, str) or not isinstance(event_id, str) or not isinstance(
+            data, dict):
+        return []
+    family, _, action = event_type.partition(".")
+    entity = _ENTITIES.get(family)
+    change: Change = _CHANGES.get(action.split(".")[0], "other")
+    obj = data.get("object") if isinstance(data.get("object"), dict) else {}
+    assert isinstance(obj, dict)
+    remote_id = data.get("id")
+    if family == "payment":
+        payment = obj.get("payment") if isinstance(obj.get("payment"), dict) else {}
+        assert isinstance(payment, dict)
+        remote_id = payment.get("order_id") or remote_id
+        change = "updated"
+    if family == "catalog":
+        remote_id = remote_id or "catalog"
+        change = "updated"
+    if not isinstance(remote_id, str) or not remote_id:
+        return []
+    merchant = event.get("merchant_id")
+    return [InboundChange(
+        provider="square",
+        entity=entity,
+        remote_id=remote_id,
+        change=change,
+        dedupe_key=event_id,
+        payload=obj,
+        occurred_at=_when(event.get("created_at")),
+        account_id=merchant if isinstance(merchant, str) else None,
+        event_type=event_type,
+    )]
