@@ -1,91 +1,56 @@
-"""The QuickBooks provider: capabilities and client.
-
-Skeleton: capabilities are declared; the client, webhooks and emulator are built by the
-provider work that follows.
-"""
+"""The QuickBooks provider: the entry object syncd loads through the plugin hook."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from daemon.provider import (
-    AuthKind,
     Capabilities,
     ClientContext,
-    Direction,
     EmulatorSettings,
-    Entity,
-    EntitySupport,
-    FieldSpec,
     InboundChange,
     ProviderClient,
-    RateLimit,
     TemplateSpec,
     WebhookRequest,
     WebhookVerdict,
 )
+from plugins.quickbooks import webhooks
+from plugins.quickbooks.capabilities import CAPABILITIES, QuickBooksOptions
+from plugins.quickbooks.templates import TEMPLATES
 
+if TYPE_CHECKING:
+    from aiohttp import web
 
-class QuickBooksOptions(BaseModel):
-    """Options of a QuickBooks integration in venue YAML."""
-
-    model_config = ConfigDict(extra="forbid")
+__all__ = ["QuickBooksOptions", "QuickBooksProvider"]
 
 
 class QuickBooksProvider:
-    """QuickBooks."""
+    """QuickBooks Online Accounting: items, customers, sales receipts or invoices."""
 
     name = "quickbooks"
-    capabilities = Capabilities(
-        provider="quickbooks",
-        display_name="QuickBooks",
-        entities={
-        Entity.PRODUCT: EntitySupport(
-            entity=Entity.PRODUCT,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="product",
-            batch_size=30,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        Entity.CUSTOMER: EntitySupport(
-            entity=Entity.CUSTOMER,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="customer",
-            batch_size=30,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        Entity.TRANSACTION: EntitySupport(
-            entity=Entity.TRANSACTION,
-            directions=frozenset({Direction.PUSH}),
-            remote_kind="transaction",
-            batch_size=30,
-            fields=(FieldSpec("name", required=True),),
-        ),
-        },
-        rate_limit=RateLimit(
-            requests_per_second=10.0, burst=10, max_concurrency=10, default_retry_after=60.0
-        ),
-        auth=AuthKind.OAUTH,
-        base_url="https://quickbooks.api.intuit.com",
-    )
+    capabilities: Capabilities = CAPABILITIES
 
     def options_model(self) -> type[BaseModel]:
         return QuickBooksOptions
 
     def default_templates(self) -> Sequence[TemplateSpec]:
-        return ()
+        return TEMPLATES
 
     def client(self, ctx: ClientContext) -> ProviderClient:
-        raise NotImplementedError("the QuickBooks client is not built yet")
+        from plugins.quickbooks.client import QuickBooksClient
+
+        return QuickBooksClient(ctx)
 
     def verify_webhook(self, request: WebhookRequest, secret: str) -> WebhookVerdict:
-        return WebhookVerdict(ok=False, reason="webhook verification is not built yet")
+        return webhooks.verify(request, secret)
 
     def parse_webhook(self, request: WebhookRequest) -> list[InboundChange]:
-        return []
+        return webhooks.parse(request)
 
     def emulator(self, settings: EmulatorSettings) -> web.Application:
-        raise NotImplementedError("the QuickBooks emulator is not built yet")
+        from plugins.quickbooks.emulator import QuickBooksEmulator
+
+        return QuickBooksEmulator(settings).app()
