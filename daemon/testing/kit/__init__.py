@@ -1,0 +1,73 @@
+"""The conformance kit: run any provider against its emulator through the contract.
+
+A plugin author's whole test module can be::
+
+    from daemon.testing.kit import ProviderConformance
+    from syncd_acme import AcmeProvider
+
+    class TestAcmeConformance(ProviderConformance):
+        provider = AcmeProvider()
+
+Each check is its own test: capabilities and templates, batching at the declared size,
+idempotent retry, no duplicate after a simulated crash, 429 handling, authentication
+failures, and the webhook signature round trip with forged, tampered and stale deliveries
+refused. The checks are also plain async functions (``check_*``) over a
+:class:`KitSession`, for use in an author's own tests.
+"""
+
+from __future__ import annotations
+
+from daemon.testing.kit._checks import (
+    WebhookShape,
+    check_auth_failure,
+    check_batching,
+    check_capabilities,
+    check_crash_recovery,
+    check_default_templates,
+    check_idempotent_retry,
+    check_rate_limit_429,
+    check_webhook_garbage,
+    check_webhook_parse,
+    check_webhook_refusals,
+    check_webhook_verifies,
+    push_until_done,
+    pushable_entities,
+    signature_header,
+)
+from daemon.testing.kit._conformance import ProviderConformance
+from daemon.testing.kit._records import (
+    chunks,
+    default_template,
+    entity_mapping,
+    idempotency_key,
+    outbound_records,
+    source_record,
+)
+from daemon.testing.kit._session import KitSession, build_options
+
+__all__ = [
+    "KitSession",
+    "ProviderConformance",
+    "WebhookShape",
+    "build_options",
+    "check_auth_failure",
+    "check_batching",
+    "check_capabilities",
+    "check_crash_recovery",
+    "check_default_templates",
+    "check_idempotent_retry",
+    "check_rate_limit_429",
+    "check_webhook_garbage",
+    "check_webhook_parse",
+    "check_webhook_refusals",
+    "check_webhook_verifies",
+    "chunks",
+    "default_template",
+    "entity_mapping",
+    "idempotency_key",
+    "outbound_records",
+    "push_until_done",
+    "pushable_entities",
+    "signature_header",
+    "source_record",
+]

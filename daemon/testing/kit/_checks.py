@@ -1,0 +1,494 @@
+"""The conformance checks. Each raises :class:`AssertionError` with a plain reason.
+
+They take a running :class:`~daemon.testing.kit.KitSession` (or just the provider, for the
+static checks) so they can be used from any test runner; :class:`ProviderConformance` wraps
+each in its own pytest test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+
+from daemon.mapping import parse_entity_mapping, validate_mapping
+from daemon.provider import (
+    AuthKind,
+    Credentials,
+    Direction,
+    Entity,
+    ErrorKind,
+    OutboundRecord,
+    Provider,
+    ProviderClient,
+    ProviderError,
+    RecordResult,
+    WebhookRequest,
+)
+from daemon.testing.kit._records import chunks, default_template, outbound_records
+from daemon.testing.kit._session import KitSession
+
+__all__ = [
+    "WebhookShape",
+    "check_auth_failure",
+    "check_batching",
+    "check_capabilities",
+    "check_crash_recovery",
+    "check_default_templates",
+    "check_idempotent_retry",
+    "check_rate_limit_429",
+    "check_webhook_garbage",
+    "check_webhook_parse",
+    "check_webhook_refusals",
+    "check_webhook_verifies",
+    "push_until_done",
+    "pushable_entities",
+    "signature_header",
+]
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Where kit deliveries claim to be sent (Square signs the notification URL).
+WEBHOOK_URL = "https://syncd.example.com/webhooks/{provider}"
+
+
+def pushable_entities(provider: Provider) -> list[Entity]:
+    """Entities the provider can push, in declaration order."""
+    return [e for e in provider.capabilities.entities
+            if provider.capabilities.supports(e, Direction.PUSH)]
+
+
+def _batch(provider: Provider, entity: Entity) -> int:
+    return provider.capabilities.entities[entity].batch_size
+
+
+# --- static checks --------------------------------------------------------------------------
+
+
+def check_capabilities(provider: Provider) -> None:
+    """Declared capabilities are coherent."""
+    caps = provider.capabilities
+    assert caps.provider == provider.name, (
+        f"capabilities.provider is {caps.provider!r} but the provider is named "
+        f"{provider.name!r}")
+    assert caps.entities, "the provider declares no entities"
+    for entity, support in caps.entities.items():
+        where = f"{provider.name} {entity.value}"
+        assert support.entity == entity, f"{where}: EntitySupport.entity is {support.entity}"
+        assert support.batch_size > 0, f"{where}: batch_size must be > 0"
+        assert support.directions, f"{where}: no directions"
+        assert support.fields, f"{where}: the field catalogue is empty"
+        paths = [f.path for f in support.fields]
+        assert len(paths) == len(set(paths)), f"{where}: duplicate field paths"
+        assert all(p.strip() for p in paths), f"{where}: an empty field path"
+        for required in support.required_fields:
+            assert support.field(required) is not None, f"{where}: {required} is not a field"
+    limit = caps.rate_limit
+    assert limit.requests_per_second > 0, "rate_limit.requests_per_second must be > 0"
+    assert limit.burst >= 1, "rate_limit.burst must be >= 1"
+    assert limit.max_concurrency >= 1, "rate_limit.max_concurrency must be >= 1"
+    if caps.auth is AuthKind.OAUTH:
+        assert caps.oauth is not None, "an OAuth provider must declare its OAuthSpec"
+    model = provider.options_model()
+    assert isinstance(model, type), "options_model() must return a class"
+    assert issubclass(model, BaseModel), "options_model() must return a pydantic model class"
+
+
+def check_default_templates(provider: Provider) -> None:
+    """Templates map every pushable entity and validate against the field catalogue."""
+    templates = list(provider.default_templates())
+    assert templates, "the provider ships no mapping template"
+    default = default_template(provider)
+    assert default is not None
+    known = {e.value for e in Entity}
+    for template in templates:
+        assert template.provider == provider.name, (
+            f"template {template.name!r} names provider {template.provider!r}")
+        for key, raw in template.mappings.items():
+            name = key.value if isinstance(key, Entity) else str(key)
+            assert name in known, f"template {template.name!r}: unknown entity {name!r}"
+            entity = Entity(name)
+            support = provider.capabilities.entities.get(entity)
+            assert support is not None, (
+                f"template {template.name!r} maps {name}, which the provider does not declare")
+            problems = validate_mapping(entity, parse_entity_mapping(raw), support)
+            assert not problems, f"template {template.name!r} {name}: " + "; ".join(
+                f"{p.target}: {p.message}" for p in problems)
+    for entity in pushable_entities(provider):
+        assert entity.value in default.mappings or entity in default.mappings, (
+            f"the default template {default.name!r} has no {entity.value} mapping")
+
+
+# --- pushing like the sync engine does --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PushOutcome:
+    results: dict[str, RecordResult]
+    attempts: int
+    provider_errors: tuple[str, ...]
+
+
+async def push_until_done(
+    client: ProviderClient, entity: Entity, records: Sequence[OutboundRecord], batch_size: int,
+    *, attempts: int = 1, max_wait: float = 2.0,
+) -> PushOutcome:
+    """Push in chunks of ``batch_size``; re-push retryable failures up to ``attempts`` times.
+
+    A retry sends the same records (same idempotency keys, still unlinked), exactly as the
+    engine retries a job whose results were lost.
+    """
+    results: dict[str, RecordResult] = {}
+    errors: list[str] = []
+    pending = list(records)
+    used = 0
+    for used in range(1, attempts + 1):  # noqa: B007 - reported as the attempts used
+        wait = 0.0
+        failed: list[OutboundRecord] = []
+        for chunk in chunks(pending, batch_size):
+            try:
+                got = await client.push(entity, chunk)
+            except ProviderError as exc:
+                errors.append(f"{exc.kind.value}: {exc}")
+                if exc.kind is not ErrorKind.RETRYABLE:
+                    raise
+                wait = max(wait, exc.retry_after or 0.0)
+                failed.extend(chunk)
+                continue
+            assert len(got) == len(chunk), (
+                f"push returned {len(got)} results for {len(chunk)} records")
+            for record, result in zip(chunk, got, strict=True):
+                assert result.local_id == record.local_id, (
+                    f"results out of order: {result.local_id!r} for {record.local_id!r}")
+                results[record.local_id] = result
+                if not result.ok:
+                    if result.error_kind is not ErrorKind.RETRYABLE:
+                        raise AssertionError(
+                            f"record {record.local_id} failed ({result.error_kind}): "
+                            f"{result.error}")
+                    wait = max(wait, result.retry_after or 0.0)
+                    failed.append(record)
+        pending = failed
+        if not pending:
+            break
+        await asyncio.sleep(min(max(wait, 0.05), max_wait))
+    return PushOutcome(results, used, tuple(errors))
+
+
+def _assert_all_pushed(outcome: PushOutcome, records: Sequence[OutboundRecord]) -> list[str]:
+    missing = [r.local_id for r in records
+               if r.local_id not in outcome.results or not outcome.results[r.local_id].ok]
+    assert not missing, (
+        f"{len(missing)} of {len(records)} records not pushed after {outcome.attempts} "
+        f"attempts (e.g. {missing[:3]}); provider errors: {list(outcome.provider_errors[-3:])}; "
+        f"last results: {[outcome.results.get(m) for m in missing[:2]]}")
+    ids = [outcome.results[r.local_id].remote_id for r in records]
+    assert all(ids), "a successful result has no remote_id"
+    assert len(set(ids)) == len(ids), "two records were given the same remote id"
+    return [i for i in ids if i]
+
+
+def _writes(log: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [r for r in log if str(r.get("method", "")).upper() in _WRITE_METHODS]
+
+
+# --- checks against the emulator --------------------------------------------------------------
+
+
+async def check_batching(session: KitSession, entity: Entity) -> None:
+    """``batch_size * 2 + 1`` records go out in writes of at most the batch size, full
+    batches are used, and all of them arrive."""
+    provider = session.provider
+    size = _batch(provider, entity)
+    records = outbound_records(provider, entity, size * 2 + 1, run="batch")
+    await session.configure(enforce_rate_limits=False)
+    client = await session.client()
+    outcome = await push_until_done(client, entity, records, size)
+    _assert_all_pushed(outcome, records)
+    log = await session.requests()
+    sizes = [int(str(r["batch_size"])) for r in _writes(log) if r.get("batch_size") is not None]
+    assert all(s <= size for s in sizes), (
+        f"a write carried {max(sizes)} records; the declared batch size is {size}")
+    if size > 1:
+        full = sum(1 for s in sizes if s == size)
+        assert full >= 2, (
+            f"{len(records)} records in chunks of {size} should make at least 2 full batch "
+            f"writes; the emulator logged batch sizes {sizes[:10]}")
+    stored = await session.count(entity.value)
+    assert stored == len(records), f"the emulator holds {stored} {entity.value} records, " \
+        f"expected {len(records)}"
+
+
+async def check_idempotent_retry(session: KitSession, entity: Entity) -> None:
+    """Pushing the same records again without links creates nothing new."""
+    provider = session.provider
+    size = _batch(provider, entity)
+    records = outbound_records(provider, entity, min(size, 3) + 1, run="again")
+    client = await session.client()
+    first = await push_until_done(client, entity, records, size, attempts=5)
+    ids = _assert_all_pushed(first, records)
+    before = await session.count(entity.value)
+    assert before == len(records), f"{before} {entity.value} records after one push of " \
+        f"{len(records)}"
+    second = await push_until_done(client, entity, records, size, attempts=5)
+    again = _assert_all_pushed(second, records)
+    after = await session.count(entity.value)
+    assert after == before, f"pushing the same records twice left {after} {entity.value} " \
+        f"records, expected {before}"
+    assert again == ids, "the second push reported different remote ids for the same records"
+
+
+async def check_crash_recovery(session: KitSession, entity: Entity) -> None:
+    """A write the provider committed but whose response was lost is not duplicated when
+    the same records are retried with the same idempotency keys."""
+    provider = session.provider
+    size = _batch(provider, entity)
+    records = outbound_records(provider, entity, min(size, 3), run="crash")
+    client = await session.client()
+    pending = list(records)
+    results: dict[str, RecordResult] = {}
+    dropped = False
+    for attempt in range(12):
+        # The first attempt loses every response; later ones half of them, until a committed
+        # write has been lost (reads may come first); then none.
+        rate = 0.0 if dropped or attempt >= 10 else (1.0 if attempt == 0 else 0.5)
+        await session.configure(reset_after_commit_rate=rate)
+        outcome = await push_until_done(client, entity, pending, size)
+        results.update({k: v for k, v in outcome.results.items() if v.ok})
+        pending = [r for r in records if r.local_id not in results]
+        log = await session.requests()
+        # The handler ran (the write was applied) and the response never left.
+        dropped = dropped or any(r.get("fault") == "reset_after_commit" for r in _writes(log))
+        if not pending:
+            break
+    await session.configure(reset_after_commit_rate=0.0)
+    assert dropped, ("no committed write lost its response while the emulator dropped "
+                     "connections, so the crash path was not exercised")
+    assert not pending, f"records never pushed after the crash: {[r.local_id for r in pending]}"
+    stored = await session.count(entity.value)
+    assert stored == len(records), (
+        f"after a crash and retry the emulator holds {stored} {entity.value} records, "
+        f"expected exactly {len(records)}")
+
+
+async def check_rate_limit_429(session: KitSession, entity: Entity, *,
+                               storm: float = 0.5, max_wait: float = 2.0) -> None:
+    """Under a 429 storm every record still ends up pushed, once."""
+    provider = session.provider
+    size = min(_batch(provider, entity), 5)
+    records = outbound_records(provider, entity, size * 6, run="storm")
+    await session.configure(rate_limit_storm=storm, seed=4)
+    client = await session.client()
+    outcome = await push_until_done(client, entity, records, size, attempts=40,
+                                    max_wait=max_wait)
+    await session.configure(rate_limit_storm=0.0)
+    _assert_all_pushed(outcome, records)
+    log = await session.requests()
+    assert any(r.get("status") == 429 for r in log), "no request was answered 429"
+    stored = await session.count(entity.value)
+    assert stored == len(records), (
+        f"after the 429 storm the emulator holds {stored} {entity.value} records, "
+        f"expected {len(records)}")
+
+
+def _corrupt(secret: str) -> str:
+    """A wrong secret of the same shape (keeps a ``sk_test_`` prefix or a ``-us6`` suffix)."""
+    match = re.fullmatch(r"(.*?_)?([^_]*?)(-[a-z]{2}\d+)?", secret)
+    prefix, body, suffix = ("", secret, "") if match is None else (
+        match.group(1) or "", match.group(2), match.group(3) or "")
+    return prefix + ("x" * max(len(body), 8)) + suffix
+
+
+async def check_auth_failure(session: KitSession, entity: Entity) -> None:
+    """Bad credentials are classified as :attr:`ErrorKind.AUTH`, not retried as transient."""
+    provider = session.provider
+    good = await session.credentials()
+    bad = Credentials(
+        access_token=_corrupt(good.access_token) if good.access_token else None,
+        api_key=_corrupt(good.api_key) if good.api_key else None,
+        account=good.account,
+    )
+    client = await session.client(bad)
+    records = outbound_records(provider, entity, 1, run="auth")
+    kind: ErrorKind | None
+    try:
+        results = await client.push(entity, records)
+    except ProviderError as exc:
+        kind = exc.kind
+    else:
+        assert len(results) == 1, f"{len(results)} results for one record"
+        assert not results[0].ok, "a push with bad credentials succeeded"
+        kind = results[0].error_kind
+    assert kind is ErrorKind.AUTH, f"bad credentials were classified as {kind}, expected auth"
+    try:
+        status = await client.test_connection()
+    except ProviderError as exc:
+        kind = exc.kind
+    else:
+        assert not status.ok, "test_connection reported ok with bad credentials"
+        kind = ErrorKind.AUTH
+    assert kind is ErrorKind.AUTH, f"test_connection raised {kind}, expected auth"
+    assert await session.count(entity.value) == 0, "a record was stored with bad credentials"
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookShape:
+    """Which header carries the signature and whether it is timestamped."""
+
+    header: str
+    timestamped: bool
+
+
+def signature_header(headers: dict[str, str], name: str | None = None) -> str:
+    """The signature header of a delivery: ``name`` or the one header named ``*signature*``."""
+    if name is not None:
+        found = [h for h in headers if h.lower() == name.lower()]
+        assert found, f"the delivery has no {name} header: {sorted(headers)}"
+        return found[0]
+    found = [h for h in headers if "signature" in h.lower()]
+    assert len(found) == 1, (
+        f"cannot tell the signature header among {sorted(headers)}; set signature_header")
+    return found[0]
+
+
+def _flip(text: str, start: int = 0) -> str:
+    """``text`` with one letter or digit changed (not in trailing base64 padding)."""
+    end = len(text.rstrip("="))
+    for i in range(end - 1, start - 1, -1):
+        c = text[i]
+        if c.isalnum() and c.isascii():
+            repl = "1" if c == "0" else ("0" if c.isdigit() else ("b" if c == "a" else "a"))
+            if c.isupper():
+                repl = "B" if c == "A" else "A"
+            return text[:i] + repl + text[i + 1:]
+    return text + "0"
+
+
+async def _delivery(session: KitSession, entity: Entity,
+                    timestamp: int | None = None) -> tuple[WebhookRequest, str]:
+    """Push one record and get a signed delivery for it; returns (delivery, record id)."""
+    provider = session.provider
+    records = outbound_records(provider, entity, 1, run="hook")
+    client = await session.client()
+    outcome = await push_until_done(client, entity, records, _batch(provider, entity),
+                                    attempts=5)
+    [remote_id] = _assert_all_pushed(outcome, records)
+    stored = (await session.store()).get(entity.value, [])
+    ids = {str(r.get("id")) for r in stored}
+    record_id = remote_id if remote_id in ids or len(stored) != 1 else str(stored[0].get("id"))
+    url = WEBHOOK_URL.format(provider=provider.name)
+    delivery = await session.webhook(entity.value, record_id, "updated", timestamp=timestamp,
+                                     url=url)
+    return delivery, record_id
+
+
+def _with(request: WebhookRequest, *, headers: dict[str, str] | None = None,
+          body: bytes | None = None) -> WebhookRequest:
+    return WebhookRequest(headers=headers if headers is not None else dict(request.headers),
+                          body=body if body is not None else request.body,
+                          url=request.url, received_at=request.received_at)
+
+
+async def check_webhook_verifies(session: KitSession, entity: Entity) -> WebhookRequest:
+    """A delivery signed by the emulator verifies with the webhook secret."""
+    delivery, _ = await _delivery(session, entity)
+    verdict = session.provider.verify_webhook(delivery, session.settings.webhook_secret)
+    assert verdict.ok, f"a genuine delivery was refused: {verdict.reason}"
+    return delivery
+
+
+async def check_webhook_refusals(session: KitSession, entity: Entity, *,
+                                 header: str | None = None,
+                                 timestamped: bool | None = None) -> WebhookShape:
+    """Tampered body, wrong secret, tampered signature and (if timestamped) stale
+    deliveries are refused."""
+    provider = session.provider
+    secret = session.settings.webhook_secret
+    delivery, record_id = await _delivery(session, entity)
+    name = signature_header(dict(delivery.headers), header)
+    value = delivery.headers[name]
+    if timestamped is None:
+        timestamped = re.search(r"(^|,)\s*t=\d+", value) is not None
+    cases: dict[str, WebhookRequest] = {
+        "tampered body": _with(delivery, body=_flip(delivery.body.decode("utf-8"),
+                                                    len(delivery.body) // 3).encode("utf-8")),
+        "extra byte in body": _with(delivery, body=delivery.body + b" "),
+        "tampered signature": _with(delivery, headers={**delivery.headers, name: _flip(value)}),
+        "missing signature": _with(delivery, headers={
+            k: v for k, v in delivery.headers.items() if k != name}),
+    }
+    for what, forged in cases.items():
+        verdict = provider.verify_webhook(forged, secret)
+        assert not verdict.ok, f"a delivery with a {what} was accepted"
+    verdict = provider.verify_webhook(delivery, secret + "-wrong")
+    assert not verdict.ok, "a delivery was accepted with the wrong secret"
+    if timestamped:
+        old = int(time.time()) - 3600
+        stale = await session.webhook(entity.value, record_id, "updated", timestamp=old,
+                                      url=delivery.url)
+        verdict = provider.verify_webhook(stale, secret)
+        assert not verdict.ok, "a delivery signed an hour ago was accepted"
+    return WebhookShape(name, timestamped)
+
+
+_GARBAGE_HEADERS: tuple[dict[str, str], ...] = (
+    {},
+    {"content-type": "application/json"},
+    {"Stripe-Signature": "garbage", "X-Square-HmacSha256-Signature": "%%%",
+     "X-Mailchimp-Signature": "t=,v1=", "intuit-signature": "!!!"},
+    {"Stripe-Signature": "t=abc,v1=zz,v0=", "X-Mailchimp-Signature": "v1=00,t=99999999999999"},
+    {"X-Square-HmacSha256-Signature": "", "intuit-signature": "=" * 3},
+    {"Stripe-Signature": "t=1,v1=" + "a" * 10_000, "intuit-signature": "é"},
+)
+_GARBAGE_BODIES: tuple[bytes, ...] = (b"", b"{", b"\xff\xfe\x00", b"null", b'{"type": 1}',
+                                      b"[]", b"data[id]=1&type=subscribe")
+
+
+def check_webhook_garbage(provider: Provider, signature: str | None = None) -> None:
+    """``verify_webhook`` and ``parse_webhook`` never raise on garbage."""
+    now = datetime.now(UTC)
+    headers = list(_GARBAGE_HEADERS)
+    if signature is not None:
+        headers += [{signature: v} for v in ("", "x", "t=1", "v1=", "t=1,v1=00", "\x00")]
+    for h in headers:
+        for body in _GARBAGE_BODIES:
+            for url in ("", "https://syncd.example.com/webhooks/x"):
+                request = WebhookRequest(headers=h, body=body, url=url, received_at=now)
+                try:
+                    verdict = provider.verify_webhook(request, "secret")
+                except Exception as exc:
+                    raise AssertionError(
+                        f"verify_webhook raised {type(exc).__name__} on headers {h!r} "
+                        f"body {body!r}") from exc
+                assert not verdict.ok, f"garbage was accepted: headers {h!r} body {body!r}"
+                try:
+                    changes = provider.parse_webhook(request)
+                except Exception as exc:
+                    raise AssertionError(
+                        f"parse_webhook raised {type(exc).__name__} on body {body!r}") from exc
+                assert isinstance(changes, list)
+
+
+async def check_webhook_parse(session: KitSession, entity: Entity) -> None:
+    """A verified delivery parses into an inbound change for that record."""
+    provider = session.provider
+    delivery, record_id = await _delivery(session, entity)
+    verdict = provider.verify_webhook(delivery, session.settings.webhook_secret)
+    assert verdict.ok, f"a genuine delivery was refused: {verdict.reason}"
+    changes = provider.parse_webhook(delivery)
+    assert changes, f"parse_webhook found no change in {delivery.body[:200]!r}"
+    matching = [c for c in changes if c.remote_id == record_id]
+    assert matching, (f"no change for record {record_id!r}; got remote ids "
+                      f"{[c.remote_id for c in changes]}")
+    for change in matching:
+        assert change.provider == provider.name, f"change.provider is {change.provider!r}"
+        assert change.entity in (None, entity), (
+            f"the change is for {change.entity}, expected {entity.value}")
+        assert change.dedupe_key, "the change has no dedupe_key"

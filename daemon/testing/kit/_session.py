@@ -1,0 +1,152 @@
+"""One provider running against its emulator: the server, the control API and clients."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any, Self
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from daemon.provider import (
+    ClientContext,
+    Credentials,
+    EmulatorSettings,
+    Provider,
+    ProviderClient,
+    WebhookRequest,
+)
+from daemon.testing.emulator import EmulatorServer
+
+__all__ = ["KitSession", "build_options"]
+
+
+def build_options(provider: Provider, account: Mapping[str, str],
+                  options: Mapping[str, Any] | None = None) -> BaseModel | Mapping[str, Any]:
+    """The provider's options for the emulator's account.
+
+    ``options`` when given; else the options model's defaults; else the model filled from
+    the account facts the emulator reports (list id, realm id...).
+    """
+    model = provider.options_model()
+    if options is not None:
+        return model.model_validate(dict(options))
+    try:
+        return model()
+    except ValidationError:
+        pass
+    facts = {k: v for k, v in account.items() if k in model.model_fields}
+    return model.model_validate(facts)
+
+
+class KitSession:
+    """A provider's emulator served on 127.0.0.1 plus the HTTP clients to drive it.
+
+    ``async with KitSession(provider) as s:`` starts a fresh emulator (empty store);
+    :meth:`client` builds a :class:`ProviderClient` on the emulator's credentials;
+    the other methods are the emulator's control API.
+    """
+
+    def __init__(self, provider: Provider, settings: EmulatorSettings | None = None, *,
+                 options: Mapping[str, Any] | None = None, timeout: float = 30.0) -> None:
+        self.provider = provider
+        self.settings = settings or EmulatorSettings(seed=1)
+        self.options = options
+        self.timeout = timeout
+        self.server: EmulatorServer | None = None
+        self._stack = AsyncExitStack()
+        self._clients: list[ProviderClient] = []
+        self._control: httpx.AsyncClient | None = None
+        self.http: httpx.AsyncClient | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None, "the session is not started"
+        return self.server.url
+
+    async def __aenter__(self) -> Self:
+        app = self.provider.emulator(self.settings)
+        self.server = await self._stack.enter_async_context(EmulatorServer(app))
+        self._control = await self._stack.enter_async_context(
+            httpx.AsyncClient(base_url=self.server.url, timeout=self.timeout))
+        self.http = await self._stack.enter_async_context(
+            httpx.AsyncClient(timeout=self.timeout))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self._clients:
+            await client.aclose()
+        self._clients.clear()
+        await self._stack.aclose()
+
+    # --- control API ---------------------------------------------------------------------
+
+    async def _call(self, method: str, path: str, json: Any = None) -> Any:
+        assert self._control is not None, "the session is not started"
+        response = await self._control.request(method, "/_emulator/" + path, json=json)
+        if response.status_code >= 400:
+            raise AssertionError(
+                f"emulator control API {method} {path} answered {response.status_code}: "
+                f"{response.text[:300]}")
+        return response.json()
+
+    async def store(self) -> dict[str, list[dict[str, Any]]]:
+        """``{collection: [records]}`` as the emulator holds them."""
+        data: dict[str, list[dict[str, Any]]] = await self._call("GET", "store")
+        return data
+
+    async def count(self, collection: str) -> int:
+        return len((await self.store()).get(collection, []))
+
+    async def requests(self) -> list[dict[str, Any]]:
+        """The request log (control API calls excluded)."""
+        data = await self._call("GET", "requests")
+        if isinstance(data, dict):
+            data = data.get("requests", [])
+        return list(data)
+
+    async def configure(self, **changes: Any) -> dict[str, Any]:
+        """Change emulator settings (a subset of :class:`EmulatorSettings` fields)."""
+        data: dict[str, Any] = await self._call("PATCH", "settings", changes)
+        return data
+
+    async def reset(self) -> None:
+        await self._call("POST", "reset", {})
+
+    async def credentials(self) -> Credentials:
+        data = await self._call("GET", "credentials")
+        account = {str(k): str(v) for k, v in (data.get("account") or {}).items()}
+        return Credentials(access_token=data.get("access_token"), api_key=data.get("api_key"),
+                           account=account)
+
+    async def webhook(self, collection: str, record_id: str, change: str = "updated", *,
+                      timestamp: int | None = None, url: str | None = None) -> WebhookRequest:
+        """A signed delivery for a change to one stored record, as syncd would receive it."""
+        spec: dict[str, Any] = {"collection": collection, "id": record_id, "change": change}
+        if timestamp is not None:
+            spec["timestamp"] = timestamp
+        if url is not None:
+            spec["url"] = url
+        data = await self._call("POST", "webhook", spec)
+        return WebhookRequest(headers=dict(data["headers"]), body=data["body"].encode("utf-8"),
+                              url=data["url"], received_at=datetime.now(UTC))
+
+    # --- provider clients ----------------------------------------------------------------
+
+    async def client(self, credentials: Credentials | None = None) -> ProviderClient:
+        """A provider client on the emulator (closed with the session)."""
+        assert self.http is not None, "the session is not started"
+        creds = credentials if credentials is not None else await self.credentials()
+        ctx = ClientContext(
+            venue_id="venue-kit",
+            credentials=creds,
+            options=build_options(self.provider, creds.account, self.options),
+            http=self.http,
+            base_url=self.url,
+            environment="sandbox",
+        )
+        client = self.provider.client(ctx)
+        self._clients.append(client)
+        return client
