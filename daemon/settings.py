@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     config_dir: Path = Field(
         default=Path("config"), description="Directory holding venues/ and templates/."
     )
+    config_poll_interval: float = Field(
+        default=5.0, gt=0,
+        description="Seconds between checks of the config directory for changed files.",
+    )
+    config_max_disable_share: float = Field(
+        default=0.5, ge=0, le=1,
+        description="Largest share of managed integrations one apply may switch off "
+        "without --force.",
+    )
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(

@@ -1,0 +1,22 @@
+"""Config as code: venue and template YAML, loaded with positions and checked whole."""
+
+from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTemplate, Tombstone
+from daemon.config.loader import ConfigFiles, config_files, load_config, load_config_files
+from daemon.config.models import TemplateFile, VenueFile, detect_venue_type
+from daemon.config.problems import ConfigInvalid, ConfigProblem
+
+__all__ = [
+    "ConfigFiles",
+    "ConfigInvalid",
+    "ConfigProblem",
+    "DesiredIntegration",
+    "DesiredState",
+    "DesiredTemplate",
+    "TemplateFile",
+    "Tombstone",
+    "VenueFile",
+    "config_files",
+    "detect_venue_type",
+    "load_config",
+    "load_config_files",
+]

@@ -1,0 +1,126 @@
+"""YAML to plain data, keeping the line and column of every node.
+
+ruamel.yaml composes the document into nodes that carry their marks; this module builds
+plain dicts, lists and scalars from them and records, for each key path, where its key and
+its value start. Only the YAML 1.2 core schema is constructed (no arbitrary tags), and a key
+given twice in one mapping is an error, not a silent overwrite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+__all__ = ["KeyPath", "Located", "Position", "YamlError", "parse_yaml"]
+
+KeyPath = tuple[str | int, ...]
+_STR = "tag:yaml.org,2002:str"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """1-based line and column."""
+
+    line: int
+    column: int
+
+
+@dataclass(slots=True)
+class Located:
+    """A document as plain data with the position of every key and value."""
+
+    data: Any
+    #: Where the value at a key path starts.
+    values: dict[KeyPath, Position] = field(default_factory=dict)
+    #: Where the key of a mapping entry starts (absent for list items and the root).
+    keys: dict[KeyPath, Position] = field(default_factory=dict)
+
+    def position(self, path: KeyPath, *, key: bool = False) -> Position:
+        """The closest known position for ``path`` (walking up to the root)."""
+        probe = path
+        while True:
+            if key and probe in self.keys:
+                return self.keys[probe]
+            if probe in self.values:
+                return self.values[probe]
+            if not probe:
+                return Position(1, 1)
+            probe = probe[:-1]
+
+
+class YamlError(ValueError):
+    """The text is not YAML syntax syncd accepts; carries its position."""
+
+    def __init__(self, message: str, position: Position, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.position = position
+        self.hint = hint
+
+
+def _pos(node: Node) -> Position:
+    mark = node.start_mark
+    return Position(mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, yaml: YAML) -> None:
+        self._constructor = yaml.constructor
+        self.values: dict[KeyPath, Position] = {}
+        self.keys: dict[KeyPath, Position] = {}
+
+    def build(self, node: Node, path: KeyPath) -> Any:
+        self.values[path] = _pos(node)
+        if isinstance(node, ScalarNode):
+            if node.tag == _STR:
+                return node.value
+            try:
+                return self._constructor.construct_object(node, deep=True)
+            except YAMLError as exc:
+                raise YamlError(f"cannot read scalar: {exc}", _pos(node)) from None
+        if isinstance(node, SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if isinstance(node, MappingNode):
+            out: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE:
+                    raise YamlError("merge keys (<<) are not supported", _pos(key_node),
+                                    "write the keys out in full")
+                if not isinstance(key_node, ScalarNode):
+                    raise YamlError("a mapping key must be a plain value", _pos(key_node))
+                key = self.build(key_node, (*path, "<key>"))
+                if not isinstance(key, str | int | bool) or key is None:
+                    raise YamlError("a mapping key must be text", _pos(key_node))
+                if key in out:
+                    raise YamlError(f"duplicate key {key!r}", _pos(key_node),
+                                    "each key may appear once in a mapping")
+                child = (*path, key if isinstance(key, str) else str(key))
+                self.keys[child] = _pos(key_node)
+                out[key if isinstance(key, str) else str(key)] = self.build(value_node, child)
+            self.values.pop((*path, "<key>"), None)
+            return out
+        raise YamlError(f"unsupported node {type(node).__name__}", _pos(node))
+
+
+def parse_yaml(text: str) -> Located:
+    """One YAML document as :class:`Located` data; :class:`YamlError` on bad syntax."""
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        node = yaml.compose(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlError(f"invalid YAML: {problem}", position) from None
+    except YAMLError as exc:
+        raise YamlError(f"invalid YAML: {exc}", Position(1, 1)) from None
+    if node is None:
+        return Located(None, {(): Position(1, 1)})
+    builder = _Builder(yaml)
+    data = builder.build(node, ())
+    return Located(data, builder.values, builder.keys)

@@ -1,0 +1,525 @@
+"""Loading a config directory into a :class:`DesiredState`, or every problem with it.
+
+``venues/*.yaml`` and ``templates/*.yaml`` are read, parsed with positions, validated by the
+models, then checked against the loaded plugins: provider names, entities and directions,
+credential keys, options (the provider's own model), and the effective field mapping of
+each integration against the provider's field catalogue. Every problem is collected; a
+config with any problem yields no desired state at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, ValidationError
+
+from daemon.config._locate import problems_from_validation
+from daemon.config._yaml import KeyPath, Located, YamlError, parse_yaml
+from daemon.config.desired import (
+    DesiredIntegration,
+    DesiredState,
+    DesiredTemplate,
+    Tombstone,
+    rule_json,
+    spec_hash,
+)
+from daemon.config.models import IntegrationSpec, TemplateFile, VenueFile, VenueSpec
+from daemon.config.problems import ConfigInvalid, ConfigProblem, format_path
+from daemon.errors import SyncdError
+from daemon.logs import get_logger
+from daemon.mapping import FieldRule, merge_mappings, validate_mapping
+from daemon.plugins import Plugins, UnknownProvider
+from daemon.provider import AuthKind, Direction, Entity, Provider
+
+__all__ = ["ConfigFiles", "config_files", "load_config", "load_config_files"]
+
+log = get_logger("syncd.config")
+_SUFFIXES = (".yaml", ".yml")
+_ALWAYS_ALLOWED_CREDENTIALS = ("token", "webhook_secret")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigFiles:
+    """The files of a config directory, read once: names as shown in messages, and bytes."""
+
+    root: Path
+    venues: tuple[tuple[str, bytes], ...]
+    templates: tuple[tuple[str, bytes], ...]
+
+    @property
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for kind, files in (("venues", self.venues), ("templates", self.templates)):
+            for name, data in files:
+                digest.update(f"{kind}\0{Path(name).name}\0{len(data)}\0".encode())
+                digest.update(data)
+        return digest.hexdigest()
+
+
+def _list(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+
+
+def config_files(root: Path) -> ConfigFiles:
+    """Read every config file under ``root``; a missing directory is an operator error."""
+    if not root.is_dir():
+        raise SyncdError(f"config directory {root} does not exist (set --config or "
+                         "SYNCD_CONFIG_DIR)")
+    venues = tuple((str(p), p.read_bytes()) for p in _list(root / "venues"))
+    templates = tuple((str(p), p.read_bytes()) for p in _list(root / "templates"))
+    return ConfigFiles(root, venues, templates)
+
+
+# --- parsing ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Parsed:
+    file: str
+    located: Located
+    model: Any
+    complete: bool = True
+
+
+def _parse(name: str, data: bytes, model: type[BaseModel],
+           problems: list[ConfigProblem]) -> _Parsed | None:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problems.append(ConfigProblem(name, 1, 1, "", f"not UTF-8 text (byte {exc.start})",
+                                      "save the file as UTF-8"))
+        return None
+    try:
+        located = parse_yaml(text)
+    except YamlError as exc:
+        problems.append(ConfigProblem(name, exc.position.line, exc.position.column, "",
+                                      exc.message, exc.hint))
+        return None
+    if not isinstance(located.data, dict):
+        kind = "venue" if model is VenueFile else "template"
+        problems.append(ConfigProblem(name, 1, 1, "", f"a {kind} file must be a mapping",
+                                      "see docs/config-reference.md for the file layout"))
+        return None
+    try:
+        parsed = model.model_validate(located.data)
+    except ValidationError as exc:
+        problems.extend(problems_from_validation(exc, located, name, model))
+        if model is VenueFile:
+            return _Parsed(name, located, _salvage(located.data), complete=False)
+        return None
+    return _Parsed(name, located, parsed)
+
+
+@dataclass(slots=True)
+class _PartialVenue:
+    """What is valid in a venue file that failed validation, to check further."""
+
+    venue: VenueSpec | None
+    integrations: list[tuple[int, IntegrationSpec]]
+
+
+def _salvage(data: dict[str, Any]) -> _PartialVenue:
+    venue: VenueSpec | None = None
+    with contextlib.suppress(ValidationError):
+        venue = VenueSpec.model_validate(data.get("venue"))
+    found: list[tuple[int, IntegrationSpec]] = []
+    raw = data.get("integrations")
+    if isinstance(raw, list):
+        for i, item in enumerate(raw):
+            with contextlib.suppress(ValidationError):
+                found.append((i, IntegrationSpec.model_validate(item)))
+    return _PartialVenue(venue, found)
+
+
+# --- checking against plugins -----------------------------------------------------------------
+
+
+class _Checker:
+    def __init__(self, plugins: Plugins, problems: list[ConfigProblem]) -> None:
+        self.plugins = plugins
+        self.problems = problems
+        self._mapping_cache: dict[Any, list[tuple[str, str, str, str]]] = {}
+        self._options_models: dict[str, type[BaseModel] | None] = {}
+
+    def add(self, parsed: _Parsed, path: KeyPath, message: str, hint: str = "",
+            *, key: bool = False) -> None:
+        pos = parsed.located.position(path, key=key)
+        self.problems.append(ConfigProblem(parsed.file, pos.line, pos.column,
+                                           format_path(path), message, hint))
+
+    def provider(self, parsed: _Parsed, path: KeyPath, name: str) -> Provider | None:
+        try:
+            return self.plugins.provider(name)
+        except UnknownProvider as exc:
+            self.add(parsed, path, str(exc),
+                     "install the plugin that provides it, or check SYNCD_PLUGINS")
+            return None
+
+    def options_model(self, provider: str) -> type[BaseModel] | None:
+        if provider not in self._options_models:
+            self._options_models[provider] = self.plugins.options_model(provider)
+        return self._options_models[provider]
+
+    def mapping_problems(self, provider: Provider, entity: Entity,
+                         mapping: Mapping[str, FieldRule], *, required: bool,
+                         cache_key: Any = None) -> list[tuple[str, str, str, str]]:
+        """(target, key, message, hint) for each problem; memoised on ``cache_key``."""
+        full_key = (provider.name, entity, required, cache_key)
+        if cache_key is not None and full_key in self._mapping_cache:
+            return self._mapping_cache[full_key]
+        support = provider.capabilities.entities.get(entity)
+        if support is None:
+            found = [("", "", f"provider {provider.name!r} does not sync {entity.value}",
+                      "it syncs: " + ", ".join(sorted(e.value for e in
+                                                      provider.capabilities.entities)))]
+        else:
+            found = [(p.target, p.key, p.message, p.hint)
+                     for p in validate_mapping(entity, mapping, support)
+                     if required or not p.message.startswith("required ")]
+        if cache_key is not None:
+            self._mapping_cache[full_key] = found
+        return found
+
+
+# --- templates --------------------------------------------------------------------------------
+
+
+def _template_json(mappings: Mapping[Entity, Mapping[str, FieldRule]]) -> dict[str, Any]:
+    return {entity.value: {target: rule_json(rule) for target, rule in sorted(rules.items())}
+            for entity, rules in sorted(mappings.items())}
+
+
+def _check_templates(parsed: list[_Parsed], checker: _Checker) -> dict[tuple[str, str], Any]:
+    """Config templates by (provider, name), each with its parsed model."""
+    out: dict[tuple[str, str], _Parsed] = {}
+    defaults: dict[str, _Parsed] = {}
+    for item in parsed:
+        tpl: TemplateFile = item.model
+        provider = checker.provider(item, ("provider",), tpl.provider)
+        key = (tpl.provider, tpl.name)
+        if key in out:
+            first = out[key].located.position(("name",))
+            checker.add(item, ("name",), f"template {tpl.name!r} for {tpl.provider} is "
+                        "defined twice", f"also in {out[key].file}:{first.line}:{first.column}")
+        else:
+            out[key] = item
+        if tpl.default:
+            if tpl.provider in defaults:
+                checker.add(item, ("default",), f"a second default template for "
+                            f"{tpl.provider}", f"{defaults[tpl.provider].file} is the "
+                            "default already; one default per provider")
+            else:
+                defaults[tpl.provider] = item
+        if provider is None:
+            continue
+        for entity, rules in tpl.mappings.items():
+            for target, key_name, message, hint in checker.mapping_problems(
+                    provider, entity, rules, required=False):
+                path: KeyPath = ("mappings", entity.value)
+                if target:
+                    path = (*path, target) if target in rules else path
+                    if key_name and target in rules:
+                        path = (*path, key_name)
+                checker.add(item, path, message, hint)
+        for entity, rule_set in tpl.validation_rules.items():
+            support = provider.capabilities.entities.get(entity)
+            for i, target in enumerate(rule_set.required):
+                if support is not None and support.field(target) is None:
+                    checker.add(item, ("validation_rules", entity.value, "required", i),
+                                f"unknown {support.remote_kind} field {target!r}",
+                                "valid targets: " + ", ".join(
+                                    sorted(f.path for f in support.fields)))
+    return out
+
+
+def _plugin_templates(plugins: Plugins, config: Mapping[tuple[str, str], _Parsed]
+                      ) -> list[DesiredTemplate]:
+    config_defaults = {key[0] for key, item in config.items() if item.model.default}
+    out: list[DesiredTemplate] = []
+    for name, provider in sorted(plugins.providers.items()):
+        try:
+            specs = list(provider.default_templates())
+            for spec in specs:
+                if (spec.provider, spec.name) in config:
+                    continue  # the config's template of the same name wins
+                mappings = {Entity(e): {t: FieldRule.model_validate(r) for t, r in m.items()}
+                            for e, m in spec.mappings.items()}
+                out.append(DesiredTemplate(
+                    provider=spec.provider, name=spec.name, description=spec.description,
+                    venue_type=spec.venue_type, mappings=_template_json(mappings),
+                    validation_rules=dict(spec.validation_rules),
+                    is_default=spec.is_default and spec.provider not in config_defaults,
+                    origin=f"plugin:{plugins.provider_plugin.get(name, name)}"))
+        except Exception as exc:  # a broken plugin template must not block the config
+            log.warning("config.plugin_template_invalid", provider=name, error=str(exc))
+    return out
+
+
+def _desired_templates(config: Mapping[tuple[str, str], _Parsed],
+                       plugin: list[DesiredTemplate]) -> list[DesiredTemplate]:
+    out = list(plugin)
+    for (provider, name), item in config.items():
+        tpl: TemplateFile = item.model
+        out.append(DesiredTemplate(
+            provider=provider, name=name, description=tpl.description,
+            venue_type=tpl.venue_type, mappings=_template_json(tpl.mappings),
+            validation_rules={e.value: {"required": list(r.required)}
+                              for e, r in sorted(tpl.validation_rules.items())},
+            is_default=tpl.default, origin=item.file))
+    return sorted(out, key=lambda t: t.key)
+
+
+class _TemplateIndex:
+    """Template resolution: by name, else by venue type, else the provider's default."""
+
+    def __init__(self, templates: Iterable[DesiredTemplate]) -> None:
+        self.by_name: dict[tuple[str, str], DesiredTemplate] = {}
+        self.by_type: dict[tuple[str, str], DesiredTemplate] = {}
+        self.default: dict[str, DesiredTemplate] = {}
+        # Config templates sort after plugin ones here so that they win ties.
+        ordered = sorted(templates, key=lambda t: (not t.origin.startswith("plugin:"), t.name),
+                         reverse=True)
+        for t in ordered:
+            self.by_name[t.key] = t
+            if t.venue_type is not None:
+                self.by_type.setdefault((t.provider, t.venue_type), t)
+            if t.is_default:
+                self.default.setdefault(t.provider, t)
+        self._rules: dict[tuple[str, str], dict[Entity, dict[str, FieldRule]]] = {}
+
+    def resolve(self, provider: str, venue_type: str, name: str | None
+                ) -> DesiredTemplate | None:
+        if name is not None:
+            return self.by_name.get((provider, name))
+        return self.by_type.get((provider, venue_type)) or self.default.get(provider)
+
+    def rules(self, template: DesiredTemplate) -> dict[Entity, dict[str, FieldRule]]:
+        if template.key not in self._rules:
+            self._rules[template.key] = {
+                Entity(e): {t: FieldRule.model_validate(r) for t, r in m.items()}
+                for e, m in template.mappings.items()}
+        return self._rules[template.key]
+
+
+# --- venues -----------------------------------------------------------------------------------
+
+
+def _check_credentials(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
+                       provider: Provider, checker: _Checker) -> None:
+    caps = provider.capabilities
+    creds = spec.credentials
+    path = (*base, "credentials")
+    allowed = sorted({*caps.credential_keys, *_ALWAYS_ALLOWED_CREDENTIALS})
+    for key, ref in creds.items():
+        if key not in allowed:
+            checker.add(item, (*path, key), f"unknown credential {key!r} for {provider.name}",
+                        "valid credential keys: " + ", ".join(allowed), key=True)
+        elif ref == "oauth" and caps.auth is not AuthKind.OAUTH:
+            checker.add(item, (*path, key), f"{provider.name} does not use OAuth",
+                        "reference the key with env:NAME or file:PATH")
+    if caps.auth is AuthKind.OAUTH and "oauth" not in creds.values():
+        checker.add(item, path if "credentials" in _raw(item, base) else base,
+                    f"{provider.name} connects with OAuth but no credential says oauth",
+                    "add 'credentials: oauth' (the token comes from the OAuth flow)")
+    for key in caps.credential_keys:
+        if key not in creds:
+            checker.add(item, path if "credentials" in _raw(item, base) else base,
+                        f"missing credential {key!r} for {provider.name}",
+                        f"add {key}: env:NAME or {key}: file:PATH under credentials")
+
+
+def _raw(item: _Parsed, path: KeyPath) -> Any:
+    node: Any = item.located.data
+    for part in path:
+        node = node[part]
+    return node
+
+
+def _check_schedules(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
+                     provider: Provider, checker: _Checker) -> None:
+    caps = provider.capabilities
+    for entity, schedule in spec.schedules.items():
+        path = (*base, "schedules", entity.value)
+        support = caps.entities.get(entity)
+        if support is None:
+            checker.add(item, path, f"provider {provider.name!r} does not sync "
+                        f"{entity.value}", "it syncs: " + ", ".join(
+                            sorted(e.value for e in caps.entities)), key=True)
+            continue
+        wanted = ([Direction.PUSH, Direction.PULL] if schedule.direction is Direction.BOTH
+                  else [schedule.direction])
+        if not all(caps.supports(entity, d) for d in wanted):
+            offered = sorted(d.value for d in support.directions)
+            checker.add(item, (*path, "direction"), f"{provider.name} cannot "
+                        f"{schedule.direction.value} {entity.value}",
+                        "it supports: " + ", ".join(offered))
+
+
+def _check_options(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
+                   provider: Provider, checker: _Checker) -> dict[str, Any]:
+    model = checker.options_model(provider.name)
+    if model is None:
+        return dict(spec.options)
+    try:
+        options = model.model_validate(spec.options)
+    except ValidationError as exc:
+        path = (*base, "options")
+        checker.problems.extend(problems_from_validation(
+            exc, item.located, item.file, model, prefix=path, root=_raw_or_empty(item, path)))
+        return {}
+    dumped: dict[str, Any] = options.model_dump(mode="json")
+    return dumped
+
+
+def _raw_or_empty(item: _Parsed, path: KeyPath) -> Any:
+    try:
+        return _raw(item, path)
+    except (KeyError, IndexError, TypeError):
+        return {}
+
+
+def _effective_mapping(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
+                       provider: Provider, *, venue_type: str, index: _TemplateIndex,
+                       checker: _Checker) -> tuple[DesiredTemplate | None, dict[str, Any]]:
+    mpath = (*base, "mapping")
+    template = index.resolve(provider.name, venue_type, spec.mapping.template)
+    if spec.mapping.template is not None and template is None:
+        names = sorted(n for p, n in index.by_name if p == provider.name)
+        checker.add(item, (*mpath, "template"), f"no template {spec.mapping.template!r} "
+                    f"for {provider.name}", "templates for it: " + (", ".join(names) or
+                                                                     "none"))
+        return None, {}
+    base_rules = index.rules(template) if template is not None else {}
+    overrides = spec.mapping.overrides
+    if spec.schedules:
+        scope = set(spec.schedules) | set(overrides)
+    else:
+        scope = set(base_rules) | set(overrides)
+    required_rules: dict[str, Any] = dict(template.validation_rules) if template else {}
+    result: dict[str, Any] = {}
+    for entity in sorted(scope):
+        entity_overrides = overrides.get(entity, {})
+        merged = merge_mappings(base_rules.get(entity, {}), entity_overrides)
+        cache_key = (template.key if template else None,
+                     tuple(sorted((t, r.model_dump_json(by_alias=True) if r else "")
+                                  for t, r in entity_overrides.items())))
+        for target, key_name, msg, hint in checker.mapping_problems(
+                provider, entity, merged, required=True, cache_key=cache_key):
+            message = msg
+            if target in entity_overrides:
+                path: KeyPath = (*mpath, "overrides", entity.value, target)
+                if key_name:
+                    path = (*path, key_name)
+            elif template is not None and spec.mapping.template is not None:
+                path = (*mpath, "template")
+                message = f"{entity.value}: {message} (template {template.name!r})"
+            else:
+                path = (*base, "provider")
+                where = f"template {template.name!r}" if template else "no template found"
+                message = f"{entity.value}: {message} ({where})"
+            checker.add(item, path, message, hint)
+        rules_for = required_rules.get(entity.value, {}).get("required", [])
+        for target in rules_for:
+            if target not in merged and template is not None:
+                checker.add(item, mpath, f"{entity.value}: template {template.name!r} "
+                            f"requires {target!r} to be mapped", "map it in overrides")
+        result[entity.value] = {t: rule_json(r) for t, r in sorted(merged.items())}
+    return template, result
+
+
+def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checker
+                  ) -> tuple[list[DesiredIntegration], list[Tombstone]]:
+    integrations: list[DesiredIntegration] = []
+    tombstones: list[Tombstone] = []
+    ids: dict[UUID, _Parsed] = {}
+    for item in parsed:
+        if item.complete:
+            venue: VenueSpec | None = item.model.venue
+            specs = list(enumerate(item.model.integrations))
+        else:
+            venue, specs = item.model.venue, item.model.integrations
+        if venue is None:
+            venue = VenueSpec(id=UUID(int=0), name="unnamed")
+        elif venue.id in ids:
+            first = ids[venue.id]
+            pos = first.located.position(("venue", "id"))
+            checker.add(item, ("venue", "id"), f"venue id {venue.id} is used by two files",
+                        f"also in {first.file}:{pos.line}:{pos.column}; each venue has its "
+                        "own id")
+        else:
+            ids[venue.id] = item
+        venue_type = venue.venue_type
+        seen: dict[str, int] = {}
+        for i, spec in specs:
+            base: KeyPath = ("integrations", i)
+            if spec.provider in seen:
+                checker.add(item, (*base, "provider"), f"{spec.provider} is listed twice for "
+                            "this venue", f"merge it with integrations[{seen[spec.provider]}]")
+                continue
+            seen[spec.provider] = i
+            if spec.removed:
+                tombstones.append(Tombstone(venue.id, spec.provider, item.file))
+                continue
+            provider = checker.provider(item, (*base, "provider"), spec.provider)
+            if provider is None:
+                continue
+            before = len(checker.problems)
+            _check_credentials(item, base, spec, provider, checker)
+            _check_schedules(item, base, spec, provider, checker)
+            options = _check_options(item, base, spec, provider, checker)
+            template, mappings = _effective_mapping(item, base, spec, provider,
+                                                    venue_type=venue_type, index=index,
+                                                    checker=checker)
+            if len(checker.problems) > before:
+                continue
+            desired = DesiredIntegration(
+                venue_id=venue.id, provider=spec.provider, venue_name=venue.name,
+                venue_type=venue_type, timezone=venue.timezone, enabled=spec.enabled,
+                environment=spec.environment, credentials=dict(sorted(spec.credentials.items())),
+                schedules={e.value: {"cron": s.cron, "lane": s.lane,
+                                     "direction": s.direction.value}
+                           for e, s in sorted(spec.schedules.items())},
+                field_mappings=mappings, options=options,
+                template=template.name if template else None, origin=item.file)
+            integrations.append(DesiredIntegration(
+                **{f: getattr(desired, f) for f in desired.__dataclass_fields__
+                   if f != "_hash"},
+                _hash=spec_hash(desired.columns())))
+    return integrations, tombstones
+
+
+# --- entry points -----------------------------------------------------------------------------
+
+
+def load_config_files(files: ConfigFiles, plugins: Plugins) -> DesiredState:
+    """The desired state of ``files``; :class:`ConfigInvalid` with every problem otherwise."""
+    problems: list[ConfigProblem] = []
+    templates = [p for name, data in files.templates
+                 if (p := _parse(name, data, TemplateFile, problems)) is not None]
+    venues = [p for name, data in files.venues
+              if (p := _parse(name, data, VenueFile, problems)) is not None]
+    checker = _Checker(plugins, problems)
+    config_templates = _check_templates(templates, checker)
+    desired_templates = _desired_templates(config_templates,
+                                           _plugin_templates(plugins, config_templates))
+    index = _TemplateIndex(desired_templates)
+    integrations, tombstones = _check_venues(venues, index, checker)
+    if problems:
+        raise ConfigInvalid(sorted(problems, key=lambda p: (p.file, p.line, p.column)))
+    return DesiredState(
+        integrations=tuple(integrations), templates=tuple(desired_templates),
+        tombstones=tuple(tombstones), content_hash=files.content_hash,
+        files=len(files.venues) + len(files.templates))
+
+
+def load_config(root: Path, plugins: Plugins) -> DesiredState:
+    """Read and check the config directory ``root``."""
+    return load_config_files(config_files(root), plugins)

@@ -1,0 +1,179 @@
+"""Applying a plan: one transaction, under an advisory lock, recorded as a revision."""
+
+from __future__ import annotations
+
+import getpass
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTemplate
+from daemon.errors import SyncdError
+from daemon.logs import get_logger
+from daemon.reconcile.actual import fetch_actual
+from daemon.reconcile.plan import Change, Plan, disable_guard, make_plan
+from daemon.sql import queries
+
+__all__ = ["ApplyRefused", "ApplyResult", "apply_desired", "git_commit"]
+
+log = get_logger("syncd.reconcile")
+
+
+class ApplyRefused(SyncdError):
+    """The plan switches off too many integrations; ``--force`` overrides."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    plan: Plan
+    #: The revision recorded, or None when nothing changed (not even the files).
+    revision_id: int | None
+    #: Integration rows inserted, updated or deleted.
+    integration_rows_written: int
+    template_rows_written: int
+
+
+def git_commit(directory: Path) -> str | None:
+    """The commit checked out where ``directory`` lives, ``+dirty`` when it has local edits."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    try:
+        head = subprocess.run([git, "-C", str(directory), "rev-parse", "HEAD"],  # noqa: S603
+                              capture_output=True, text=True, timeout=5, check=False)
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(  # noqa: S603 - fixed arguments, no shell
+            [git, "-C", str(directory), "status", "--porcelain", "--", "."],
+            capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = head.stdout.strip()
+    return f"{commit}+dirty" if status.returncode == 0 and status.stdout.strip() else commit
+
+
+def _applied_by() -> str | None:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return None
+
+
+def _summary(plan: Plan, *, force: bool) -> dict[str, Any]:
+    return {"prune": plan.prune, "force": force,
+            "changes": [{"kind": c.kind, "action": c.action, "key": c.key,
+                         **({"drift": True} if c.drift else {})}
+                        for c in plan.changes[:500]],
+            "truncated": len(plan.changes) > 500}
+
+
+async def _apply_templates(conn: asyncpg.Connection, plan: Plan,
+                           ids: dict[tuple[str, str], UUID]) -> int:
+    q = queries("config.sql")
+    written = 0
+    # Rows giving up the default flag go first: one active default per provider at a time.
+    changes = sorted(plan.of("template"), key=lambda c: 0 if c.action in (
+        "disable", "delete") or _clears_default(c) else 1)
+    set_default: list[UUID] = []
+    for change in changes:
+        tpl = change.desired
+        if change.action == "disable":
+            await conn.execute(q["deactivate_template"], change.row_id)
+        elif change.action == "delete":
+            await conn.execute(q["delete_template"], change.row_id)
+        else:
+            assert isinstance(tpl, DesiredTemplate)
+            args = (tpl.description, tpl.venue_type, tpl.mappings, tpl.validation_rules)
+            if change.action == "create":
+                row_id = await conn.fetchval(q["insert_template"], tpl.provider, tpl.name,
+                                             *args, False, tpl.spec_hash)
+            else:
+                assert change.row_id is not None
+                row_id = change.row_id
+                await conn.execute(q["update_template"], row_id, *args, False, tpl.spec_hash)
+            ids[tpl.key] = row_id
+            if tpl.is_default:
+                set_default.append(row_id)
+        written += 1
+    for row_id in set_default:
+        await conn.execute(q["set_template_default"], row_id)
+    return written
+
+
+def _clears_default(change: Change) -> bool:
+    return any(f.field == "is_default" and f.before is True for f in change.fields)
+
+
+async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id: int,
+                              ids: dict[tuple[str, str], UUID]) -> int:
+    q = queries("config.sql")
+    written = 0
+    for change in plan.of("integration"):
+        want = change.desired
+        if change.action == "disable":
+            await conn.execute(q["disable_integration"], change.row_id, revision_id)
+        elif change.action == "delete":
+            await conn.execute(q["delete_integration"], change.row_id)
+        else:
+            assert isinstance(want, DesiredIntegration)
+            template_id = ids.get((want.provider, want.template)) if want.template else None
+            args = (want.venue_name, want.venue_type, want.timezone, want.enabled,
+                    want.environment, want.credentials, want.schedules, want.field_mappings,
+                    want.options, template_id, want.spec_hash, revision_id)
+            if change.action == "create":
+                await conn.fetchval(q["insert_integration"], want.venue_id, want.provider,
+                                    *args)
+                assigned = template_id is not None
+            else:
+                await conn.execute(q["update_integration"], change.row_id, *args)
+                assigned = template_id is not None and any(
+                    f.field == "template" for f in change.fields)
+            if assigned:
+                await conn.execute(q["record_template_use"], template_id)
+        written += 1
+    return written
+
+
+async def apply_desired(
+    conn: asyncpg.Connection, desired: DesiredState, *, prune: bool = False,
+    force: bool = False, max_disable_share: float = 0.5, source: str = "cli",
+    commit: str | None = None,
+) -> ApplyResult:
+    """Make the database what ``desired`` declares, in one transaction.
+
+    Concurrent applies are serialised by a transaction-scoped advisory lock; the plan is
+    computed after taking it, so each apply sees the previous one's result.
+    """
+    q = queries("config.sql")
+    async with conn.transaction():
+        await conn.execute(q["lock_apply"])
+        actual = await fetch_actual(conn)
+        if not actual.schema_ready:
+            raise SyncdError("the database schema is not migrated; run syncd migrate")
+        plan = make_plan(desired, actual, prune=prune)
+        refusal = disable_guard(plan, max_disable_share)
+        if refusal is not None and not force:
+            raise ApplyRefused(f"refusing to apply: {refusal}; check the config directory, "
+                               "or pass --force if this is intended")
+        latest = await conn.fetchrow(q["latest_revision"])
+        if not plan.has_changes and latest is not None and \
+                latest["content_hash"] == desired.content_hash:
+            return ApplyResult(plan, None, 0, 0)
+        revision = await conn.fetchrow(q["insert_revision"], desired.content_hash, commit,
+                                       source, _applied_by(), _summary(plan, force=force))
+        revision_id: int = revision["id"]
+        ids = {key: row.id for key, row in actual.templates.items()}
+        templates_written = await _apply_templates(conn, plan, ids)
+        integrations_written = await _apply_integrations(conn, plan, revision_id, ids)
+        counts = plan.counts()
+        await conn.execute(q["finish_revision"], revision_id, counts["create"],
+                           counts["update"], counts["disable"], counts["delete"],
+                           counts["unchanged"], _summary(plan, force=force))
+    log.info("config.applied", revision=revision_id, content_hash=desired.content_hash,
+             git_commit=commit, source=source, **counts)
+    return ApplyResult(plan, revision_id, integrations_written, templates_written)

@@ -1,0 +1,94 @@
+-- Config-as-code reconciliation: read desired-vs-actual state, write plans, record revisions.
+
+-- name: lock_apply
+SELECT pg_advisory_xact_lock(hashtext('syncd.config.apply')::bigint)
+
+-- name: schema_ready
+SELECT to_regclass('integration_configs') IS NOT NULL
+   AND to_regclass('field_mapping_templates') IS NOT NULL
+   AND to_regclass('config_revisions') IS NOT NULL
+
+-- name: list_integrations
+SELECT c.id, c.venue_id, c.provider, c.venue_name, c.venue_type, c.timezone, c.enabled,
+       c.environment, c.credentials, c.schedules, c.field_mappings, c.options,
+       t.name AS template, c.managed_by, c.spec_hash
+  FROM integration_configs c
+  LEFT JOIN field_mapping_templates t ON t.id = c.template_id
+
+-- name: list_templates
+SELECT id, provider, name, description, venue_type, mappings, validation_rules,
+       is_default, is_active, managed_by, spec_hash
+  FROM field_mapping_templates
+
+-- name: insert_template
+INSERT INTO field_mapping_templates
+       (provider, name, description, venue_type, mappings, validation_rules, is_default,
+        is_active, managed_by, spec_hash)
+VALUES ($1, $2, $3, $4, $5, $6, $7, true, 'config', $8)
+RETURNING id
+
+-- name: update_template
+UPDATE field_mapping_templates
+   SET description = $2, venue_type = $3, mappings = $4, validation_rules = $5,
+       is_default = $6, is_active = true, managed_by = 'config', spec_hash = $7,
+       updated_at = now()
+ WHERE id = $1
+
+-- name: set_template_default
+UPDATE field_mapping_templates SET is_default = true, updated_at = now() WHERE id = $1
+
+-- name: deactivate_template
+UPDATE field_mapping_templates
+   SET is_active = false, is_default = false, updated_at = now()
+ WHERE id = $1
+
+-- name: delete_template
+DELETE FROM field_mapping_templates WHERE id = $1
+
+-- name: record_template_use
+UPDATE field_mapping_templates
+   SET usage_count = usage_count + 1, last_used_at = now()
+ WHERE id = $1
+
+-- name: insert_integration
+INSERT INTO integration_configs
+       (venue_id, provider, venue_name, venue_type, timezone, enabled, environment,
+        credentials, schedules, field_mappings, options, template_id, template_applied_at,
+        managed_by, spec_hash, config_revision_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+        CASE WHEN $12::uuid IS NULL THEN NULL ELSE now() END, 'config', $13, $14)
+RETURNING id
+
+-- name: update_integration
+UPDATE integration_configs
+   SET venue_name = $2, venue_type = $3, timezone = $4, enabled = $5, environment = $6,
+       credentials = $7, schedules = $8, field_mappings = $9, options = $10,
+       template_applied_at = CASE WHEN template_id IS DISTINCT FROM $11::uuid
+                                  THEN now() ELSE template_applied_at END,
+       template_id = $11, managed_by = 'config', spec_hash = $12,
+       config_revision_id = $13, updated_at = now()
+ WHERE id = $1
+
+-- name: disable_integration
+UPDATE integration_configs
+   SET enabled = false, config_revision_id = $2, updated_at = now()
+ WHERE id = $1
+
+-- name: delete_integration
+DELETE FROM integration_configs WHERE id = $1
+
+-- name: latest_revision
+SELECT id, content_hash, git_commit, applied_at
+  FROM config_revisions
+ ORDER BY id DESC
+ LIMIT 1
+
+-- name: insert_revision
+INSERT INTO config_revisions (content_hash, git_commit, source, applied_by, summary)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id, applied_at
+
+-- name: finish_revision
+UPDATE config_revisions
+   SET created = $2, updated = $3, disabled = $4, deleted = $5, unchanged = $6, summary = $7
+ WHERE id = $1
