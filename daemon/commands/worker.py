@@ -1,0 +1,51 @@
+"""``syncd worker``: run queue workers and (while leader) the cron scheduler."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from daemon.commands._context import CliContext
+from daemon.errors import SyncdError
+from daemon.queue import handlers
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    p = subparsers.add_parser(
+        "worker",
+        help="run queue workers and the cron scheduler",
+        description="Claim and run sync jobs with the registered job handler, and fire cron "
+        "ticks while this replica holds scheduler leadership. SIGTERM stops claiming, lets "
+        "running jobs finish within SYNCD_WORKER_GRACE_SECONDS and releases their leases. "
+        "Refuses to start when no job handler is registered.",
+    )
+    p.add_argument("--handler", metavar="MODULE:FUNCTION",
+                   help="job handler to run (default: the registered one, or the "
+                   f"'default' entry of the {handlers.ENTRY_POINT_GROUP} entry-point group)")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="jobs run at once (default: SYNCD_WORKER_CONCURRENCY)")
+    p.add_argument("--no-scheduler", action="store_true",
+                   help="never run the scheduler in this process")
+    p.add_argument("--owner", default=None, help="name of this worker in leases "
+                   "(default: host:pid:random)")
+    p.set_defaults(func=run)
+
+
+async def run(args: argparse.Namespace, ctx: CliContext) -> int:
+    from daemon.worker.process import run_worker_process
+
+    handler = handlers.load(args.handler)
+    settings = ctx.settings
+    if args.concurrency is not None:
+        if args.concurrency < 1:
+            raise SyncdError("--concurrency must be at least 1")
+        settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
+    # Room in the pool for the listener, claimer, recorder, heartbeat, housekeeping and the
+    # scheduler, plus one connection per running job.
+    pool_size = max(settings.db_pool_max_size, settings.worker_concurrency + 6)
+    settings = settings.model_copy(update={"db_pool_max_size": pool_size})
+    inner = CliContext(settings)
+    async with inner.database(migrate=True) as db:
+        await run_worker_process(db.pool, handler, settings, scheduler=not args.no_scheduler,
+                                 owner=args.owner)
+    return 0

@@ -1,0 +1,29 @@
+"""The durable Postgres queue: lanes, leases, retries, dead letters.
+
+The sync engine implements a :data:`JobHandler` and registers it with
+:func:`daemon.queue.handlers.register`; producers call :func:`enqueue`.
+"""
+
+from daemon.queue.enqueue import NewJob, enqueue, enqueue_many
+from daemon.queue.types import (
+    LANES,
+    Job,
+    JobContext,
+    JobHandler,
+    JobResult,
+    LeaseLost,
+    Outcome,
+)
+
+__all__ = [
+    "LANES",
+    "Job",
+    "JobContext",
+    "JobHandler",
+    "JobResult",
+    "LeaseLost",
+    "NewJob",
+    "Outcome",
+    "enqueue",
+    "enqueue_many",
+]

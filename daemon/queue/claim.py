@@ -1,0 +1,52 @@
+"""Claiming due jobs: one round trip to ``syncd_claim_jobs`` (migrations/0003_queue.sql)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from daemon.logs import get_logger
+from daemon.queue import metrics
+from daemon.queue.lanes import LaneScheduler
+from daemon.queue.types import LANES, Job
+from daemon.sql import queries
+
+__all__ = ["claim_jobs"]
+
+log = get_logger("syncd.queue")
+_Q = queries("queue.sql")
+
+
+async def claim_jobs(
+    executor: Any,
+    *,
+    owner: str,
+    limit: int,
+    lanes: LaneScheduler,
+    lease_seconds: float,
+) -> list[Job]:
+    """Claim up to ``limit`` due jobs for ``owner``, lanes served by weight, at most one per
+    (venue, provider) running; advances ``lanes``. ``executor``: a connection or a pool."""
+    names, passes, weights = lanes.arguments()
+    try:
+        rows = await executor.fetch(_Q["claim"], owner, lease_seconds, limit, names, passes,
+                                    weights)
+    except asyncpg.UniqueViolationError:
+        # Defence in depth: the claim function keeps racing claimers apart, but should the
+        # one-running index still refuse a row, nothing is claimed this time; try again.
+        log.debug("queue.claim_race")
+        return []
+    now = datetime.now(UTC)
+    counts = dict.fromkeys(LANES, 0)
+    jobs = []
+    for row in rows:
+        job = Job.from_record(row)
+        counts[job.lane] += 1
+        metrics.CLAIM_LATENCY.labels(lane=job.lane).observe(
+            max((now - row["run_at"]).total_seconds(), 0.0)
+        )
+        jobs.append(job)
+    lanes.record(counts)
+    return jobs

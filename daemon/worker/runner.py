@@ -1,0 +1,345 @@
+"""The worker: claims jobs by lane weight, runs the handler, renews leases, records results.
+
+One :class:`Worker` per process runs up to ``concurrency`` jobs at once. It claims in small
+batches when it has free slots, woken by NOTIFY on ``syncd_queue`` or by its own poll timer,
+renews every running job's lease in one statement per heartbeat, and writes results in
+batches, each fenced by the job's lease token. A job whose lease is lost is cancelled and
+its result discarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+from daemon.logs import get_logger
+from daemon.queue import metrics
+from daemon.queue.backoff import retry_delay
+from daemon.queue.claim import claim_jobs
+from daemon.queue.lanes import LaneScheduler
+from daemon.queue.maintenance import (
+    expire_pending,
+    prune_finished,
+    reclaim_expired,
+    refresh_depth,
+)
+from daemon.queue.types import LANES, Job, JobHandler, JobResult, LeaseLost, Outcome
+from daemon.sql import queries
+from daemon.worker.config import WorkerConfig
+from daemon.worker.context import RunContext
+
+__all__ = ["Worker", "default_owner"]
+
+log = get_logger("syncd.worker")
+_Q = queries("queue.sql")
+_MAX_ERROR = 2000
+
+
+def default_owner() -> str:
+    """``host:pid:random``: names this worker in leases and ``syncd queue``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(slots=True)
+class _Running:
+    job: Job
+    ctx: RunContext
+    task: asyncio.Task[None] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    job: Job
+    outcome: Outcome
+    error: str | None
+    delay: float
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text[:_MAX_ERROR]
+
+
+class Worker:
+    """Runs jobs from the queue until :meth:`stop` is called, then drains."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        handler: JobHandler,
+        config: WorkerConfig | None = None,
+        *,
+        owner: str | None = None,
+        maintenance: bool = True,
+    ) -> None:
+        self.pool = pool
+        self.handler = handler
+        self.config = config or WorkerConfig()
+        self.owner = owner or default_owner()
+        self.maintenance = maintenance
+        self.lanes = LaneScheduler(self.config.lane_weights)
+        self._running: dict[int, _Running] = {}
+        self._finishes: asyncio.Queue[_Finish] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._claiming_done = asyncio.Event()
+        self.claimed_total = 0
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; :meth:`run` lets running jobs finish within the grace period."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Work until :meth:`stop`; returns once every job has finished or been handed back."""
+        log.info("worker.started", owner=self.owner, concurrency=self.config.concurrency)
+        listener = await self.pool.acquire()
+        await listener.add_listener("syncd_queue", self._on_notify)
+        flusher = asyncio.create_task(self._flush_loop(), name="worker.flush")
+        helpers = [asyncio.create_task(self._heartbeat_loop(), name="worker.heartbeat")]
+        if self.maintenance:
+            helpers.append(asyncio.create_task(self._maintenance_loop(), name="worker.maint"))
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._finishes.join()
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            with contextlib.suppress(Exception):
+                await listener.remove_listener("syncd_queue", self._on_notify)
+            await self.pool.release(listener)
+            log.info("worker.stopped", owner=self.owner, claimed=self.claimed_total)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    # --- claiming ----------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            free = self.config.concurrency - len(self._running)
+            if free <= 0:
+                await self._sleep(self.config.poll_seconds)
+                continue
+            want = min(free, self.config.batch_size)
+            try:
+                jobs = await self._claim(want)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.error("worker.claim_failed", error=_describe(exc))
+                await self._sleep(self.config.poll_seconds)
+                continue
+            for job in jobs:
+                self._start(job)
+            if len(jobs) < want:
+                await self._sleep(await self._idle_timeout())
+
+    async def _sleep(self, timeout: float) -> None:
+        self._wake.clear()
+        if self._stopping.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.0))
+
+    async def _idle_timeout(self) -> float:
+        try:
+            due = await self.pool.fetchval(_Q["next_due"], list(LANES))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return self.config.poll_seconds
+        if due is None:
+            return self.config.poll_seconds
+        wait = (due - datetime.now(UTC)).total_seconds()
+        # A due job that could not be claimed waits on a running job of its integration,
+        # whose finish wakes us; otherwise sleep until the next job falls due.
+        if wait <= 0:
+            return self.config.poll_seconds
+        return float(min(wait + 0.01, self.config.poll_seconds))
+
+    async def _claim(self, limit: int) -> list[Job]:
+        jobs = await claim_jobs(self.pool, owner=self.owner, limit=limit, lanes=self.lanes,
+                                lease_seconds=self.config.lease_seconds)
+        self.claimed_total += len(jobs)
+        return jobs
+
+    # --- running -----------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        entry = _Running(job=job, ctx=RunContext(self.pool, job, self.config.lease_seconds))
+        self._running[job.id] = entry
+        entry.task = asyncio.create_task(self._run_job(entry), name=f"job.{job.id}")
+
+    async def _run_job(self, entry: _Running) -> None:
+        job = entry.job
+        try:
+            result = await self.handler(job, entry.ctx)
+            if not isinstance(result, JobResult):
+                raise TypeError(f"handler returned {type(result).__name__}, not JobResult")
+        except asyncio.CancelledError:
+            # Lease lost or grace period over: the caller hands the job back (or not: a
+            # lost lease is someone else's now).
+            raise
+        except LeaseLost:
+            log.warning("job.lease_lost", job_id=job.id, owner=self.owner)
+            self._running.pop(job.id, None)
+            self._wake.set()
+            return
+        except Exception as exc:
+            result = JobResult(Outcome.RETRY, error=_describe(exc))
+        if entry.ctx.cancelled:
+            self._running.pop(job.id, None)
+            self._wake.set()
+            return
+        elapsed = time.monotonic() - entry.started
+        metrics.RUN_TIME.labels(lane=job.lane, outcome=result.outcome.value).observe(elapsed)
+        metrics.JOBS.labels(lane=job.lane, outcome=result.outcome.value).inc()
+        delay = 0.0
+        if result.outcome is Outcome.RETRY:
+            delay = retry_delay(
+                job.attempts, base=self.config.retry_base_seconds,
+                cap=self.config.retry_cap_seconds, retry_after=result.retry_after,
+            )
+        error = result.error[:_MAX_ERROR] if result.error else None
+        if result.outcome is not Outcome.COMPLETED:
+            log.info("job.failed", job_id=job.id, outcome=result.outcome.value,
+                     attempts=job.attempts, error=error, retry_in_s=round(delay, 3))
+        await self._finishes.put(_Finish(job, result.outcome, error, delay))
+
+    # --- recording results -------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            first = await self._finishes.get()
+            batch = [first]
+            while not self._finishes.empty() and len(batch) < 1000:
+                batch.append(self._finishes.get_nowait())
+            try:
+                await self._write(batch)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # The leases run out and the jobs are reclaimed: at least once, never lost.
+                log.error("worker.record_failed", jobs=[f.job.id for f in batch],
+                          error=_describe(exc))
+            finally:
+                for f in batch:
+                    self._running.pop(f.job.id, None)
+                    self._finishes.task_done()
+                self._wake.set()
+
+    async def _write(self, batch: list[_Finish]) -> None:
+        done = [f for f in batch if f.outcome is Outcome.COMPLETED]
+        failed = [f for f in batch if f.outcome in (Outcome.FAILED, Outcome.AUTH)]
+        retry = [f for f in batch if f.outcome is Outcome.RETRY]
+        async with self.pool.acquire() as conn:
+            if done:
+                await conn.execute(
+                    _Q["complete_many"], [f.job.id for f in done],
+                    [f.job.lease_token for f in done],
+                )
+            if failed:
+                await conn.execute(
+                    _Q["fail_many"], [f.job.id for f in failed],
+                    [f.job.lease_token for f in failed], [f.error or "" for f in failed],
+                    ["auth" if f.outcome is Outcome.AUTH else "permanent" for f in failed],
+                )
+            if retry:
+                rows = await conn.fetch(
+                    _Q["retry_many"], [f.job.id for f in retry],
+                    [f.job.lease_token for f in retry], [f.error or "" for f in retry],
+                    [f.delay for f in retry],
+                )
+                for r in rows:
+                    if r["status"] == "dead_letter":
+                        log.warning("job.dead_letter", job_id=r["id"])
+
+    # --- leases ------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_seconds)
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        entries = [e for e in self._running.values() if not e.ctx.cancelled]
+        if not entries:
+            return
+        try:
+            rows = await self.pool.fetch(
+                _Q["heartbeat"], [e.job.id for e in entries], [e.job.lease_token for e in entries],
+                self.config.lease_seconds,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("worker.heartbeat_failed", error=_describe(exc))
+            return
+        renewed = {r["id"] for r in rows}
+        for e in entries:
+            # A job that finished while the heartbeat ran is not "lost".
+            if e.job.id not in renewed and e.job.id in self._running and e.task is not None \
+                    and not e.task.done():
+                log.warning("job.lease_lost", job_id=e.job.id, owner=self.owner)
+                e.ctx.cancel()
+                e.task.cancel()
+                self._running.pop(e.job.id, None)
+                self._wake.set()
+
+    # --- housekeeping ------------------------------------------------------------------
+
+    async def _maintenance_loop(self) -> None:
+        last_prune = 0.0
+        while True:
+            try:
+                await reclaim_expired(self.pool)
+                await expire_pending(self.pool)
+                await refresh_depth(self.pool)
+                if time.monotonic() - last_prune > self.config.prune_every_seconds:
+                    last_prune = time.monotonic()
+                    await prune_finished(self.pool, older_than_s=self.config.retention_seconds)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.error("worker.maintenance_failed", error=_describe(exc))
+            await asyncio.sleep(self.config.maintenance_seconds)
+
+    # --- shutdown ----------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        tasks = [e.task for e in self._running.values() if e.task is not None]
+        if tasks:
+            log.info("worker.draining", running=len(tasks), grace_s=self.config.grace_seconds)
+            await asyncio.wait(tasks, timeout=self.config.grace_seconds)
+        await self._finishes.join()
+        left = [e for e in self._running.values() if e.task is not None and not e.task.done()]
+        if not left:
+            return
+        for e in left:
+            e.ctx.cancel()
+            assert e.task is not None
+            e.task.cancel()
+        await asyncio.wait([e.task for e in left if e.task is not None])
+        await self._finishes.join()
+        left = [e for e in left if e.job.id in self._running]
+        if left:
+            try:
+                released = await self.pool.fetch(
+                    _Q["release_many"], [e.job.id for e in left], [e.job.lease_token for e in left]
+                )
+                await self.pool.execute(_Q["notify"])
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.error("worker.release_failed", error=_describe(exc))
+            else:
+                log.info("worker.released", jobs=sorted(r["id"] for r in released))
+            for e in left:
+                self._running.pop(e.job.id, None)

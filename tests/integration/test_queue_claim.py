@@ -1,0 +1,188 @@
+"""Claiming: lane weights under load, one running job per integration, leases and fencing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+
+import asyncpg
+import pytest
+
+from daemon.queue import LANES, LeaseLost, NewJob, enqueue, enqueue_many
+from daemon.queue.claim import claim_jobs
+from daemon.queue.lanes import LaneScheduler
+from daemon.queue.maintenance import reclaim_expired
+from daemon.sql import queries
+from daemon.worker.context import RunContext
+
+Q = queries("queue.sql")
+
+
+async def _fill(pool: asyncpg.Pool, per_lane: int, lanes: tuple[str, ...] = LANES) -> None:
+    # Every job its own integration, so only the lane weights decide the order.
+    await enqueue_many(pool, [
+        NewJob(venue_id=uuid.uuid4(), provider="square", entity_type="products", lane=lane)
+        for lane in lanes for _ in range(per_lane)
+    ])
+
+
+async def _claim_counts(pool: asyncpg.Pool, rounds: int, batch: int,
+                        lanes: LaneScheduler | None = None) -> Counter[str]:
+    lanes = lanes or LaneScheduler((8, 4, 2, 1))
+    counts: Counter[str] = Counter()
+    for _ in range(rounds):
+        for job in await claim_jobs(pool, owner="t", limit=batch, lanes=lanes, lease_seconds=60):
+            counts[job.lane] += 1
+    return counts
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+async def test_lanes_get_their_weighted_share_under_load(pool: asyncpg.Pool, batch: int) -> None:
+    await _fill(pool, per_lane=300)
+    total = 300
+    counts = await _claim_counts(pool, rounds=total // batch, batch=batch)
+    assert sum(counts.values()) == total
+    expected = {"CRITICAL": 160, "HIGH": 80, "NORMAL": 40, "LOW": 20}
+    for lane, share in expected.items():
+        assert abs(counts[lane] - share) <= batch + 1, counts
+    assert counts["LOW"] > 0  # not starved
+
+
+async def test_an_idle_lane_leaves_its_share_to_the_others(pool: asyncpg.Pool) -> None:
+    await _fill(pool, per_lane=200, lanes=("NORMAL", "LOW"))
+    counts = await _claim_counts(pool, rounds=30, batch=5)
+    assert sum(counts.values()) == 150
+    assert abs(counts["NORMAL"] - 100) <= 6, counts
+    assert abs(counts["LOW"] - 50) <= 6, counts
+
+
+async def test_a_lane_back_from_idle_gets_its_share_not_a_burst(pool: asyncpg.Pool) -> None:
+    lanes = LaneScheduler((8, 4, 2, 1))
+    await _fill(pool, per_lane=300, lanes=("LOW",))
+    await _claim_counts(pool, rounds=20, batch=5, lanes=lanes)  # LOW alone, then idle...
+    await _fill(pool, per_lane=300, lanes=("CRITICAL", "LOW"))
+    counts = await _claim_counts(pool, rounds=18, batch=5, lanes=lanes)
+    # From now on 8:1, not LOW catching up on the time CRITICAL was idle... nor the reverse.
+    assert abs(counts["CRITICAL"] - 80) <= 6, counts
+    assert abs(counts["LOW"] - 10) <= 6, counts
+
+
+async def test_one_running_job_per_integration(pool: asyncpg.Pool) -> None:
+    venue = uuid.uuid4()
+    for entity in ("products", "customers", "transactions"):
+        await enqueue(pool, venue_id=venue, provider="square", entity_type=entity)
+    other = await enqueue(pool, venue_id=venue, provider="stripe", entity_type="products")
+    lanes = LaneScheduler()
+    first = await claim_jobs(pool, owner="a", limit=10, lanes=lanes, lease_seconds=60)
+    assert len(first) == 2
+    assert {j.provider for j in first} == {"square", "stripe"}
+    assert other in {j.id for j in first}
+    assert await claim_jobs(pool, owner="b", limit=10, lanes=lanes, lease_seconds=60) == []
+    square = next(j for j in first if j.provider == "square")
+    await pool.execute(Q["complete_many"], [square.id], [square.lease_token])
+    nxt = await claim_jobs(pool, owner="b", limit=10, lanes=lanes, lease_seconds=60)
+    assert [j.provider for j in nxt] == ["square"]
+
+
+async def test_racing_claimers_never_run_two_jobs_of_one_integration(
+    db_url: str,
+) -> None:
+    from daemon.db import open_pool
+
+    pool = await open_pool(db_url, min_size=8, max_size=8)
+    try:
+        venues = [uuid.uuid4() for _ in range(5)]
+        await enqueue_many(pool, [
+            NewJob(venue_id=v, provider="square", entity_type=f"e{i}")
+            for v in venues for i in range(20)
+        ])
+        running: dict[uuid.UUID, int] = {}
+        finished = 0
+
+        async def claimer(name: str) -> None:
+            nonlocal finished
+            lanes = LaneScheduler()
+            while finished < 100:
+                jobs = await claim_jobs(pool, owner=name, limit=3, lanes=lanes,
+                                        lease_seconds=60)
+                for job in jobs:
+                    assert job.venue_id not in running, "two jobs of one integration"
+                    running[job.venue_id] = job.id
+                await asyncio.sleep(0)
+                for job in jobs:
+                    del running[job.venue_id]
+                    await pool.execute(Q["complete_many"], [job.id], [job.lease_token])
+                    finished += 1
+                if not jobs:
+                    await asyncio.sleep(0.001)
+
+        await asyncio.wait_for(asyncio.gather(*(claimer(f"w{i}") for i in range(6))), 60)
+        assert await pool.fetchval(
+            "SELECT count(*) FROM sync_queue WHERE status = 'completed'") == 100
+    finally:
+        await pool.close()
+
+
+async def test_a_fenced_worker_cannot_commit(pool: asyncpg.Pool) -> None:
+    await pool.execute("CREATE TABLE results (job_id bigint, owner text)")
+    job_id = await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x")
+    lanes = LaneScheduler()
+    [old] = await claim_jobs(pool, owner="a", limit=1, lanes=lanes, lease_seconds=60)
+    # Worker a is cut off: its lease runs out and worker b takes the job over.
+    await pool.execute("UPDATE sync_queue SET lease_expires_at = now() - interval '1 second'")
+    reclaimed = await reclaim_expired(pool)
+    assert reclaimed.retried == (job_id,)
+    [new] = await claim_jobs(pool, owner="b", limit=1, lanes=lanes, lease_seconds=60)
+    assert new.id == old.id
+    assert new.lease_token != old.lease_token
+
+    stale = RunContext(pool, old, 60)
+
+    async def commit_as_a() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO results VALUES ($1, 'a')", old.id)
+            await stale.assert_lease(conn)
+
+    with pytest.raises(LeaseLost):
+        await commit_as_a()
+    assert stale.cancelled
+    assert await pool.fetch(Q["complete_many"], [old.id], [old.lease_token]) == []
+    assert await pool.fetch(Q["heartbeat"], [old.id], [old.lease_token], 60.0) == []
+
+    current = RunContext(pool, new, 60)
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO results VALUES ($1, 'b')", new.id)
+        await current.assert_lease(conn)
+    assert len(await pool.fetch(Q["complete_many"], [new.id], [new.lease_token])) == 1
+    assert await pool.fetch("SELECT owner FROM results") == [("b",)]
+    row = await pool.fetchrow("SELECT status, attempts, error_kind FROM sync_queue")
+    assert tuple(row) == ("completed", 2, "lease")
+
+
+async def test_expired_jobs_are_not_claimed(pool: asyncpg.Pool) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from daemon.queue.maintenance import expire_pending
+
+    past = datetime.now(UTC) - timedelta(minutes=5)
+    await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x",
+                  run_at=past, expires_at=past + timedelta(minutes=1))
+    assert await claim_jobs(pool, owner="a", limit=5, lanes=LaneScheduler(),
+                            lease_seconds=60) == []
+    assert await expire_pending(pool) == 1
+    row = await pool.fetchrow("SELECT status, error_kind FROM sync_queue")
+    assert tuple(row) == ("failed", "expired")
+
+
+async def test_a_retry_absorbs_a_twin_enqueued_while_it_ran(pool: asyncpg.Pool) -> None:
+    venue = uuid.uuid4()
+    first = await enqueue(pool, venue_id=venue, provider="square", entity_type="products")
+    [job] = await claim_jobs(pool, owner="a", limit=1, lanes=LaneScheduler(), lease_seconds=60)
+    twin = await enqueue(pool, venue_id=venue, provider="square", entity_type="products",
+                         lane="HIGH")
+    assert twin is not None
+    rows = await pool.fetch(Q["retry_many"], [job.id], [job.lease_token], ["boom"], [30.0])
+    assert [tuple(r) for r in rows] == [(first, "pending")]
+    remaining = await pool.fetch("SELECT id, lane, attempts, last_error FROM sync_queue")
+    assert [tuple(r) for r in remaining] == [(first, "HIGH", 1, "boom")]
