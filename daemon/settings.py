@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "default_data_dir"]
@@ -80,6 +80,70 @@ class Settings(BaseSettings):
         description="Largest share of managed integrations one apply may switch off "
         "without --force.",
     )
+
+    # --- queue and workers ------------------------------------------------------------
+    worker_concurrency: int = Field(
+        default=4, ge=1, description="Jobs one `syncd worker` process runs at once."
+    )
+    queue_lane_weights: Annotated[tuple[int, int, int, int], NoDecode] = Field(
+        default=(8, 4, 2, 1),
+        description="Shares of CRITICAL:HIGH:NORMAL:LOW under load, e.g. 8:4:2:1 (each >= 1).",
+    )
+
+    @field_validator("queue_lane_weights", mode="before")
+    @classmethod
+    def _split_weights(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(",", ":").split(":") if p.strip()]
+            if len(parts) != 4 or not all(p.isdigit() and int(p) >= 1 for p in parts):
+                raise ValueError("expected four whole numbers >= 1, like 8:4:2:1")
+            return tuple(int(p) for p in parts)
+        return value
+
+    queue_batch_size: int = Field(
+        default=10, ge=1, le=1000, description="Most jobs claimed in one round trip."
+    )
+    queue_lease_seconds: float = Field(
+        default=60.0, gt=0, description="Lease on a running job; renewed by heartbeat."
+    )
+    queue_heartbeat_seconds: float = Field(
+        default=15.0, gt=0, description="How often running jobs' leases are renewed."
+    )
+    queue_poll_seconds: float = Field(
+        default=5.0, gt=0, description="Idle workers look for due jobs at least this often."
+    )
+    queue_retry_base_seconds: float = Field(
+        default=5.0, gt=0, description="First retry backoff ceiling (doubles per attempt)."
+    )
+    queue_retry_cap_seconds: float = Field(
+        default=3600.0, gt=0, description="Largest retry backoff."
+    )
+    queue_max_attempts: int = Field(
+        default=10, ge=1, description="Attempts before a job goes to the dead-letter queue."
+    )
+    queue_job_ttl_seconds: float = Field(
+        default=7 * 86400.0, gt=0, description="A job not run within this long expires."
+    )
+    queue_retention_days: float = Field(
+        default=14.0, gt=0, description="Completed and failed jobs are pruned after this."
+    )
+    worker_grace_seconds: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long running jobs may take to finish."
+    )
+    scheduler_poll_seconds: float = Field(
+        default=10.0, gt=0, description="How often the scheduler leader looks for due ticks."
+    )
+    scheduler_jitter_seconds: float = Field(
+        default=0.0, ge=0, description="Spread each scheduled job over this many seconds."
+    )
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> Settings:
+        if self.queue_heartbeat_seconds * 2 > self.queue_lease_seconds:
+            raise ValueError(
+                "queue_heartbeat_seconds must be at most half of queue_lease_seconds"
+            )
+        return self
 
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
