@@ -1,0 +1,202 @@
+"""The credential store: what a provider plugin needs to act for one venue.
+
+Everything that hands secrets to plugins goes through :class:`CredentialStore`, so the
+encrypted token vault slots in behind the same two calls later:
+
+- ``get(venue_id, provider)`` returns :class:`~daemon.provider.Credentials`;
+- ``refresh(venue_id, provider)`` returns fresh credentials after an auth error, or None
+  when there is nothing to refresh (the integration then goes to ``error``).
+
+:class:`ReferenceCredentialStore` resolves the references an integration's ``credentials``
+column holds (``env:NAME``, ``file:/path``); a value ``oauth`` is answered by a
+:class:`TokenSource` (tests and emulators provide one today; the vault tomorrow). Secret
+values never appear in logs, errors or ``repr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import asyncpg
+
+from daemon.errors import SyncdError
+from daemon.logs import get_logger
+from daemon.provider import Credentials
+
+__all__ = [
+    "CredentialError",
+    "CredentialStore",
+    "ReferenceCredentialStore",
+    "StaticTokens",
+    "TokenSource",
+    "resolve_reference",
+]
+
+log = get_logger("syncd.credentials")
+
+#: Credential keys that are secrets and go to the matching :class:`Credentials` field.
+_SECRET_FIELDS = ("access_token", "api_key")
+
+
+class CredentialError(SyncdError):
+    """A credential could not be resolved. The message names the reference, never a value."""
+
+
+@runtime_checkable
+class CredentialStore(Protocol):
+    """Answers "what does this plugin need for this venue"."""
+
+    async def get(self, venue_id: str, provider: str) -> Credentials:
+        """Current credentials; :class:`CredentialError` when they cannot be had."""
+        ...
+
+    async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
+        """Fresh credentials after the provider refused the current ones, or None."""
+        ...
+
+
+@runtime_checkable
+class TokenSource(Protocol):
+    """Where OAuth tokens come from (tests and emulators now, the token vault later)."""
+
+    async def token(self, venue_id: str, provider: str) -> Credentials | None:
+        ...
+
+    async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
+        ...
+
+
+@dataclass
+class StaticTokens:
+    """Tokens handed over directly, keyed by (venue id, provider); for tests and demos.
+
+    ``refresher`` is called on refresh (an emulator's token endpoint, say); without it a
+    refresh returns None.
+    """
+
+    tokens: dict[tuple[str, str], Credentials] = field(default_factory=dict)
+    refresher: Callable[[str, str], Awaitable[Credentials | None]] | None = None
+
+    def put(self, venue_id: str, provider: str, credentials: Credentials) -> None:
+        self.tokens[(str(venue_id), provider)] = credentials
+
+    async def token(self, venue_id: str, provider: str) -> Credentials | None:
+        return self.tokens.get((str(venue_id), provider))
+
+    async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
+        if self.refresher is None:
+            return None
+        fresh = await self.refresher(str(venue_id), provider)
+        if fresh is not None:
+            self.put(venue_id, provider, fresh)
+        return fresh
+
+
+def resolve_reference(key: str, reference: str) -> str:
+    """The secret a reference points at. ``key`` names it in errors; the value never does."""
+    kind, sep, target = reference.partition(":")
+    if not sep or not target:
+        raise CredentialError(
+            f"credential {key!r} must be a reference (env:NAME or file:/path), not a value")
+    if kind == "env":
+        value = os.environ.get(target)
+        if value is None or not value.strip():
+            raise CredentialError(
+                f"credential {key!r} refers to environment variable {target}, which is unset")
+        return value.strip()
+    if kind == "file":
+        path = Path(target).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CredentialError(
+                f"credential {key!r} refers to {path}, which cannot be read: "
+                f"{exc.strerror or type(exc).__name__}") from None
+        if not text:
+            raise CredentialError(f"credential {key!r} refers to {path}, which is empty")
+        return text
+    raise CredentialError(
+        f"credential {key!r} has an unknown reference kind {kind!r} (use env: or file:)")
+
+
+class ReferenceCredentialStore:
+    """Credentials from ``integration_configs.credentials`` references plus a token source.
+
+    The column holds ``{"api_key": "env:SQUARE_KEY", "access_token": "oauth",
+    "account": {"realm_id": "123"}}``: secret keys are references (or ``oauth``), and
+    ``account`` holds non-secret facts, each a plain value or a reference.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, tokens: TokenSource | None = None) -> None:
+        self.pool = pool
+        self.tokens = tokens
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    async def _references(self, venue_id: str, provider: str) -> Mapping[str, Any]:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchval(
+                "SELECT credentials FROM integration_configs "
+                "WHERE venue_id = $1::uuid AND provider = $2", str(venue_id), provider)
+        if row is None:
+            raise CredentialError(f"no {provider} integration for venue {venue_id}")
+        if not isinstance(row, Mapping):
+            raise CredentialError(f"the {provider} credentials of venue {venue_id} "
+                                  "are not an object")
+        return row
+
+    async def get(self, venue_id: str, provider: str) -> Credentials:
+        refs = await self._references(venue_id, provider)
+        secrets: dict[str, str | None] = dict.fromkeys(_SECRET_FIELDS)
+        account: dict[str, str] = {}
+        wants_oauth = False
+        for key, value in refs.items():
+            if key == "account" and isinstance(value, Mapping):
+                for name, fact in value.items():
+                    text = str(fact)
+                    account[str(name)] = (resolve_reference(f"account.{name}", text)
+                                          if text.startswith(("env:", "file:")) else text)
+            elif value == "oauth":
+                wants_oauth = True
+            elif not isinstance(value, str):
+                raise CredentialError(f"credential {key!r} must be a reference string")
+            elif key in _SECRET_FIELDS:
+                secrets[key] = resolve_reference(key, value)
+            else:
+                account[key] = resolve_reference(key, value)
+        expires_at = None
+        if wants_oauth:
+            token = await self.tokens.token(venue_id, provider) if self.tokens else None
+            if token is None:
+                raise CredentialError(
+                    f"no OAuth token for the {provider} integration of venue {venue_id}; "
+                    "connect it first")
+            secrets["access_token"] = token.access_token
+            secrets["api_key"] = secrets["api_key"] or token.api_key
+            account = {**token.account, **account}
+            expires_at = token.expires_at
+        log.debug("credentials.resolved", venue_id=str(venue_id), provider=provider,
+                  keys=sorted(k for k, v in secrets.items() if v), oauth=wants_oauth)
+        return Credentials(access_token=secrets["access_token"], api_key=secrets["api_key"],
+                           account=account, expires_at=expires_at)
+
+    async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
+        """Single-flight per integration: concurrent callers share one refresh."""
+        key = (str(venue_id), provider)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            refs = await self._references(venue_id, provider)
+            if "oauth" not in refs.values() or self.tokens is None:
+                log.info("credentials.refresh_unavailable", venue_id=str(venue_id),
+                         provider=provider)
+                return None
+            fresh = await self.tokens.refresh(venue_id, provider)
+            log.info("credentials.refreshed", venue_id=str(venue_id), provider=provider,
+                     ok=fresh is not None)
+            if fresh is None:
+                return None
+            return await self.get(venue_id, provider)

@@ -1,0 +1,206 @@
+-- Queries of the sync engine (daemon/sync/).
+
+-- name: integration
+SELECT * FROM integration_configs WHERE venue_id = $1::uuid AND provider = $2
+
+-- name: integration_by_venue_name
+SELECT * FROM integration_configs WHERE venue_name = $1 AND provider = $2
+
+-- name: template_by_id
+SELECT id, name, provider, venue_type, mappings FROM field_mapping_templates
+WHERE id = $1 AND is_active
+
+-- name: template_for_venue_type
+SELECT id, name, provider, venue_type, mappings FROM field_mapping_templates
+WHERE provider = $1 AND venue_type = $2 AND is_active
+ORDER BY usage_count DESC, name
+LIMIT 1
+
+-- name: default_template
+SELECT id, name, provider, venue_type, mappings FROM field_mapping_templates
+WHERE provider = $1 AND is_default AND is_active
+
+-- name: template_applied
+UPDATE integration_configs
+SET template_id = $3, template_applied_at = now(), updated_at = now()
+WHERE venue_id = $1::uuid AND provider = $2
+
+-- name: template_used
+UPDATE field_mapping_templates
+SET usage_count = usage_count + 1, last_used_at = now(), updated_at = now()
+WHERE id = $1
+
+-- name: links_for
+SELECT local_id, remote_id, content_hash, remote_version, state
+FROM entity_links
+WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3 AND local_id = ANY($4::text[])
+
+-- name: unsettled_ids
+SELECT local_id FROM entity_links
+WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
+  AND state IN ('pending', 'failed')
+
+-- name: live_links_page
+SELECT local_id, remote_id, content_hash, remote_version, state
+FROM entity_links
+WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
+  AND state IN ('synced', 'pending', 'failed') AND local_id > $4
+ORDER BY local_id
+LIMIT $5
+
+-- name: write_links
+INSERT INTO entity_links AS l (venue_id, provider, entity_type, local_id, remote_id,
+                               content_hash, remote_version, state, last_error,
+                               last_synced_at, source_updated_at, updated_at)
+SELECT $1::uuid, $2, $3, u.local_id, u.remote_id, u.content_hash, u.remote_version, u.state,
+       NULL, now(), u.source_updated_at, now()
+FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+     AS u(local_id, remote_id, content_hash, remote_version, state, source_updated_at)
+ON CONFLICT (venue_id, provider, entity_type, local_id) DO UPDATE SET
+    remote_id = COALESCE(EXCLUDED.remote_id, l.remote_id),
+    content_hash = EXCLUDED.content_hash,
+    remote_version = COALESCE(EXCLUDED.remote_version, l.remote_version),
+    state = EXCLUDED.state,
+    last_error = NULL,
+    last_synced_at = now(),
+    source_updated_at = COALESCE(EXCLUDED.source_updated_at, l.source_updated_at),
+    updated_at = now()
+
+-- name: write_failures
+INSERT INTO entity_links AS l (venue_id, provider, entity_type, local_id, state, last_error,
+                               source_updated_at, updated_at)
+SELECT $1::uuid, $2, $3, u.local_id, 'failed', u.error, u.source_updated_at, now()
+FROM unnest($4::text[], $5::text[], $6::timestamptz[]) AS u(local_id, error, source_updated_at)
+ON CONFLICT (venue_id, provider, entity_type, local_id) DO UPDATE SET
+    state = 'failed', last_error = EXCLUDED.last_error, updated_at = now()
+
+-- name: link_remote_owner
+SELECT local_id FROM entity_links
+WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3 AND remote_id = $4
+
+-- name: sync_state
+SELECT watermark_at, last_full_at, last_pull_at FROM sync_state
+WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
+
+-- name: save_sync_state
+INSERT INTO sync_state AS s (venue_id, provider, entity_type, watermark_at, last_full_at,
+                             last_pull_at, last_run_at, updated_at)
+VALUES ($1::uuid, $2, $3, $4, $5, $6, now(), now())
+ON CONFLICT (venue_id, provider, entity_type) DO UPDATE SET
+    watermark_at = COALESCE(EXCLUDED.watermark_at, s.watermark_at),
+    last_full_at = COALESCE(EXCLUDED.last_full_at, s.last_full_at),
+    last_pull_at = COALESCE(EXCLUDED.last_pull_at, s.last_pull_at),
+    last_run_at = now(), updated_at = now()
+
+-- name: start_log
+INSERT INTO sync_logs (venue_id, provider, job_id, operation, entity_type, status, started_at,
+                       details)
+VALUES ($1::uuid, $2, $3, $4, $5, 'running', $6, $7)
+RETURNING id
+
+-- name: finish_log
+UPDATE sync_logs SET
+    status = $2, entity_count = $3, success_count = $4, error_count = $5, skip_count = $6,
+    duration_ms = $7, api_calls_made = $8, bytes_sent = $9, details = $10, errors = $11,
+    completed_at = now()
+WHERE id = $1
+
+-- name: add_cost
+INSERT INTO integration_costs AS c (venue_id, provider, period_start, period_end, api_calls,
+                                    bytes_synced, records_synced)
+VALUES ($1::uuid, $2, (now() AT TIME ZONE 'UTC')::date, (now() AT TIME ZONE 'UTC')::date,
+        $3, $4, $5)
+ON CONFLICT (venue_id, provider, period_start) DO UPDATE SET
+    api_calls = c.api_calls + EXCLUDED.api_calls,
+    bytes_synced = c.bytes_synced + EXCLUDED.bytes_synced,
+    records_synced = c.records_synced + EXCLUDED.records_synced,
+    updated_at = now()
+
+-- name: integration_ran
+UPDATE integration_configs SET
+    last_sync_at = CASE WHEN $3 THEN now() ELSE last_sync_at END,
+    failure_count = CASE WHEN $3 THEN 0 ELSE failure_count + 1 END,
+    last_error = $4,
+    last_error_at = CASE WHEN $4::text IS NULL THEN last_error_at ELSE now() END,
+    status = CASE WHEN $3 AND status = 'error' THEN 'connected' ELSE status END,
+    updated_at = now()
+WHERE venue_id = $1::uuid AND provider = $2
+
+-- name: integration_error
+UPDATE integration_configs SET
+    status = 'error', last_error = $3, last_error_at = now(),
+    failure_count = failure_count + 1, updated_at = now()
+WHERE venue_id = $1::uuid AND provider = $2
+
+-- name: insert_inbound
+INSERT INTO inbound_changes (venue_id, provider, entity_type, remote_id, local_id, change,
+                             payload, source, dedupe_key, occurred_at)
+SELECT $1::uuid, $2, $3, u.remote_id,
+       (SELECT l.local_id FROM entity_links l
+        WHERE l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
+          AND l.remote_id = u.remote_id),
+       u.change, u.payload::jsonb, 'pull', u.dedupe_key, u.occurred_at
+FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])
+     AS u(remote_id, change, payload, dedupe_key, occurred_at)
+ON CONFLICT (provider, dedupe_key) DO NOTHING
+
+-- name: connected_integrations
+SELECT venue_id::text AS venue_id, provider, health_status
+FROM integration_configs
+WHERE enabled AND status = 'connected'
+ORDER BY venue_id, provider
+
+-- name: stats_24h
+SELECT count(*)::int AS syncs,
+       count(*) FILTER (WHERE status IN ('completed', 'partial'))::int AS successes,
+       count(*) FILTER (WHERE status = 'failed')::int AS failures,
+       COALESCE(avg(duration_ms), 0)::float8 AS avg_ms,
+       COALESCE(sum(api_calls_made), 0)::int AS api_calls,
+       max(completed_at) FILTER (WHERE status IN ('completed', 'partial')) AS last_success_at,
+       max(completed_at) FILTER (WHERE status = 'failed') AS last_failure_at
+FROM sync_logs
+WHERE venue_id = $1::uuid AND provider = $2 AND started_at >= now() - interval '24 hours'
+  AND status <> 'running'
+
+-- name: queue_depth
+SELECT count(*)::int AS depth, min(queued_at) AS oldest
+FROM sync_queue
+WHERE venue_id = $1::uuid AND provider = $2 AND status = 'pending'
+
+-- name: save_health
+INSERT INTO integration_health AS h (venue_id, provider, status, success_rate,
+    average_sync_time_ms, last_success_at, last_failure_at, sync_count_24h,
+    success_count_24h, failure_count_24h, api_calls_24h, queue_depth, oldest_queue_item_at,
+    connection_ok, calculated_at)
+VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
+ON CONFLICT (venue_id, provider) DO UPDATE SET
+    status = EXCLUDED.status, success_rate = EXCLUDED.success_rate,
+    average_sync_time_ms = EXCLUDED.average_sync_time_ms,
+    last_success_at = COALESCE(EXCLUDED.last_success_at, h.last_success_at),
+    last_failure_at = COALESCE(EXCLUDED.last_failure_at, h.last_failure_at),
+    sync_count_24h = EXCLUDED.sync_count_24h, success_count_24h = EXCLUDED.success_count_24h,
+    failure_count_24h = EXCLUDED.failure_count_24h, api_calls_24h = EXCLUDED.api_calls_24h,
+    queue_depth = EXCLUDED.queue_depth, oldest_queue_item_at = EXCLUDED.oldest_queue_item_at,
+    connection_ok = COALESCE(EXCLUDED.connection_ok, h.connection_ok),
+    calculated_at = now()
+
+-- name: set_health_status
+UPDATE integration_configs
+SET health_status = $3, health_checked_at = now(),
+    last_error = COALESCE($4, last_error), updated_at = now()
+WHERE venue_id = $1::uuid AND provider = $2
+
+-- name: status_rows
+SELECT c.venue_id::text AS venue_id, c.venue_name, c.provider, c.enabled, c.status,
+       c.health_status, c.last_sync_at, c.last_error, c.failure_count,
+       h.success_rate, h.queue_depth AS health_queue_depth,
+       (SELECT count(*) FROM sync_queue q
+        WHERE q.venue_id = c.venue_id AND q.provider = c.provider
+          AND q.status = 'pending')::int AS queue_depth,
+       (SELECT s.status FROM sync_logs s
+        WHERE s.venue_id = c.venue_id AND s.provider = c.provider
+        ORDER BY s.started_at DESC LIMIT 1) AS last_run_status
+FROM integration_configs c
+LEFT JOIN integration_health h ON h.venue_id = c.venue_id AND h.provider = c.provider
+WHERE $1::uuid IS NULL OR c.venue_id = $1::uuid
+ORDER BY c.venue_name NULLS LAST, c.venue_id, c.provider

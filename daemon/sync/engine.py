@@ -1,0 +1,799 @@
+"""The sync engine: platform rows -> field mapping -> content hash -> changed records only ->
+provider batches -> per-record outcomes -> entity links and records of work.
+
+One :meth:`SyncEngine.run` syncs one integration (venue, provider). For each entity it reads
+the source in chunks (only rows changed since the watermark, plus records that failed last
+time, unless a full check is due), maps and hashes each record, skips those whose hash the
+provider already has, and pushes the rest in batches of the provider's size, several at a
+time as its rate limit allows. Each record's result updates its ``entity_links`` row in the
+same transaction as the batch's other results, so a crash loses at most the batch in flight;
+its idempotency key makes the retry replay rather than duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import asyncpg
+import httpx
+
+from daemon.credentials import CredentialError, CredentialStore
+from daemon.logs import get_logger
+from daemon.mapping import apply_mapping, content_hash
+from daemon.provider import (
+    ClientContext,
+    Credentials,
+    Direction,
+    Entity,
+    EntitySupport,
+    ErrorKind,
+    InboundChange,
+    OutboundRecord,
+    Provider,
+    ProviderClient,
+    ProviderError,
+    RecordResult,
+)
+from daemon.source import SourceReader, SourceRecord, UnknownVenue, Venue
+from daemon.sql import queries
+from daemon.sync.keys import idempotency_key
+from daemon.sync.mappings import ResolvedMapping, resolve_mappings
+from daemon.sync.pacing import Pacer, push_rate
+from daemon.sync.report import EntityReport, PlannedRecord, RecordError, RunOutcome, RunReport
+from daemon.sync.settings import SyncSettings
+
+__all__ = ["Progress", "SyncEngine", "SyncError", "decide", "delete_policy"]
+
+log = get_logger("syncd.sync")
+_Q = queries("sync.sql")
+
+#: ``progress(entity, scanned, sent)`` after each chunk and batch.
+Progress = Callable[[Entity, int, int], None]
+#: Called inside every transaction that writes results (the queue's lease check).
+WriteGuard = Callable[[asyncpg.Connection], Awaitable[None]]
+DeletePolicy = Literal["delete", "archive", "leave"]
+_LINK_PAGE = 5000
+_ORDER = (Entity.PRODUCT, Entity.CUSTOMER, Entity.TRANSACTION)
+
+
+class SyncError(Exception):
+    """A run could not start: unknown integration, disabled, unusable configuration."""
+
+
+class _AuthFailed(Exception):
+    pass
+
+
+class _Stop(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    remote_id: str | None
+    content_hash: str | None
+    remote_version: str | None
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    record: OutboundRecord
+    changed_at: datetime | None
+    size: int
+
+
+def delete_policy(integration: Mapping[str, Any], entity: Entity, support: EntitySupport
+                  ) -> DeletePolicy:
+    """What a record deleted at the source does at the provider.
+
+    Read from ``schedules[entity].on_delete`` or ``options.delete_policy[entity]``; the default
+    is "leave". A policy the provider cannot do falls back to "archive", then "leave".
+    """
+    wanted: Any = None
+    schedules = integration.get("schedules") or {}
+    if isinstance(schedules, Mapping) and isinstance(schedules.get(entity.value), Mapping):
+        wanted = schedules[entity.value].get("on_delete")
+    options = integration.get("options") or {}
+    if wanted is None and isinstance(options, Mapping):
+        policies = options.get("delete_policy")
+        if isinstance(policies, Mapping):
+            wanted = policies.get(entity.value)
+    if wanted not in ("delete", "archive", "leave"):
+        return "leave"
+    if wanted in support.delete_policies:
+        return wanted  # type: ignore[no-any-return]
+    if wanted == "delete" and "archive" in support.delete_policies:
+        return "archive"
+    return "leave"
+
+
+def decide(link: _Link | None, digest: str, deleted: bool, policy: DeletePolicy
+           ) -> Literal["skip", "upsert", "delete", "archive"]:
+    """What to do with one source record given what the provider has (its link)."""
+    if deleted:
+        if link is None or link.remote_id is None or link.state in ("deleted", "archived"):
+            return "skip"
+        return "skip" if policy == "leave" else policy
+    if link is None:
+        return "upsert"
+    if link.state == "synced" and link.content_hash == digest:
+        return "skip"
+    return "upsert"
+
+
+def _json_size(payload: Mapping[str, Any]) -> int:
+    return len(json.dumps(payload, separators=(",", ":"), default=str))
+
+
+class SyncEngine:
+    """Runs syncs. One engine serves many runs; each run builds its own provider client."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        providers: Mapping[str, Provider],
+        credentials: CredentialStore,
+        *,
+        source: SourceReader | None = None,
+        http: httpx.AsyncClient | None = None,
+        settings: SyncSettings | None = None,
+    ) -> None:
+        self.pool = pool
+        self.providers = providers
+        self.credentials = credentials
+        self.source = source or SourceReader(pool)
+        self.http = http
+        self.settings = settings or SyncSettings()
+
+    # --- entry point ----------------------------------------------------------------------
+
+    async def integration(self, venue: str, provider: str) -> asyncpg.Record:
+        """The integration row, by venue id or venue name; :class:`SyncError` if none."""
+        async with self.pool.acquire() as conn:
+            row = None
+            try:
+                row = await conn.fetchrow(_Q["integration"], venue, provider)
+            except (asyncpg.DataError, asyncpg.InvalidTextRepresentationError):
+                row = None
+            if row is None:
+                row = await conn.fetchrow(_Q["integration_by_venue_name"], venue, provider)
+        if row is None:
+            raise SyncError(f"no {provider} integration for venue {venue}")
+        return row
+
+    async def run(
+        self,
+        venue: str,
+        provider_name: str,
+        *,
+        entity: Entity | None = None,
+        full: bool = False,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        job_id: int | None = None,
+        guard: WriteGuard | None = None,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> RunReport:
+        """Sync one integration now. Raises :class:`SyncError` when it cannot start."""
+        integration = await self.integration(venue, provider_name)
+        if not integration["enabled"]:
+            raise SyncError(f"the {provider_name} integration of venue {venue} is disabled")
+        try:
+            provider = self.providers[provider_name]
+        except KeyError:
+            known = ", ".join(sorted(self.providers)) or "none"
+            raise SyncError(f"unknown provider {provider_name!r} (loaded: {known})") from None
+        venue_id = str(integration["venue_id"])
+        try:
+            source_venue = await self.source.venue(venue_id)
+        except UnknownVenue as exc:
+            raise SyncError(str(exc)) from None
+        caps = provider.capabilities
+        if entity is not None and entity not in caps.entities:
+            raise SyncError(f"{provider_name} does not sync {entity.value}s")
+        async with self.pool.acquire() as conn:
+            mappings = await resolve_mappings(
+                conn, integration, caps, provider.default_templates(),
+                venue_name=source_venue.name, count_usage=not dry_run)
+        entities = [e for e in _ORDER if e in caps.entities and (entity is None or e == entity)]
+        report = RunReport(venue_id, provider_name, datetime.now(UTC), dry_run=dry_run)
+        for m in mappings.values():
+            report.healed.extend(m.healed)
+        run = _Run(self, integration, provider, source_venue, report, progress=progress,
+                   guard=guard, cancelled=cancelled, job_id=job_id)
+        await run.execute(entities, mappings, full=full, explicit=entity is not None)
+        return report
+
+
+class _Run:
+    """State of one run."""
+
+    def __init__(self, engine: SyncEngine, integration: asyncpg.Record, provider: Provider,
+                 venue: Venue, report: RunReport, *, progress: Progress | None,
+                 guard: WriteGuard | None, cancelled: Callable[[], bool] | None,
+                 job_id: int | None) -> None:
+        self.engine = engine
+        self.settings = engine.settings
+        self.pool = engine.pool
+        self.integration = integration
+        self.provider = provider
+        self.caps = provider.capabilities
+        self.venue = venue
+        self.venue_id = venue.id
+        self.name = provider.name
+        self.report = report
+        self.progress = progress
+        self.guard = guard
+        self.cancelled = cancelled or (lambda: False)
+        self.job_id = job_id
+        self.client: ProviderClient | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.api_calls_done = 0
+        self.refreshes = 0
+        self._refresh_lock = asyncio.Lock()
+        self.stop = asyncio.Event()
+        limit = self.caps.rate_limit
+        self.concurrency = max(1, limit.max_concurrency)
+        self.rate_limit = limit
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def execute(self, entities: Sequence[Entity], mappings: Mapping[Entity,
+                      ResolvedMapping], *, full: bool, explicit: bool) -> None:
+        start = time.monotonic()
+        report = self.report
+        log_id = None
+        if not report.dry_run:
+            async with self.pool.acquire() as conn:
+                log_id = await conn.fetchval(
+                    _Q["start_log"], self.venue_id, self.name, self.job_id,
+                    "sync", entities[0].value if len(entities) == 1 else None,
+                    report.started_at, {"full": full})
+            report.log_id = str(log_id)
+        try:
+            runnable = []
+            for entity in entities:
+                mapping = mappings[entity]
+                if mapping.problems:
+                    problems = "; ".join(p.message for p in mapping.problems)
+                    raise SyncError(f"the {entity.value} mapping of {self.name} is unusable: "
+                                    f"{problems}")
+                if not mapping.rules:
+                    if explicit:
+                        raise SyncError(f"no {entity.value} mapping for {self.name}")
+                    continue
+                runnable.append((entity, mapping))
+            if not report.dry_run:
+                await self._open_client()
+            for entity, mapping in runnable:
+                if self.stop.is_set():
+                    break
+                support = self.caps.entities[entity]
+                entity_report = EntityReport(entity)
+                report.entities.append(entity_report)
+                if self.caps.supports(entity, Direction.PUSH):
+                    await self._push_entity(entity, support, mapping, entity_report, full=full)
+                if (self.caps.supports(entity, Direction.PULL) and not report.dry_run
+                        and not self.stop.is_set()):
+                    await self._pull_entity(entity, entity_report)
+        except SyncError as exc:
+            report.outcome = RunOutcome.CONFIG
+            report.error = str(exc)
+        except CredentialError as exc:
+            report.outcome = RunOutcome.AUTH
+            report.error = str(exc)
+        except _AuthFailed as exc:
+            report.outcome = RunOutcome.AUTH
+            report.error = str(exc) or "the provider refused the credentials"
+        finally:
+            await self._close_client()
+            report.api_calls = self.api_calls_done
+            report.duration_ms = int((time.monotonic() - start) * 1000)
+            if not report.dry_run:
+                await asyncio.shield(self._record(log_id))
+        log.info("sync.run_finished", venue_id=self.venue_id, provider=self.name,
+                 status=report.status, outcome=report.outcome.value, sent=report.sent,
+                 unchanged=report.unchanged, failed=report.failed,
+                 api_calls=report.api_calls, duration_ms=report.duration_ms,
+                 dry_run=report.dry_run, error=report.error)
+
+    async def _open_client(self) -> None:
+        credentials = await self.engine.credentials.get(self.venue_id, self.name)
+        if self.engine.http is None:
+            self.http = httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0),
+                                          limits=httpx.Limits(max_connections=50))
+        self.client = self._make_client(credentials)
+
+    def _make_client(self, credentials: Credentials) -> ProviderClient:
+        http = self.engine.http or self.http
+        assert http is not None
+        env = self.integration["environment"]
+        base_url = (self.settings.base_urls.get(self.name)
+                    or (self.integration["options"] or {}).get("base_url"))
+        options = {k: v for k, v in (self.integration["options"] or {}).items()
+                   if k not in ("base_url", "delete_policy")}
+        model = self.provider.options_model()
+        try:
+            opts: Any = model.model_validate(options)
+        except Exception:
+            opts = options
+        ctx = ClientContext(venue_id=self.venue_id, credentials=credentials, options=opts,
+                            http=http, base_url=base_url,
+                            environment="sandbox" if env == "sandbox" else "production",
+                            refresh=self._refresh_for_plugin)
+        return self.provider.client(ctx)
+
+    async def _refresh_for_plugin(self) -> Credentials | None:
+        return await self.engine.credentials.refresh(self.venue_id, self.name)
+
+    async def _refresh(self, failed_client: ProviderClient) -> bool:
+        """Replace the client with one on fresh credentials; False when none can be had."""
+        async with self._refresh_lock:
+            if self.client is not failed_client:
+                return True  # another worker refreshed already
+            if self.refreshes >= 2:
+                return False
+            self.refreshes += 1
+            fresh = await self.engine.credentials.refresh(self.venue_id, self.name)
+            if fresh is None:
+                return False
+            old = self.client
+            self.client = self._make_client(fresh)
+            if old is not None:
+                self.api_calls_done += old.api_calls
+                await old.aclose()
+            log.info("sync.credentials_refreshed", venue_id=self.venue_id, provider=self.name)
+            return True
+
+    async def _close_client(self) -> None:
+        if self.client is not None:
+            self.api_calls_done += self.client.api_calls
+            try:
+                await self.client.aclose()
+            finally:
+                self.client = None
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
+
+    # --- push -----------------------------------------------------------------------------
+
+    async def _state(self, entity: Entity) -> asyncpg.Record | None:
+        async with self.pool.acquire() as conn:
+            return await conn.fetchrow(_Q["sync_state"], self.venue_id, self.name, entity.value)
+
+    async def _push_entity(self, entity: Entity, support: EntitySupport,
+                           mapping: ResolvedMapping, er: EntityReport, *, full: bool) -> None:
+        state = await self._state(entity)
+        clock = await self.engine.source.now()
+        watermark = state["watermark_at"] if state else None
+        last_full = state["last_full_at"] if state else None
+        due = last_full is None or clock - last_full > timedelta(
+            hours=self.settings.full_check_hours)
+        er.full_check = full or watermark is None or due
+        since: datetime | None = None
+        if not er.full_check and watermark is not None:
+            since = watermark - timedelta(seconds=self.settings.overlap_seconds)
+        include: list[str] = []
+        if since is not None:
+            async with self.pool.acquire() as conn:
+                include = [r[0] for r in await conn.fetch(
+                    _Q["unsettled_ids"], self.venue_id, self.name, entity.value)]
+        policy = delete_policy(self.integration, entity, support)
+        batch_size = max(1, support.batch_size)
+        rate = push_rate(self.rate_limit, batch_size) * self.settings.rate_margin
+        pacer = Pacer(rate, burst=min(self.rate_limit.burst, self.concurrency))
+        queue: asyncio.Queue[list[_Planned] | None] = asyncio.Queue(self.concurrency * 2)
+        self._retryable = False
+        max_changed: list[datetime | None] = [watermark]
+
+        async def produce() -> None:
+            try:
+                batch: list[_Planned] = []
+                async for planned in self._plan(entity, mapping, policy, er, since=since,
+                                                include=include, max_changed=max_changed):
+                    batch.append(planned)
+                    if len(batch) >= batch_size:
+                        await queue.put(batch)
+                        batch = []
+                    if self.stop.is_set():
+                        return
+                if batch:
+                    await queue.put(batch)
+            finally:
+                for _ in range(self.concurrency):
+                    await queue.put(None)
+
+        async def consume() -> None:
+            while True:
+                batch = await queue.get()
+                if batch is None:
+                    return
+                if self.stop.is_set() or self.cancelled():
+                    if self.cancelled():
+                        self.report.outcome = RunOutcome.CANCELLED
+                        self.stop.set()
+                    continue
+                if self.report.dry_run:
+                    for p in batch:
+                        er.sent += 1
+                        er.planned.append(PlannedRecord(entity.value, p.record.local_id,
+                                                        p.record.operation, p.record.remote_id,
+                                                        dict(p.record.payload)))
+                    continue
+                await self._push_batch(entity, batch, pacer, er)
+                if self.progress:
+                    self.progress(entity, er.scanned, er.sent)
+
+        producer = asyncio.create_task(produce())
+        workers = [asyncio.create_task(consume()) for _ in range(self.concurrency)]
+        try:
+            await asyncio.gather(producer, *workers)
+        except BaseException:
+            self.stop.set()
+            for t in (producer, *workers):
+                t.cancel()
+            await asyncio.gather(producer, *workers, return_exceptions=True)
+            raise
+        if self._auth_error is not None:
+            raise _AuthFailed(self._auth_error)
+        clean = not (self._retryable or self.stop.is_set() or self.report.dry_run)
+        if self._retryable and self.report.outcome is RunOutcome.OK:
+            self.report.outcome = RunOutcome.RETRYABLE
+        if clean:
+            async with self.pool.acquire() as conn:
+                await conn.execute(_Q["save_sync_state"], self.venue_id, self.name,
+                                   entity.value, max_changed[0],
+                                   clock if er.full_check else None, None)
+
+    _retryable = False
+    _auth_error: str | None = None
+
+    async def _plan(self, entity: Entity, mapping: ResolvedMapping, policy: DeletePolicy,
+                    er: EntityReport, *, since: datetime | None, include: Sequence[str],
+                    max_changed: list[datetime | None]) -> AsyncIterator[_Planned]:
+        seen: set[str] | None = set() if since is None else None
+        rules = mapping.rules
+        venue_id, name, etype = self.venue_id, self.name, entity.value
+        async for chunk in self.engine.source.read(entity, self.venue, since=since,
+                                                   include=include):
+            ids = [r.local_id for r in chunk]
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(_Q["links_for"], venue_id, name, etype, ids)
+            links = {r["local_id"]: _Link(r["remote_id"], r["content_hash"],
+                                          r["remote_version"], r["state"]) for r in rows}
+            for rec in chunk:
+                er.scanned += 1
+                if seen is not None:
+                    seen.add(rec.local_id)
+                if rec.changed_at is not None and (max_changed[0] is None
+                                                   or rec.changed_at > max_changed[0]):
+                    max_changed[0] = rec.changed_at
+                planned = self._plan_one(rec, rules, links.get(rec.local_id), policy, er)
+                if planned is not None:
+                    yield planned
+            if self.progress:
+                self.progress(entity, er.scanned, er.sent)
+            if self.stop.is_set():
+                return
+        if seen is not None and policy != "leave":
+            async for planned in self._plan_missing(entity, seen, policy, er):
+                yield planned
+
+    def _plan_one(self, rec: SourceRecord, rules: Mapping[str, Any], link: _Link | None,
+                  policy: DeletePolicy, er: EntityReport) -> _Planned | None:
+        etype = rec.entity.value
+        if rec.deleted:
+            action = decide(link, "", True, policy)
+            if action == "skip":
+                if link is not None and link.state not in ("deleted", "archived"):
+                    er.left += 1
+                else:
+                    er.unchanged += 1
+                return None
+            assert link is not None
+            return self._removal(rec.entity, rec.local_id, link, action, rec.changed_at)
+        payload = apply_mapping(rules, rec.data)
+        digest = content_hash(payload)
+        action = decide(link, digest, False, policy)
+        if action == "skip":
+            er.unchanged += 1
+            return None
+        remote_id = link.remote_id if link and link.state != "deleted" else None
+        record = OutboundRecord(
+            entity=rec.entity, local_id=rec.local_id, payload=payload, content_hash=digest,
+            idempotency_key=idempotency_key(self.venue_id, self.name, etype, rec.local_id,
+                                            digest),
+            remote_id=remote_id, remote_version=link.remote_version if link else None,
+            operation="upsert")
+        return _Planned(record, rec.changed_at, _json_size(payload))
+
+    def _removal(self, entity: Entity, local_id: str, link: _Link, action: str,
+                 changed_at: datetime | None) -> _Planned:
+        digest = link.content_hash or ""
+        op: Literal["delete", "archive"] = "delete" if action == "delete" else "archive"
+        record = OutboundRecord(
+            entity=entity, local_id=local_id, payload={}, content_hash=digest,
+            idempotency_key=idempotency_key(self.venue_id, self.name, entity.value, local_id,
+                                            digest, operation=op),
+            remote_id=link.remote_id, remote_version=link.remote_version, operation=op)
+        return _Planned(record, changed_at, 0)
+
+    async def _plan_missing(self, entity: Entity, seen: set[str], policy: DeletePolicy,
+                            er: EntityReport) -> AsyncIterator[_Planned]:
+        """Links whose source row is gone (hard-deleted): found only by a full check."""
+        after = ""
+        while True:
+            async with self.pool.acquire() as conn:
+                rows = await conn.fetch(_Q["live_links_page"], self.venue_id, self.name,
+                                        entity.value, after, _LINK_PAGE)
+            if not rows:
+                return
+            for r in rows:
+                if r["local_id"] not in seen and r["remote_id"] is not None:
+                    link = _Link(r["remote_id"], r["content_hash"], r["remote_version"],
+                                 r["state"])
+                    yield self._removal(entity, r["local_id"], link, policy, None)
+            after = rows[-1]["local_id"]
+            if len(rows) < _LINK_PAGE:
+                return
+
+    async def _push_batch(self, entity: Entity, batch: list[_Planned], pacer: Pacer,
+                          er: EntityReport) -> None:
+        pending = batch
+        attempt = 0
+        while pending:
+            if self.stop.is_set():
+                return
+            attempt += 1
+            client = self.client
+            assert client is not None
+            await pacer.acquire()
+            try:
+                results = await client.push(entity, [p.record for p in pending])
+            except ProviderError as exc:
+                if exc.kind is ErrorKind.AUTH:
+                    if await self._refresh(client):
+                        continue
+                    self._auth_error = f"{self.name} refused the credentials: {exc}"
+                    self.stop.set()
+                    return
+                if exc.kind is ErrorKind.PERMANENT:
+                    results = [RecordResult(p.record.local_id, False,
+                                            error_kind=ErrorKind.PERMANENT, error=str(exc))
+                               for p in pending]
+                else:
+                    if not await self._backoff(pacer, attempt, exc.retry_after, str(exc)):
+                        await self._write(entity, [], [(p, str(exc)) for p in pending], er,
+                                          retryable=True)
+                        return
+                    continue
+            except httpx.HTTPError as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if not await self._backoff(pacer, attempt, None, reason):
+                    await self._write(entity, [], [(p, reason) for p in pending], er,
+                                      retryable=True)
+                    return
+                continue
+            er.batches += 1
+            if len(results) != len(pending):
+                reason = (f"the {self.name} plugin returned {len(results)} results for "
+                          f"{len(pending)} records")
+                await self._write(entity, [], [(p, reason) for p in pending], er,
+                                  retryable=False)
+                return
+            ok: list[tuple[_Planned, RecordResult]] = []
+            failed: list[tuple[_Planned, str]] = []
+            again: list[_Planned] = []
+            retry_after: float | None = None
+            auth = False
+            for planned, result in zip(pending, results, strict=True):
+                if result.ok:
+                    ok.append((planned, result))
+                elif result.error_kind is ErrorKind.RETRYABLE:
+                    again.append(planned)
+                    retry_after = max(retry_after or 0.0, result.retry_after or 0.0) or None
+                elif result.error_kind is ErrorKind.AUTH:
+                    auth = True
+                    again.append(planned)
+                else:
+                    failed.append((planned, result.error or "rejected by the provider"))
+            await self._write(entity, ok, failed, er, retryable=False)
+            pending = again
+            if not pending:
+                return
+            if auth:
+                if await self._refresh(client):
+                    continue
+                self._auth_error = f"{self.name} refused the credentials"
+                self.stop.set()
+                return
+            if not await self._backoff(pacer, attempt, retry_after, "records retryable"):
+                await self._write(entity, [], [(p, "retryable error, retries exhausted")
+                                               for p in pending], er, retryable=True)
+                return
+
+    async def _backoff(self, pacer: Pacer, attempt: int, retry_after: float | None,
+                       reason: str) -> bool:
+        """Wait before another try; False when the tries are used up (the run stops)."""
+        if attempt >= self.settings.max_attempts:
+            self._retryable = True
+            wait = retry_after or self.rate_limit.default_retry_after
+            self.report.retry_after = max(self.report.retry_after or 0.0, wait)
+            self.report.error = reason
+            self.stop.set()
+            return False
+        base = retry_after if retry_after is not None else min(
+            self.settings.max_backoff_seconds, 0.5 * 2 ** (attempt - 1))
+        wait = base + random.uniform(0, base * 0.1)
+        pacer.pause(wait)
+        log.info("sync.backoff", venue_id=self.venue_id, provider=self.name, attempt=attempt,
+                 wait_s=round(wait, 3), reason=reason)
+        return True
+
+    async def _write(self, entity: Entity, ok: Sequence[tuple[_Planned, RecordResult]],
+                     failed: Sequence[tuple[_Planned, str]], er: EntityReport, *,
+                     retryable: bool) -> None:
+        """Record a batch's outcomes in one transaction (with the caller's lease check)."""
+        if not ok and not failed:
+            return
+        etype = entity.value
+        good: list[tuple[_Planned, RecordResult]] = list(ok)
+        bad: list[tuple[_Planned, str]] = list(failed)
+        async with self.pool.acquire() as conn:
+            for _ in range(2):
+                try:
+                    async with conn.transaction():
+                        if self.guard is not None:
+                            await self.guard(conn)
+                        if good:
+                            await conn.execute(
+                                _Q["write_links"], self.venue_id, self.name, etype,
+                                [p.record.local_id for p, _ in good],
+                                [r.remote_id for _, r in good],
+                                [_stored_hash(p) for p, _ in good],
+                                [r.remote_version for _, r in good],
+                                [_state_after(p) for p, _ in good],
+                                [p.changed_at for p, _ in good])
+                        if bad:
+                            await conn.execute(
+                                _Q["write_failures"], self.venue_id, self.name, etype,
+                                [p.record.local_id for p, _ in bad], [e for _, e in bad],
+                                [p.changed_at for p, _ in bad])
+                    break
+                except asyncpg.UniqueViolationError:
+                    # A remote record already linked to another local record (two local
+                    # customers with one e-mail adopted the same remote customer).
+                    good, bad = await self._split_conflicts(conn, etype, good, bad)
+        kind = "retryable" if retryable else "permanent"
+        for planned, result in good:
+            er.sent += 1
+            er.bytes_sent += planned.size
+            op = planned.record.operation
+            if op == "delete":
+                er.deleted += 1
+            elif op == "archive":
+                er.archived += 1
+            elif planned.record.remote_id is None and result.action != "updated":
+                er.created += 1
+            else:
+                er.updated += 1
+        for planned, error in bad:
+            er.sent += 1
+            er.failed += 1
+            if len(self.report.errors) < self.settings.error_samples:
+                self.report.errors.append(RecordError(etype, planned.record.local_id, kind,
+                                                      error[:500]))
+        if bad:
+            log.warning("sync.records_failed", venue_id=self.venue_id, provider=self.name,
+                        entity=etype, count=len(bad), kind=kind, first=bad[0][1][:200])
+
+    async def _split_conflicts(self, conn: asyncpg.Connection, etype: str,
+                               good: list[tuple[_Planned, RecordResult]],
+                               bad: list[tuple[_Planned, str]]
+                               ) -> tuple[list[tuple[_Planned, RecordResult]],
+                                          list[tuple[_Planned, str]]]:
+        keep: list[tuple[_Planned, RecordResult]] = []
+        owners: dict[str, str] = {}
+        for planned, result in good:
+            rid = result.remote_id or planned.record.remote_id
+            owner = None
+            if rid is not None:
+                owner = owners.get(rid) or await conn.fetchval(
+                    _Q["link_remote_owner"], self.venue_id, self.name, etype, rid)
+            if owner is not None and owner != planned.record.local_id:
+                bad.append((planned, f"remote record {rid} is already linked to local "
+                                     f"record {owner}"))
+            else:
+                if rid is not None:
+                    owners[rid] = planned.record.local_id
+                keep.append((planned, result))
+        return keep, bad
+
+    # --- pull -----------------------------------------------------------------------------
+
+    async def _pull_entity(self, entity: Entity, er: EntityReport) -> None:
+        state = await self._state(entity)
+        since = state["last_pull_at"] if state else None
+        started = datetime.now(UTC)
+        client = self.client
+        assert client is not None
+        batch: list[InboundChange] = []
+        try:
+            async for change in client.pull(entity, since):
+                batch.append(change)
+                if len(batch) >= 500:
+                    er.pulled += await self._store_inbound(entity, batch)
+                    batch = []
+            if batch:
+                er.pulled += await self._store_inbound(entity, batch)
+        except ProviderError as exc:
+            if exc.kind is ErrorKind.AUTH:
+                raise _AuthFailed(f"{self.name} refused the credentials: {exc}") from None
+            log.warning("sync.pull_failed", venue_id=self.venue_id, provider=self.name,
+                        entity=entity.value, error=str(exc), kind=exc.kind.value)
+            if exc.kind is ErrorKind.RETRYABLE and self.report.outcome is RunOutcome.OK:
+                self.report.outcome = RunOutcome.RETRYABLE
+                self.report.retry_after = exc.retry_after
+            self.report.error = f"pull of {entity.value}s failed: {exc}"
+            return
+        async with self.pool.acquire() as conn:
+            await conn.execute(_Q["save_sync_state"], self.venue_id, self.name, entity.value,
+                               None, None, started)
+
+    async def _store_inbound(self, entity: Entity, changes: Sequence[InboundChange]) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.guard is not None:
+                await self.guard(conn)
+            status = await conn.execute(
+                _Q["insert_inbound"], self.venue_id, self.name,
+                (changes[0].entity or entity).value,
+                [c.remote_id for c in changes], [c.change for c in changes],
+                [json.dumps(dict(c.payload), default=str) for c in changes],
+                [c.dedupe_key for c in changes], [c.occurred_at for c in changes])
+        return int(status.split()[-1])
+
+    # --- records of work ------------------------------------------------------------------
+
+    async def _record(self, log_id: Any) -> None:
+        report = self.report
+        details = {
+            "entities": {e.entity.value: e.as_json() for e in report.entities},
+            "outcome": report.outcome.value,
+            "healed": [c.describe() for c in report.healed],
+        }
+        if report.error:
+            details["error"] = report.error
+        ok = report.status in ("completed", "partial")
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                _Q["finish_log"], log_id, report.status,
+                sum(e.scanned for e in report.entities), report.succeeded, report.failed,
+                report.unchanged, report.duration_ms, report.api_calls, report.bytes_sent,
+                details, [e.as_json() for e in report.errors])
+            await conn.execute(_Q["add_cost"], self.venue_id, self.name, report.api_calls,
+                               report.bytes_sent, report.succeeded)
+            if report.outcome is RunOutcome.AUTH:
+                await conn.execute(_Q["integration_error"], self.venue_id, self.name,
+                                   report.error)
+            elif report.outcome is not RunOutcome.CANCELLED:
+                error = report.error or (
+                    f"{report.failed} records failed" if report.failed else None)
+                await conn.execute(_Q["integration_ran"], self.venue_id, self.name, ok, error)
+
+
+def _stored_hash(planned: _Planned) -> str | None:
+    return planned.record.content_hash if planned.record.operation == "upsert" else (
+        planned.record.content_hash or None)
+
+
+def _state_after(planned: _Planned) -> str:
+    return {"delete": "deleted", "archive": "archived"}.get(planned.record.operation, "synced")
