@@ -1,0 +1,113 @@
+"""``syncd worker`` in subprocesses: a worker killed with SIGKILL mid-job loses the job to
+another worker, which completes it once; SIGTERM drains and exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+from daemon.queue import Job, JobContext, JobResult, Outcome, enqueue
+
+ROOT = Path(__file__).resolve().parents[2]
+SYNCD = str(Path(sys.executable).parent / "syncd")
+
+
+async def recording_handler(job: Job, ctx: JobContext) -> JobResult:
+    """Writes its result in its own transaction, fenced by the lease. With WORKER_HANG=1 it
+    says so (outside that transaction) and then hangs before committing."""
+    name = os.environ.get("WORKER_NAME", "?")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await ctx.assert_lease(conn)
+        await conn.execute("INSERT INTO results (job_id, owner) VALUES ($1, $2)", job.id, name)
+        if os.environ.get("WORKER_HANG") == "1":
+            await ctx.pool.execute("INSERT INTO started (owner) VALUES ($1)", name)
+            await asyncio.sleep(3600)
+    return JobResult(Outcome.COMPLETED)
+
+
+def _start(db_url: str, name: str, *, hang: bool, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SYNCD_") and k != "DATABASE_URL"}
+    env.update({
+        "PYTHONPATH": str(ROOT),
+        "SYNCD_DATABASE_URL": db_url,
+        "SYNCD_LOG_FORMAT": "json",
+        "SYNCD_QUEUE_LEASE_SECONDS": "2",
+        "SYNCD_QUEUE_HEARTBEAT_SECONDS": "0.5",
+        "SYNCD_QUEUE_POLL_SECONDS": "0.2",
+        "SYNCD_SCHEDULER_POLL_SECONDS": "0.5",
+        "SYNCD_WORKER_GRACE_SECONDS": "5",
+        "WORKER_NAME": name,
+        "WORKER_HANG": "1" if hang else "0",
+    })
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [SYNCD, "worker", "--handler", f"{__name__}:recording_handler", "--owner", name],
+            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+
+async def _wait_for(conn: asyncpg.Connection, sql: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not await conn.fetchval(sql):
+        assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_killed_workers_job_is_reclaimed_and_completed_once(
+    conn: asyncpg.Connection, db_url: str, tmp_path: Path
+) -> None:
+    await conn.execute("CREATE TABLE results (job_id bigint, owner text)")
+    await conn.execute("CREATE TABLE started (owner text)")
+    job_id = await enqueue(conn, venue_id=uuid.uuid4(), provider="square",
+                           entity_type="products")
+    first = _start(db_url, "first", hang=True, log=tmp_path / "first.log")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        await _wait_for(conn, "SELECT count(*) > 0 FROM started")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        assert await conn.fetchval("SELECT lease_owner FROM sync_queue") == "first"
+        second = _start(db_url, "second", hang=False, log=tmp_path / "second.log")
+        await _wait_for(conn, "SELECT status = 'completed' FROM sync_queue")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, (tmp_path / "second.log").read_text()
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert await conn.fetch("SELECT job_id, owner FROM results") == [(job_id, "second")]
+    row = await conn.fetchrow("SELECT attempts, error_kind, last_error FROM sync_queue")
+    assert row["attempts"] == 2
+    assert row["error_kind"] == "lease"
+    assert "first" in row["last_error"]
+
+
+async def test_sigterm_releases_jobs_that_outlast_the_grace_period(
+    conn: asyncpg.Connection, db_url: str, tmp_path: Path
+) -> None:
+    await conn.execute("CREATE TABLE results (job_id bigint, owner text)")
+    await conn.execute("CREATE TABLE started (owner text)")
+    await enqueue(conn, venue_id=uuid.uuid4(), provider="square", entity_type="products")
+    proc = _start(db_url, "w", hang=True, log=tmp_path / "w.log")
+    try:
+        await _wait_for(conn, "SELECT count(*) > 0 FROM started")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    row = await conn.fetchrow("SELECT status, attempts, lease_token FROM sync_queue")
+    assert tuple(row) == ("pending", 0, None)
+    assert await conn.fetchval("SELECT count(*) FROM results") == 0
+    assert "worker.released" in (tmp_path / "w.log").read_text()
