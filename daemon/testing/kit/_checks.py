@@ -155,7 +155,9 @@ async def push_until_done(
             except ProviderError as exc:
                 errors.append(f"{exc.kind.value}: {exc}")
                 if exc.kind is not ErrorKind.RETRYABLE:
-                    raise
+                    raise AssertionError(
+                        f"push of {len(chunk)} {entity.value} records failed "
+                        f"({exc.kind.value}): {exc}") from exc
                 wait = max(wait, exc.retry_after or 0.0)
                 failed.extend(chunk)
                 continue

@@ -1,0 +1,223 @@
+"""The kit against the scaffold's reference plugin: it passes, and each check fails when
+the plugin breaks the contract the check is about."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sys
+from collections.abc import Iterator, Sequence
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from daemon.provider import (
+    ClientContext,
+    EntitySupport,
+    ErrorKind,
+    OutboundRecord,
+    ProviderClient,
+    ProviderError,
+    RecordResult,
+    TemplateSpec,
+    WebhookRequest,
+    WebhookVerdict,
+)
+from daemon.provider import Entity as E
+from daemon.scaffold import plugin_names, render
+from daemon.testing import kit
+from daemon.testing.kit import KitSession
+
+
+@pytest.fixture(scope="module")
+def ref(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ModuleType]]:
+    """The scaffold rendered as ``syncd_kitref`` and imported."""
+    root = tmp_path_factory.mktemp("kitref")
+    render(plugin_names("kitref"), root / "dist")
+    sys.path.insert(0, str(root / "dist"))
+    try:
+        yield {m: importlib.import_module(f"syncd_kitref.{m}")
+               for m in ("provider", "client", "emulator")}
+    finally:
+        sys.path.remove(str(root / "dist"))
+        for name in [n for n in sys.modules if n.startswith("syncd_kitref")]:
+            del sys.modules[name]
+
+
+def _provider(ref: dict[str, ModuleType], client: type | None = None, **methods: Any) -> Any:
+    """The reference provider, with another client class or methods replaced."""
+    base = ref["provider"].KitrefProvider
+    attrs: dict[str, Any] = dict(methods)
+    if client is not None:
+        caps_holder = base
+
+        def make_client(self: Any, ctx: ClientContext) -> ProviderClient:
+            return client(ctx, caps_holder.capabilities)  # type: ignore[no-any-return]
+
+        attrs["client"] = make_client
+    return type("Variant", (base,), attrs)()
+
+
+async def test_reference_plugin_passes_every_check(ref: dict[str, ModuleType]) -> None:
+    provider = ref["provider"].KitrefProvider()
+    kit.check_capabilities(provider)
+    kit.check_default_templates(provider)
+    kit.check_webhook_garbage(provider)
+    for entity in kit.pushable_entities(provider):
+        for check in (kit.check_batching, kit.check_idempotent_retry, kit.check_crash_recovery,
+                      kit.check_rate_limit_429, kit.check_auth_failure):
+            async with KitSession(provider) as session:
+                await check(session, entity)
+    async with KitSession(provider) as session:
+        await kit.check_webhook_verifies(session, E.CUSTOMER)
+    async with KitSession(provider) as session:
+        shape = await kit.check_webhook_refusals(session, E.CUSTOMER)
+    assert shape == kit.WebhookShape("Kitref-Signature", timestamped=True)
+    async with KitSession(provider) as session:
+        await kit.check_webhook_parse(session, E.CUSTOMER)
+
+
+async def test_batching_fails_when_batches_are_split(ref: dict[str, ModuleType]) -> None:
+    class OneByOne(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+            out: list[RecordResult] = []
+            for record in records:
+                out += await super().push(entity, [record])
+            return out
+
+    async with KitSession(_provider(ref, OneByOne)) as session:
+        with pytest.raises(AssertionError, match="at least 2 full batch writes"):
+            await kit.check_batching(session, E.CUSTOMER)
+
+
+async def test_batching_fails_when_a_batch_is_too_big(ref: dict[str, ModuleType]) -> None:
+    base = ref["provider"].KitrefProvider.capabilities
+    bigger = dataclasses.replace(base.entities[E.CUSTOMER], batch_size=30)
+    caps = dataclasses.replace(base, entities={**base.entities, E.CUSTOMER: bigger})
+    provider = _provider(ref, capabilities=caps)
+    async with KitSession(provider) as session:
+        with pytest.raises(AssertionError,
+                           match=r"push of 30 customer records failed \(permanent\)"):
+            await kit.check_batching(session, E.CUSTOMER)
+
+
+class _NoKeys:
+    """Mixin: sends every record without its idempotency key."""
+
+    async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        keyless = [dataclasses.replace(r, idempotency_key="") for r in records]
+        return await super().push(entity, keyless)  # type: ignore[misc, no-any-return]
+
+
+async def test_retry_without_idempotency_duplicates(ref: dict[str, ModuleType]) -> None:
+    client = type("NoKeys", (_NoKeys, ref["client"].KitrefClient), {})
+    async with KitSession(_provider(ref, client)) as session:
+        with pytest.raises(AssertionError, match="pushing the same records twice left"):
+            await kit.check_idempotent_retry(session, E.PRODUCT)
+
+
+async def test_crash_without_idempotency_duplicates(ref: dict[str, ModuleType]) -> None:
+    client = type("NoKeys", (_NoKeys, ref["client"].KitrefClient), {})
+    async with KitSession(_provider(ref, client)) as session:
+        with pytest.raises(AssertionError, match="after a crash and retry the emulator holds"):
+            await kit.check_crash_recovery(session, E.PRODUCT)
+
+
+async def test_rate_limit_check_catches_lost_records(ref: dict[str, ModuleType]) -> None:
+    class Pretends(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        """Makes one attempt per call and reports a 429 as success."""
+
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            self._http.max_attempts = 1
+
+        async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+            try:
+                return await super().push(entity, records)  # type: ignore[no-any-return]
+            except ProviderError:
+                return [RecordResult(r.local_id, True, remote_id=f"lost-{r.local_id}")
+                        for r in records]
+
+    async with KitSession(_provider(ref, Pretends)) as session:
+        with pytest.raises(AssertionError, match="after the 429 storm"):
+            await kit.check_rate_limit_429(session, E.CUSTOMER)
+
+
+async def test_auth_check_catches_misclassification(ref: dict[str, ModuleType]) -> None:
+    class Retryable(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+            try:
+                return await super().push(entity, records)  # type: ignore[no-any-return]
+            except ProviderError as exc:
+                raise ProviderError(str(exc), ErrorKind.RETRYABLE) from None
+
+    async with KitSession(_provider(ref, Retryable)) as session:
+        with pytest.raises(AssertionError, match="classified as retryable"):
+            await kit.check_auth_failure(session, E.CUSTOMER)
+
+
+async def test_accepting_forgeries_is_caught(ref: dict[str, ModuleType]) -> None:
+    def trusting(self: Any, request: WebhookRequest, secret: str) -> WebhookVerdict:
+        return WebhookVerdict(bool(request.headers))
+
+    async with KitSession(_provider(ref, verify_webhook=trusting)) as session:
+        with pytest.raises(AssertionError, match="tampered body was accepted"):
+            await kit.check_webhook_refusals(session, E.CUSTOMER)
+
+
+async def test_accepting_stale_deliveries_is_caught(ref: dict[str, ModuleType]) -> None:
+    module = ref["provider"]
+    original = module.KitrefProvider.verify_webhook
+
+    def no_tolerance(self: Any, request: WebhookRequest, secret: str) -> WebhookVerdict:
+        header = request.headers.get(module.SIGNATURE_HEADER, "")
+        stamp = header.partition("t=")[2].partition(",")[0]
+        if stamp.isdigit():
+            request = dataclasses.replace(request, received_at=request.received_at.fromtimestamp(
+                int(stamp), request.received_at.tzinfo))
+        return original(self, request, secret)  # type: ignore[no-any-return]
+
+    async with KitSession(_provider(ref, verify_webhook=no_tolerance)) as session:
+        with pytest.raises(AssertionError, match="signed an hour ago was accepted"):
+            await kit.check_webhook_refusals(session, E.CUSTOMER)
+
+
+def test_raising_on_garbage_is_caught(ref: dict[str, ModuleType]) -> None:
+    def fragile(self: Any, request: WebhookRequest, secret: str) -> WebhookVerdict:
+        return WebhookVerdict(False, request.headers["Kitref-Signature"])
+
+    with pytest.raises(AssertionError, match="verify_webhook raised KeyError"):
+        kit.check_webhook_garbage(_provider(ref, verify_webhook=fragile))
+
+
+async def test_parse_for_the_wrong_record_is_caught(ref: dict[str, ModuleType]) -> None:
+    original = ref["provider"].KitrefProvider.parse_webhook
+
+    def confused(self: Any, request: WebhookRequest) -> list[Any]:
+        return [dataclasses.replace(c, remote_id="someone-else")
+                for c in original(self, request)]
+
+    async with KitSession(_provider(ref, parse_webhook=confused)) as session:
+        with pytest.raises(AssertionError, match="no change for record"):
+            await kit.check_webhook_parse(session, E.CUSTOMER)
+
+
+def test_capability_and_template_mistakes_are_caught(ref: dict[str, ModuleType]) -> None:
+    base = ref["provider"].KitrefProvider.capabilities
+    empty = dataclasses.replace(base.entities[E.PRODUCT], batch_size=0)
+    broken = dataclasses.replace(base, entities={**base.entities, E.PRODUCT: empty})
+    with pytest.raises(AssertionError, match="batch_size must be > 0"):
+        kit.check_capabilities(_provider(ref, capabilities=broken))
+
+    unnamed: EntitySupport = dataclasses.replace(base.entities[E.PRODUCT], fields=())
+    broken = dataclasses.replace(base, entities={**base.entities, E.PRODUCT: unnamed})
+    with pytest.raises(AssertionError, match="field catalogue is empty"):
+        kit.check_capabilities(_provider(ref, capabilities=broken))
+
+    def templates(self: Any) -> list[TemplateSpec]:
+        return [TemplateSpec("bad", "kitref", {"customer": {"emial": "customer.email"}},
+                             is_default=True)]
+
+    with pytest.raises(AssertionError, match="unknown customer field 'emial'"):
+        kit.check_default_templates(_provider(ref, default_templates=templates))
