@@ -296,7 +296,9 @@ class ProviderHTTP:
                         attempt -= 1  # a refresh is not a retry
                         continue
                 retry_after = parse_retry_after(response.headers.get("Retry-After"), self._wall())
-                if status == 429 and retry_after is None:
+                if status == 429 and retry_after is None and self.default_retry_after > 0:
+                    # The provider's documented wait; 0 means none is documented, so the
+                    # request backs off with jitter on its own instead.
                     retry_after = self.default_retry_after
                 if kind is not ErrorKind.RETRYABLE or last or (
                     retry_after is not None and retry_after > MAX_RETRY_AFTER

@@ -84,6 +84,9 @@ _ORDER_FIELDS = (
               description="Subscribe the buyer to the store's audience."),
     FieldSpec("lines.0.product_id", "string", required=True,
               description="The local product (event) id the line sells."),
+    FieldSpec("lines.0.product_title", "string",
+              description="Title for the store product when the order's product is not "
+              "in the store yet."),
     FieldSpec("lines.0.quantity", "integer", required=True),
     FieldSpec("lines.0.price", "decimal", required=True, description="Line price."),
     FieldSpec("landing_site", "string"),
@@ -124,10 +127,10 @@ CAPABILITIES = Capabilities(
         ),
     },
     # Mailchimp documents 10 simultaneous connections per user and no request rate; the
-    # rate here only smooths bursts. A 429 is about connections, which free up as calls
-    # finish, so the wait without Retry-After (not documented) is short.
+    # rate here only smooths bursts. Retry-After is not documented and a 429 is about
+    # connections, which free up as calls finish: 0 means back off with jitter per request.
     rate_limit=RateLimit(requests_per_second=10.0, burst=10, max_concurrency=10,
-                         default_retry_after=1.0),
+                         default_retry_after=0.0),
     auth=AuthKind.API_KEY,
     oauth=OAuthSpec(
         authorize_url="https://login.mailchimp.com/oauth2/authorize",

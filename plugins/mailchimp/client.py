@@ -1,15 +1,463 @@
-"""The Mailchimp client (being built)."""
+"""The Mailchimp Marketing API client: audience members, store products and orders.
+
+Members
+    New members go out in batch subscribes (``POST /3.0/lists/{list_id}``, up to 500) with
+    ``update_existing: false``: Mailchimp documents that ``update_existing`` changes existing
+    members' *subscription status*, which would resubscribe people who unsubscribed. Members
+    the batch reports as already on the list, and members syncd already links, are upserted
+    with ``PUT /lists/{list_id}/members/{md5(lower(email))}`` and ``status_if_new``, which
+    never touches an existing member's status. Both are idempotent by design (Mailchimp has no
+    idempotency keys): a retry after a lost response finds the member and adopts it.
+Products
+    ``PUT /ecommerce/stores/{store_id}/products/{id}`` (an upsert keyed by the local id).
+Orders
+    ``POST /ecommerce/stores/{store_id}/orders`` keyed by the local id; "already exists"
+    (a retry after a lost response) adopts it with a ``PATCH``; a line whose product is not in
+    the store gets a minimal product first.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from daemon.provider import ClientContext
+from daemon.httpclient import HTTPError, ProviderHTTP
+from daemon.logs import get_logger
+from daemon.provider import (
+    ClientContext,
+    ConnectionStatus,
+    Credentials,
+    Entity,
+    ErrorKind,
+    InboundChange,
+    OutboundRecord,
+    ProviderError,
+    RecordResult,
+)
+from daemon.ratelimit import default_registry
+from plugins.mailchimp.capabilities import (
+    BATCH_SUBSCRIBE_MAX,
+    CAPABILITIES,
+    MEMBER_PAGE_MAX,
+    MailchimpOptions,
+)
+from plugins.mailchimp.webhooks import subscriber_hash
+
+__all__ = ["MailchimpClient", "base_host"]
+
+log = get_logger("syncd.mailchimp")
+
+_API = "/3.0"
+_MEMBER_KEYS = ("email_address", "merge_fields", "language", "vip")
+_EXISTS_CODES = frozenset({"ERROR_CONTACT_EXISTS"})
+
+
+def base_host(ctx: ClientContext, options: MailchimpOptions) -> str:
+    """Where the API lives: the override, else the data-centre host of the key or account."""
+    if ctx.base_url:
+        host = ctx.base_url.rstrip("/")
+        return host.removesuffix(_API)
+    dc = options.data_center or ctx.credentials.account.get("dc")
+    key = ctx.credentials.api_key
+    if not dc and key and "-" in key:
+        dc = key.rsplit("-", 1)[1]
+    return f"https://{dc}.api.mailchimp.com" if dc else "https://api.mailchimp.com"
+
+
+def _auth_headers(credentials: Credentials) -> Mapping[str, str]:
+    if credentials.api_key:
+        token = base64.b64encode(f"syncd:{credentials.api_key}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {token}"}
+    if credentials.access_token:
+        return {"Authorization": f"Bearer {credentials.access_token}"}
+    return {}
+
+
+def _number(value: Any) -> float | int | None:
+    """A JSON number from a decimal string or number (Mailchimp prices are numbers)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    try:
+        return float(Decimal(str(value)))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _failed(record: OutboundRecord, kind: ErrorKind, error: str,
+            retry_after: float | None = None) -> RecordResult:
+    return RecordResult(local_id=record.local_id, ok=False, error_kind=kind, error=error,
+                        retry_after=retry_after)
+
+
+def _from_error(record: OutboundRecord, exc: HTTPError) -> RecordResult:
+    if exc.kind is ErrorKind.AUTH:
+        raise exc
+    return _failed(record, exc.kind, str(exc), exc.retry_after)
 
 
 class MailchimpClient:
-    def __init__(self, ctx: ClientContext) -> None:
-        raise NotImplementedError("the Mailchimp client is not built yet")
+    """One Mailchimp account (API key or OAuth token) and one audience."""
 
-    def __getattr__(self, name: str) -> Any:
-        raise AttributeError(name)
+    def __init__(self, ctx: ClientContext) -> None:
+        options = ctx.options
+        self.options = (options if isinstance(options, MailchimpOptions)
+                        else MailchimpOptions.model_validate(dict(options or {})))
+        self.ctx = ctx
+        creds = ctx.credentials
+        secret = creds.api_key or creds.access_token or ""
+        account = creds.account.get("account") or hashlib.sha256(
+            secret.encode("utf-8")).hexdigest()[:16]
+        host = base_host(ctx, self.options)
+        self.http = ProviderHTTP(
+            ctx.http,
+            provider="mailchimp",
+            base_url=host + _API,
+            credentials=creds,
+            auth_headers=_auth_headers,
+            limiter=default_registry.get("mailchimp", f"{host}|{account}",
+                                         CAPABILITIES.rate_limit),
+            refresh=ctx.refresh,
+            default_retry_after=CAPABILITIES.rate_limit.default_retry_after,
+            default_headers={"Accept": "application/json"},
+        )
+
+    @property
+    def api_calls(self) -> int:
+        return self.http.api_calls
+
+    async def aclose(self) -> None:
+        return None
+
+    # --- push -------------------------------------------------------------------------------
+
+    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        if not records:
+            return []
+        support = CAPABILITIES.entities.get(entity)
+        if support is None:
+            raise ProviderError(f"mailchimp does not sync {entity.value}", ErrorKind.PERMANENT)
+        if len(records) > support.batch_size:
+            raise ProviderError(
+                f"{len(records)} {entity.value} records exceed the batch size "
+                f"{support.batch_size}", ErrorKind.PERMANENT)
+        if entity is Entity.CUSTOMER:
+            return await self._push_members(records)
+        if self.options.store_id is None:
+            return [_failed(r, ErrorKind.PERMANENT, f"mailchimp: pushing {entity.value} needs "
+                            "options.store_id (the e-commerce store)") for r in records]
+        if entity is Entity.PRODUCT:
+            return [await self._push_product(r) for r in records]
+        return [await self._push_order(r) for r in records]
+
+    # members
+
+    def _member_body(self, record: OutboundRecord) -> dict[str, Any]:
+        payload = record.payload
+        body = {k: payload[k] for k in _MEMBER_KEYS if payload.get(k) is not None}
+        if isinstance(body.get("email_address"), str):
+            body["email_address"] = body["email_address"].strip()
+        tags = payload.get("tags")
+        if isinstance(tags, list | tuple):
+            body["tags"] = [str(t) for t in tags if str(t).strip()]
+        return body
+
+    def _new_status(self, record: OutboundRecord) -> str:
+        opt_in = record.payload.get("marketing_opt_in", True)
+        if opt_in is False:
+            return "transactional"
+        return "pending" if self.options.double_opt_in else "subscribed"
+
+    async def _push_members(self, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        results: dict[str, RecordResult] = {}
+        fresh: list[OutboundRecord] = []
+        upserts: list[OutboundRecord] = []
+        for record in records:
+            email = record.payload.get("email_address")
+            if not isinstance(email, str) or "@" not in email:
+                results[record.local_id] = _failed(
+                    record, ErrorKind.PERMANENT, "mailchimp: email_address is missing or invalid")
+            elif record.remote_id:
+                upserts.append(record)
+            else:
+                fresh.append(record)
+        if fresh:
+            batch_results, existing = await self._batch_subscribe(fresh)
+            results.update(batch_results)
+            upserts.extend(existing)
+        if upserts:
+            done = await asyncio.gather(*(self._put_member(r) for r in upserts),
+                                        return_exceptions=True)
+            for record, outcome in zip(upserts, done, strict=True):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+                results[record.local_id] = outcome
+        return [results[r.local_id] for r in records]
+
+    async def _batch_subscribe(
+        self, records: Sequence[OutboundRecord]
+    ) -> tuple[dict[str, RecordResult], list[OutboundRecord]]:
+        by_email: dict[str, OutboundRecord] = {}
+        members = []
+        for record in records[:BATCH_SUBSCRIBE_MAX]:
+            body = self._member_body(record)
+            body["status"] = self._new_status(record)
+            by_email[body["email_address"].lower()] = record
+            members.append(body)
+        params = {"skip_merge_validation": "true"} if self.options.skip_merge_validation else None
+        data = await self.http.json(
+            "POST", f"/lists/{self.options.list_id}", params=params,
+            json_body={"members": members, "update_existing": False, "sync_tags": False})
+        results: dict[str, RecordResult] = {}
+        existing: list[OutboundRecord] = []
+        if not isinstance(data, Mapping):
+            raise HTTPError("mailchimp: batch subscribe answered an unexpected body",
+                            ErrorKind.RETRYABLE)
+        for key, action in (("new_members", "created"), ("updated_members", "updated")):
+            for member in data.get(key) or []:
+                if not isinstance(member, Mapping):
+                    continue
+                hit = by_email.get(str(member.get("email_address", "")).lower())
+                if hit is not None:
+                    results[hit.local_id] = RecordResult(
+                        local_id=hit.local_id, ok=True, action=action,
+                        remote_id=str(member.get("id") or subscriber_hash(
+                            str(member["email_address"]))))
+        for err in data.get("errors") or []:
+            if not isinstance(err, Mapping):
+                continue
+            hit = by_email.get(str(err.get("email_address", "")).lower())
+            if hit is None or hit.local_id in results:
+                continue
+            code = str(err.get("error_code") or "")
+            text = str(err.get("error") or "rejected")
+            if code in _EXISTS_CODES or "already a list member" in text:
+                existing.append(hit)
+            else:
+                results[hit.local_id] = _failed(
+                    hit, ErrorKind.PERMANENT, f"mailchimp: {text[:300]}")
+        for record in records:
+            if record.local_id not in results and record not in existing:
+                results[record.local_id] = _failed(
+                    record, ErrorKind.RETRYABLE,
+                    "mailchimp: the batch answer did not mention this member")
+        return results, existing
+
+    async def _put_member(self, record: OutboundRecord) -> RecordResult:
+        body = self._member_body(record)
+        body["status_if_new"] = self._new_status(record)
+        target = record.remote_id or subscriber_hash(body["email_address"])
+        tags = body.pop("tags", None)
+        try:
+            member = await self.http.json(
+                "PUT", f"/lists/{self.options.list_id}/members/{target}", json_body=body,
+                params={"skip_merge_validation": "true"}
+                if self.options.skip_merge_validation else None)
+            remote_id = str(member.get("id") if isinstance(member, Mapping) else "") or (
+                subscriber_hash(body["email_address"]))
+            if tags:
+                await self.http.request(
+                    "POST", f"/lists/{self.options.list_id}/members/{remote_id}/tags",
+                    json_body={"tags": [{"name": t, "status": "active"} for t in tags]})
+        except HTTPError as exc:
+            return _from_error(record, exc)
+        return RecordResult(local_id=record.local_id, ok=True, remote_id=remote_id,
+                            action="updated" if record.remote_id else "adopted")
+
+    # products
+
+    def _product_body(self, record: OutboundRecord, product_id: str) -> dict[str, Any]:
+        p = record.payload
+        body: dict[str, Any] = {"id": product_id}
+        for key in ("title", "description", "url", "image_url", "vendor", "type", "handle",
+                    "published_at_foreign"):
+            if p.get(key) is not None:
+                body[key] = str(p[key])
+        raw_variants = p.get("variants")
+        first: Mapping[str, Any] = {}
+        if isinstance(raw_variants, list) and raw_variants and isinstance(
+                raw_variants[0], Mapping):
+            first = raw_variants[0]
+        variant: dict[str, Any] = {"id": product_id,
+                                   "title": str(first.get("title") or body.get("title", ""))}
+        price = _number(first.get("price"))
+        if price is not None:
+            variant["price"] = price
+        if first.get("sku") is not None:
+            variant["sku"] = str(first["sku"])
+        if first.get("inventory_quantity") is not None:
+            variant["inventory_quantity"] = int(first["inventory_quantity"])
+        if body.get("url"):
+            variant["url"] = body["url"]
+        body["variants"] = [variant]
+        return body
+
+    async def _push_product(self, record: OutboundRecord) -> RecordResult:
+        product_id = record.remote_id or record.local_id
+        store = self.options.store_id
+        try:
+            await self.http.json("PUT", f"/ecommerce/stores/{store}/products/{product_id}",
+                                 json_body=self._product_body(record, product_id))
+        except HTTPError as exc:
+            return _from_error(record, exc)
+        return RecordResult(local_id=record.local_id, ok=True, remote_id=product_id,
+                            action="updated" if record.remote_id else "created")
+
+    # orders
+
+    def _order_body(self, record: OutboundRecord, order_id: str) -> dict[str, Any]:
+        p = record.payload
+        body: dict[str, Any] = {"id": order_id}
+        raw_customer = p.get("customer")
+        cust: Mapping[str, Any] = raw_customer if isinstance(raw_customer, Mapping) else {}
+        email = str(cust.get("email_address") or "").strip()
+        customer: dict[str, Any] = {"id": subscriber_hash(email) if email else order_id,
+                                    "email_address": email,
+                                    "opt_in_status": bool(cust.get("opt_in_status", False))}
+        for key in ("first_name", "last_name"):
+            if cust.get(key):
+                customer[key] = str(cust[key])
+        body["customer"] = customer
+        if p.get("currency_code") is not None:
+            body["currency_code"] = str(p["currency_code"]).upper()
+        body["order_total"] = _number(p.get("order_total"))
+        for key in ("processed_at_foreign", "financial_status", "landing_site"):
+            if p.get(key) is not None:
+                body[key] = str(p[key])
+        lines = []
+        raw_lines = p.get("lines") if isinstance(p.get("lines"), list) else []
+        for i, line in enumerate(raw_lines or []):
+            if not isinstance(line, Mapping):
+                continue
+            product_id = str(line.get("product_id") or "")
+            lines.append({"id": f"{order_id}-{i + 1}", "product_id": product_id,
+                          "product_variant_id": product_id,
+                          "product_title": str(line.get("product_title") or product_id),
+                          "quantity": int(line.get("quantity") or 1),
+                          "price": _number(line.get("price")) or 0})
+        body["lines"] = lines
+        return body
+
+    async def _ensure_products(self, body: Mapping[str, Any]) -> None:
+        store = self.options.store_id
+        for line in body.get("lines", []):
+            pid = line["product_id"]
+            resp = await self.http.request("GET", f"/ecommerce/stores/{store}/products/{pid}",
+                                           params={"fields": "id"}, accept={404})
+            if resp.status_code == 404:
+                await self.http.json(
+                    "PUT", f"/ecommerce/stores/{store}/products/{pid}",
+                    json_body={"id": pid, "title": line["product_title"],
+                               "variants": [{"id": pid, "title": line["product_title"],
+                                             "price": line["price"]}]})
+
+    async def _push_order(self, record: OutboundRecord) -> RecordResult:
+        order_id = record.remote_id or record.local_id
+        store = self.options.store_id
+        body = self._order_body(record, order_id)
+        try:
+            if not body["customer"]["email_address"] or not body["lines"]:
+                return _failed(record, ErrorKind.PERMANENT,
+                               "mailchimp: an order needs customer.email_address and a line")
+            if record.remote_id:
+                await self._patch_order(store, order_id, body)
+                return RecordResult(local_id=record.local_id, ok=True, remote_id=order_id,
+                                    action="updated")
+            for attempt in range(2):
+                resp = await self.http.request("POST", f"/ecommerce/stores/{store}/orders",
+                                               json_body=body, accept={400})
+                if resp.status_code < 300:
+                    return RecordResult(local_id=record.local_id, ok=True, remote_id=order_id,
+                                        action="created")
+                detail = str((resp.json() if resp.content else {}).get("detail", ""))
+                if "already exists" in detail:
+                    await self._patch_order(store, order_id, body)
+                    return RecordResult(local_id=record.local_id, ok=True, remote_id=order_id,
+                                        action="adopted")
+                if "product" in detail.lower() and attempt == 0:
+                    await self._ensure_products(body)
+                    continue
+                return _failed(record, ErrorKind.PERMANENT, f"mailchimp: {detail[:300]}")
+        except HTTPError as exc:
+            return _from_error(record, exc)
+        except ValueError:
+            return _failed(record, ErrorKind.RETRYABLE, "mailchimp: malformed error body")
+        return _failed(record, ErrorKind.PERMANENT, "mailchimp: the order was refused")
+
+    async def _patch_order(self, store: str | None, order_id: str,
+                           body: Mapping[str, Any]) -> None:
+        patch = {k: v for k, v in body.items() if k not in ("id", "customer", "lines")}
+        await self.http.json("PATCH", f"/ecommerce/stores/{store}/orders/{order_id}",
+                             json_body=patch)
+
+    # --- pull -------------------------------------------------------------------------------
+
+    async def pull(self, entity: Entity, since: datetime | None) -> AsyncIterator[InboundChange]:
+        if entity is not Entity.CUSTOMER:
+            raise ProviderError(f"mailchimp cannot pull {entity.value}", ErrorKind.PERMANENT)
+        offset = 0
+        while True:
+            params: dict[str, Any] = {
+                "count": MEMBER_PAGE_MAX, "offset": offset,
+                "fields": "members.id,members.email_address,members.status,"
+                          "members.last_changed,members.merge_fields,total_items",
+            }
+            if since is not None:
+                params["since_last_changed"] = since.astimezone(UTC).isoformat(
+                    timespec="seconds")
+            page = await self.http.json("GET", f"/lists/{self.options.list_id}/members",
+                                        params=params)
+            members = page.get("members") if isinstance(page, Mapping) else None
+            if not isinstance(members, list) or not members:
+                return
+            for member in members:
+                change = _member_change(member, self.options.list_id)
+                if change is not None:
+                    yield change
+            offset += len(members)
+            total = page.get("total_items")
+            if isinstance(total, int) and offset >= total:
+                return
+
+    # --- connection -------------------------------------------------------------------------
+
+    async def test_connection(self) -> ConnectionStatus:
+        started = asyncio.get_running_loop().time()
+        try:
+            info = await self.http.json("GET", "/", params={"fields": "account_id,account_name"})
+            await self.http.json("GET", f"/lists/{self.options.list_id}",
+                                 params={"fields": "id,name"})
+        except HTTPError as exc:
+            if exc.kind is ErrorKind.AUTH:
+                raise
+            return ConnectionStatus(ok=False, detail=str(exc))
+        elapsed = (asyncio.get_running_loop().time() - started) * 1000
+        account = info.get("account_id") if isinstance(info, Mapping) else None
+        return ConnectionStatus(ok=True, detail=f"audience {self.options.list_id} reachable",
+                                account_id=str(account) if account else None,
+                                latency_ms=round(elapsed, 1))
+
+
+def _member_change(member: Any, list_id: str) -> InboundChange | None:
+    if not isinstance(member, Mapping) or not member.get("email_address"):
+        return None
+    status = str(member.get("status", ""))
+    remote_id = str(member.get("id") or subscriber_hash(str(member["email_address"])))
+    changed = str(member.get("last_changed") or "")
+    when: datetime | None = None
+    try:
+        when = datetime.fromisoformat(changed) if changed else None
+    except ValueError:
+        when = None
+    kind: Any = ("unsubscribed" if status in ("unsubscribed", "cleaned")
+                 else "subscribed" if status == "subscribed" else "updated")
+    return InboundChange(
+        provider="mailchimp", entity=Entity.CUSTOMER, remote_id=remote_id, change=kind,
+        dedupe_key=hashlib.sha256(f"{remote_id}|{status}|{changed}".encode()).hexdigest()[:32],
+        payload=dict(member), occurred_at=when, account_id=list_id, event_type=f"member.{status}")

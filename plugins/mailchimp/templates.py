@@ -37,6 +37,7 @@ _ORDER: dict[str, Any] = {
     "customer.last_name": "customer.last_name",
     "customer.opt_in_status": "customer.marketing_opt_in",
     "lines.0.product_id": "event.id",
+    "lines.0.product_title": "event.name",
     "lines.0.quantity": "order.quantity",
     "lines.0.price": {"from": "order.amount", "transforms": ["minor_to_decimal"]},
 }

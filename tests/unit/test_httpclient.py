@@ -315,3 +315,19 @@ def test_backoff_delay_is_bounded_full_jitter() -> None:
     for attempt in range(12):
         d = backoff_delay(attempt, base=0.5, cap=10.0, rng=rng)
         assert 0.0 <= d <= min(10.0, 0.5 * 2**attempt)
+
+
+async def test_429_without_documented_wait_backs_off_with_jitter() -> None:
+    calls = 0
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(429) if calls == 1 else httpx.Response(200)
+
+    http, client, clock = _make(handler, default_retry_after=0.0, backoff_base=0.5)
+    async with client:
+        await http.request("GET", "/x")
+    assert calls == 2
+    assert http.limiter.paused_until is None  # no account-wide pause
+    assert 0.0 <= clock.now() <= 0.5
