@@ -20,6 +20,13 @@ __all__ = ["KeyPath", "Located", "Position", "YamlError", "parse_yaml"]
 KeyPath = tuple[str | int, ...]
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+_CORE = "tag:yaml.org,2002:"
+_NO_TAGS = "config files use plain YAML values; remove the tag"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +84,24 @@ class _Builder:
     def build(self, node: Node, path: KeyPath) -> Any:
         self.values[path] = _pos(node)
         if isinstance(node, ScalarNode):
-            if node.tag == _STR:
+            tag = node.tag
+            if tag == _STR:
                 return node.value
+            if tag == _NULL:
+                return None
+            if tag == _BOOL:
+                return node.value.lower() == "true"
+            if tag == _INT and node.value.isdigit() and not node.value.startswith("0"):
+                return int(node.value)
+            if not tag.startswith(_CORE):
+                raise YamlError(f"unsupported tag {tag!r}", _pos(node), _NO_TAGS)
             try:
                 return self._constructor.construct_object(node, deep=True)
             except YAMLError as exc:
-                raise YamlError(f"cannot read scalar: {exc}", _pos(node)) from None
+                problem = getattr(exc, "problem", None) or "cannot read this value"
+                raise YamlError(f"invalid value: {problem}", _pos(node)) from None
+        if node.tag not in (_SEQ, _MAP):
+            raise YamlError(f"unsupported tag {node.tag!r}", _pos(node), _NO_TAGS)
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         if isinstance(node, MappingNode):

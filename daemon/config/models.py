@@ -9,6 +9,7 @@ names, field catalogues, options models, credential keys) are made by
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -113,8 +114,13 @@ Credentials = Annotated[
 ]
 
 
+@lru_cache(maxsize=4096)
+def _valid_cron(value: str) -> bool:
+    return len(value.split()) == 5 and bool(croniter.is_valid(value))
+
+
 def _check_cron(value: str) -> str:
-    if len(value.split()) != 5 or not croniter.is_valid(value):
+    if not _valid_cron(value):
         raise PydanticCustomError("bad_cron", "invalid cron expression '{cron}'",
                                   {"cron": value})
     return value

@@ -29,6 +29,12 @@ def _with_short_rules(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     out: dict[str, Any] = walk(schema)
+    rule = out.get("$defs", {}).get("FieldRule")
+    if rule is not None:
+        transform = {"anyOf": [{"type": "string", "description": "A transform name."},
+                               {"$ref": "#/$defs/TransformCall"}]}
+        rule["properties"]["transforms"]["items"] = transform
+        rule["properties"]["transform"] = transform
     return out
 
 
