@@ -31,6 +31,7 @@ from daemon.provider import Credentials
 __all__ = [
     "CredentialError",
     "CredentialStore",
+    "EmulatorTokens",
     "ReferenceCredentialStore",
     "StaticTokens",
     "TokenSource",
@@ -95,6 +96,36 @@ class StaticTokens:
         if fresh is not None:
             self.put(venue_id, provider, fresh)
         return fresh
+
+
+class EmulatorTokens:
+    """Tokens from local emulators' ``GET /_emulator/credentials`` (demos, acceptance tests).
+
+    Only for providers with a base URL override pointing at an emulator; a real provider has
+    no such endpoint. A refresh asks again: emulators hand out a valid token each time.
+    """
+
+    def __init__(self, base_urls: Mapping[str, str], timeout: float = 10.0) -> None:
+        self.base_urls = dict(base_urls)
+        self.timeout = timeout
+
+    async def token(self, venue_id: str, provider: str) -> Credentials | None:
+        import httpx
+
+        base = self.base_urls.get(provider)
+        if not base:
+            return None
+        async with httpx.AsyncClient(timeout=self.timeout) as http:
+            response = await http.get(base.rstrip("/") + "/_emulator/credentials")
+        if response.status_code != 200:
+            return None
+        data = response.json()
+        return Credentials(access_token=data.get("access_token"), api_key=data.get("api_key"),
+                           account={str(k): str(v) for k, v in
+                                    (data.get("account") or {}).items()})
+
+    async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
+        return await self.token(venue_id, provider)
 
 
 def resolve_reference(key: str, reference: str) -> str:

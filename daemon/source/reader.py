@@ -122,6 +122,14 @@ class SourceReader:
                      currency=str(row["currency"] or "USD").strip(),
                      updated_at=row["updated_at"])
 
+    async def count(self, entity: Entity, venue: Venue, *, since: datetime | None = None,
+                    include: Sequence[str] = ()) -> int:
+        """How many records :meth:`read` would yield (for progress bars)."""
+        sql = f"SELECT count(*) FROM ({self._sql[_QUERY[entity]]}) AS q"
+        async with self.pool.acquire() as conn:
+            value: int = await conn.fetchval(sql, venue.id, since, list(include))
+            return value
+
     async def read(
         self,
         entity: Entity,

@@ -54,8 +54,9 @@ __all__ = ["Progress", "SyncEngine", "SyncError", "decide", "delete_policy"]
 log = get_logger("syncd.sync")
 _Q = queries("sync.sql")
 
-#: ``progress(entity, scanned, sent)`` after each chunk and batch.
-Progress = Callable[[Entity, int, int], None]
+#: ``progress(entity, scanned, sent, total)`` after each chunk and batch; ``total`` is the
+#: number of source rows the run reads for that entity.
+Progress = Callable[[Entity, int, int, int | None], None]
 #: Called inside every transaction that writes results (the queue's lease check).
 WriteGuard = Callable[[asyncpg.Connection], Awaitable[None]]
 DeletePolicy = Literal["delete", "archive", "leave"]
@@ -387,6 +388,11 @@ class _Run:
             async with self.pool.acquire() as conn:
                 include = [r[0] for r in await conn.fetch(
                     _Q["unsettled_ids"], self.venue_id, self.name, entity.value)]
+        total: int | None = None
+        if self.progress is not None:
+            total = await self.engine.source.count(entity, self.venue, since=since,
+                                                   include=include)
+            self.progress(entity, 0, 0, total)
         policy = delete_policy(self.integration, entity, support)
         batch_size = max(1, support.batch_size)
         rate = push_rate(self.rate_limit, batch_size) * self.settings.rate_margin
@@ -394,6 +400,7 @@ class _Run:
         queue: asyncio.Queue[list[_Planned] | None] = asyncio.Queue(self.concurrency * 2)
         self._retryable = False
         max_changed: list[datetime | None] = [watermark]
+        self._total = total
 
         async def produce() -> None:
             try:
@@ -431,7 +438,7 @@ class _Run:
                     continue
                 await self._push_batch(entity, batch, pacer, er)
                 if self.progress:
-                    self.progress(entity, er.scanned, er.sent)
+                    self.progress(entity, er.scanned, er.sent, total)
 
         producer = asyncio.create_task(produce())
         workers = [asyncio.create_task(consume()) for _ in range(self.concurrency)]
@@ -456,6 +463,7 @@ class _Run:
 
     _retryable = False
     _auth_error: str | None = None
+    _total: int | None = None
 
     async def _plan(self, entity: Entity, mapping: ResolvedMapping, policy: DeletePolicy,
                     er: EntityReport, *, since: datetime | None, include: Sequence[str],
@@ -481,7 +489,7 @@ class _Run:
                 if planned is not None:
                     yield planned
             if self.progress:
-                self.progress(entity, er.scanned, er.sent)
+                self.progress(entity, er.scanned, er.sent, self._total)
             if self.stop.is_set():
                 return
         if seen is not None and policy != "leave":

@@ -1,0 +1,177 @@
+"""``syncd sync VENUE PROVIDER``: run one integration's sync now, in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from daemon.commands._context import CliContext
+from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
+from daemon.errors import SyncdError
+from daemon.provider import Entity
+from daemon.source import SourceReader, SourceSettings
+from daemon.sync import RunReport, SyncEngine, SyncError, SyncSettings
+
+__all__ = ["ProgressBar", "register", "render_summary"]
+
+_DRY_RUN_SHOWN = 20
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    p = subparsers.add_parser(
+        "sync",
+        help="sync one venue's integration with a provider now",
+        description="Read the venue's rows from the platform, map them, and push what changed "
+        "to the provider (pulling where it supports that). Runs in the foreground with a "
+        "progress bar on a terminal and a summary table at the end. Exit status: 0 when "
+        "every record synced, 1 when some failed or the run stopped.",
+    )
+    p.add_argument("venue", metavar="VENUE", help="venue id (uuid) or venue name")
+    p.add_argument("provider", metavar="PROVIDER", help="provider name, e.g. square")
+    p.add_argument("--entity", choices=[e.value for e in Entity],
+                   help="only this entity (default: every mapped entity)")
+    p.add_argument("--full", action="store_true",
+                   help="rescan every row instead of only rows changed since the last run, "
+                   "and find rows deleted at the source")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show what would be sent; send and record nothing")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+class ProgressBar:
+    """One line per entity on a terminal: a bar when the total is known."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.current: Entity | None = None
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def __call__(self, entity: Entity, scanned: int, sent: int, total: int | None) -> None:
+        now = time.monotonic()
+        if entity != self.current:
+            if self.current is not None:
+                self.stream.write("\n")
+            self.current = entity
+            self.started = now
+        elif now - self._last < 0.1 and (total is None or scanned < total):
+            return
+        self._last = now
+        rate = scanned / max(now - self.started, 1e-6)
+        if total:
+            done = min(1.0, scanned / total)
+            filled = int(done * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            line = f"{entity.value:<12} [{bar}] {scanned}/{total} read, {sent} sent"
+        else:
+            line = f"{entity.value:<12} {scanned} read, {sent} sent"
+        self.stream.write(f"\r{line} ({rate:,.0f}/s)\033[K")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def render_summary(report: RunReport) -> str:
+    """The end-of-run table."""
+    cols = ("entity", "read", "unchanged", "created", "updated", "deleted", "archived",
+            "failed", "sent", "pulled")
+    rows = [cols]
+    for e in report.entities:
+        rows.append((e.entity.value + (" (full)" if e.full_check else ""), str(e.scanned),
+                     str(e.unchanged), str(e.created), str(e.updated), str(e.deleted),
+                     str(e.archived), str(e.failed), str(e.sent), str(e.pulled)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w)
+                       in enumerate(zip(row, widths, strict=True))) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    what = "dry run" if report.dry_run else report.status
+    lines.append("")
+    lines.append(f"{report.provider} for venue {report.venue_id}: {what} in "
+                 f"{report.duration_ms / 1000:.1f} s, {report.api_calls} API calls")
+    for change in report.healed:
+        lines.append(f"mapping healed: {change.describe()}")
+    if report.error:
+        lines.append(f"error: {report.error}")
+    for err in report.errors[:10]:
+        lines.append(f"failed {err.entity} {err.local_id}: {err.error}")
+    if len(report.errors) > 10:
+        lines.append(f"... and {report.failed - 10} more failed records (see sync_logs)")
+    return "\n".join(lines)
+
+
+def _dry_run_lines(report: RunReport) -> list[str]:
+    lines = []
+    for e in report.entities:
+        for planned in e.planned[:_DRY_RUN_SHOWN]:
+            target = planned.remote_id or "new"
+            lines.append(f"would {planned.operation} {e.entity.value} {planned.local_id} "
+                         f"({target}): {json.dumps(planned.payload, default=str)}")
+        if len(e.planned) > _DRY_RUN_SHOWN:
+            lines.append(f"... and {len(e.planned) - _DRY_RUN_SHOWN} more {e.entity.value}s")
+    return lines
+
+
+def _as_json(report: RunReport) -> dict[str, Any]:
+    return {"venue_id": report.venue_id, "provider": report.provider,
+            "status": "dry_run" if report.dry_run else report.status,
+            "outcome": report.outcome.value, "error": report.error,
+            "api_calls": report.api_calls, "duration_ms": report.duration_ms,
+            "entities": {e.entity.value: e.as_json() for e in report.entities},
+            "healed": [c.describe() for c in report.healed],
+            "errors": [e.as_json() for e in report.errors],
+            "planned": [{"entity": p.entity, "local_id": p.local_id, "operation": p.operation,
+                         "remote_id": p.remote_id, "payload": p.payload}
+                        for e in report.entities for p in e.planned]}
+
+
+async def run(args: argparse.Namespace, ctx: CliContext) -> int:
+    plugins = ctx.plugins
+    settings = SyncSettings()
+    source_settings = SourceSettings()
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    async with ctx.database() as db:
+        source_pool = db.pool
+        extra = None
+        if source_settings.database_url is not None:
+            from daemon.db import open_pool
+
+            extra = await open_pool(source_settings.database_url.get_secret_value())
+            source_pool = extra
+        try:
+            tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None
+            engine = SyncEngine(db.pool, plugins.providers,
+                                ReferenceCredentialStore(db.pool, tokens),
+                                source=SourceReader(source_pool, source_settings),
+                                settings=settings)
+            try:
+                report = await engine.run(
+                    args.venue, args.provider,
+                    entity=Entity(args.entity) if args.entity else None,
+                    full=args.full, dry_run=args.dry_run, progress=bar)
+            except SyncError as exc:
+                raise SyncdError(str(exc)) from None
+            finally:
+                if bar is not None:
+                    bar.close()
+        finally:
+            if extra is not None:
+                await extra.close()
+    if args.json:
+        print(json.dumps(_as_json(report), default=str))
+    else:
+        if report.dry_run:
+            for line in _dry_run_lines(report):
+                print(line)
+            print()
+        print(render_summary(report))
+    if report.dry_run:
+        return 0 if report.error is None else 1
+    return 0 if report.status == "completed" else 1

@@ -1,0 +1,128 @@
+"""Pure rules of the sync engine: what to send, keys, pacing, healing, health thresholds."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from daemon.mapping import parse_entity_mapping
+from daemon.provider import Direction, Entity, EntitySupport, FieldSpec, RateLimit
+from daemon.sync.engine import _Link, decide, delete_policy
+from daemon.sync.healing import find_alternative, heal_mapping
+from daemon.sync.health import classify
+from daemon.sync.keys import KEY_LENGTH, idempotency_key
+from daemon.sync.mappings import detect_venue_type
+from daemon.sync.pacing import Pacer, push_rate
+
+SUPPORT = EntitySupport(
+    Entity.CUSTOMER, frozenset({Direction.PUSH}), "customer", 100,
+    (FieldSpec("email_address", "email", required=True), FieldSpec("given_name"),
+     FieldSpec("family_name")),
+    delete_policies=frozenset({"archive", "leave"}))
+
+
+def test_unchanged_synced_record_is_skipped() -> None:
+    link = _Link("r1", "h1", None, "synced")
+    assert decide(link, "h1", False, "leave") == "skip"
+    assert decide(link, "h2", False, "leave") == "upsert"
+    assert decide(None, "h1", False, "leave") == "upsert"
+
+
+def test_failed_record_is_sent_again_even_with_the_same_hash() -> None:
+    assert decide(_Link(None, "h1", None, "failed"), "h1", False, "leave") == "upsert"
+
+
+def test_deleted_record_follows_the_policy() -> None:
+    link = _Link("r1", "h1", None, "synced")
+    assert decide(link, "", True, "leave") == "skip"
+    assert decide(link, "", True, "archive") == "archive"
+    assert decide(link, "", True, "delete") == "delete"
+    # Never pushed, or already removed: nothing to do.
+    assert decide(None, "", True, "delete") == "skip"
+    assert decide(_Link("r1", "h1", None, "deleted"), "", True, "delete") == "skip"
+
+
+def test_delete_policy_falls_back_to_what_the_provider_can_do() -> None:
+    integ = {"schedules": {"customer": {"on_delete": "delete"}}, "options": {}}
+    assert delete_policy(integ, Entity.CUSTOMER, SUPPORT) == "archive"
+    integ = {"schedules": {}, "options": {"delete_policy": {"customer": "archive"}}}
+    assert delete_policy(integ, Entity.CUSTOMER, SUPPORT) == "archive"
+    assert delete_policy({"schedules": {}, "options": {}}, Entity.CUSTOMER, SUPPORT) == "leave"
+    integ = {"schedules": {"customer": {"on_delete": "explode"}}, "options": {}}
+    assert delete_policy(integ, Entity.CUSTOMER, SUPPORT) == "leave"
+
+
+@given(st.text(min_size=1), st.text(min_size=1))
+def test_keys_are_deterministic_and_version_specific(local_id: str, digest: str) -> None:
+    key = idempotency_key("v", "square", "customer", local_id, digest)
+    assert key == idempotency_key("v", "square", "customer", local_id, digest)
+    assert len(key) == KEY_LENGTH
+    assert key != idempotency_key("v", "square", "customer", local_id, digest + "x")
+    assert key != idempotency_key("v", "square", "customer", local_id, digest,
+                                  operation="delete")
+
+
+def test_push_rate_takes_the_narrowest_limit() -> None:
+    qbo = RateLimit(requests_per_second=10, extra={"batch_per_minute": 40.0,
+                                                   "requests_per_minute": 500.0})
+    assert push_rate(qbo, 30) == pytest.approx(40 / 60)
+    # Batch limits do not apply to single-record calls.
+    assert push_rate(qbo, 1) == pytest.approx(500 / 60)
+    assert push_rate(RateLimit(requests_per_second=25), 1) == 25
+
+
+async def test_pacer_spaces_calls_and_honours_pauses() -> None:
+    pacer = Pacer(rate=200.0, burst=1)
+    start = time.monotonic()
+    await asyncio.gather(*(pacer.acquire() for _ in range(5)))
+    assert time.monotonic() - start >= 4 / 200 - 1e-3
+    pacer.pause(0.05)
+    start = time.monotonic()
+    await pacer.acquire()
+    assert time.monotonic() - start >= 0.04
+
+
+def test_healing_retargets_renamed_fields_and_removes_unknown_ones() -> None:
+    mapping = parse_entity_mapping({"Email_Address": "customer.email",
+                                    "customer.given_name": "customer.first_name",
+                                    "shoe_size": "customer.first_name",
+                                    "family_name": "customer.surname"})
+    healed, changes = heal_mapping(Entity.CUSTOMER, mapping, SUPPORT)
+    assert set(healed) == {"email_address", "given_name"}
+    described = {c.describe() for c in changes}
+    assert "customer: target 'Email_Address' -> 'email_address'" in described
+    assert any(c.action == "remove" and c.target == "shoe_size" for c in changes)
+    # customer.surname is not a source field and has no near neighbour: removed, reported.
+    assert any(c.action == "remove" and c.old == "customer.surname" for c in changes)
+
+
+def test_find_alternative_refuses_ambiguous_matches() -> None:
+    assert find_alternative("Item.Name", ["name", "description"]) == "name"
+    assert find_alternative("x.name", ["a.name", "b.name"]) is None
+
+
+@pytest.mark.parametrize(("connected", "rate", "ms", "status"), [
+    (False, 100.0, 10.0, "unhealthy"),
+    (True, 49.9, 10.0, "unhealthy"),
+    (True, 100.0, 10_001.0, "unhealthy"),
+    (True, 89.9, 10.0, "degraded"),
+    (True, 100.0, 5_001.0, "degraded"),
+    (True, 90.0, 5_000.0, "healthy"),
+    (None, 100.0, 0.0, "healthy"),
+])
+def test_health_thresholds(connected: bool | None, rate: float, ms: float,
+                           status: str) -> None:
+    assert classify(connected, rate, ms) == status
+
+
+@pytest.mark.parametrize(("name", "kind"), [
+    ("The Laugh Factory", "comedy_club"), ("Comedy Cellar", "comedy_club"),
+    ("Blue Note Music Hall", "music_venue"), ("Old Vic Theatre", "theater"),
+    ("Glastonbury Festival", "festival"), ("Town Hall", "standard"), (None, "standard"),
+])
+def test_venue_type_detection(name: str | None, kind: str) -> None:
+    assert detect_venue_type(name) == kind
