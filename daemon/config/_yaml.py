@@ -84,7 +84,7 @@ class _Builder:
     def build(self, node: Node, path: KeyPath) -> Any:
         self.values[path] = _pos(node)
         if isinstance(node, ScalarNode):
-            tag = node.tag
+            tag: str = node.tag or ""
             if tag == _STR:
                 return node.value
             if tag == _NULL:
