@@ -1,9 +1,645 @@
-"""The Square client (being built)."""
+"""The Square client: pushes catalog items, customers and orders for one seller.
+
+- Products: one ``POST /v2/catalog/batch-upsert`` per push; each product (an ``ITEM`` with its
+  ``ITEM_VARIATION``) is a batch of its own, so a product Square rejects fails alone. Linked
+  items are read first (``batch-retrieve``) to reuse their variation ids. Square runs one
+  catalog write per seller at a time, so catalog writes of one account are serialised here.
+- Customers: linked ones go through ``bulk-update``; the others are adopted by exact
+  ``reference_id`` then e-mail search, else created with ``bulk-create`` (keyed by each
+  record's idempotency key).
+- Transactions: ``POST /v2/orders`` then an ``EXTERNAL`` ``POST /v2/payments`` for the amount
+  due; both idempotent, so a retry after a lost response neither duplicates nor double-pays.
+
+Every idempotency key is deterministic per record version and shortened by hashing where an
+endpoint's limit requires it.
+"""
 
 from __future__ import annotations
 
-from daemon.provider import ClientContext, ProviderClient
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from daemon.httpclient import ProviderHTTP
+from daemon.logs import get_logger
+from daemon.provider import (
+    ClientContext,
+    ConnectionStatus,
+    Credentials,
+    Entity,
+    ErrorKind,
+    InboundChange,
+    OutboundRecord,
+    ProviderError,
+    RecordResult,
+)
+from daemon.ratelimit import default_registry
+from plugins.square.capabilities import (
+    CATALOG_IDEMPOTENCY_MAX,
+    CUSTOMER_IDEMPOTENCY_MAX,
+    MAX_BULK_CUSTOMERS,
+    ORDER_IDEMPOTENCY_MAX,
+    PAYMENT_IDEMPOTENCY_MAX,
+    SQUARE_CAPABILITIES,
+    SQUARE_VERSION,
+)
+
+__all__ = ["SquareClient", "fit_key"]
+
+log = get_logger("syncd.square")
+
+_PRODUCTS_PER_REQUEST = SQUARE_CAPABILITIES.entities[Entity.PRODUCT].batch_size
+_CATALOG_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
+#: Unlinked customers in one push from which listing all customers beats searching.
+_INDEX_THRESHOLD = 20
+_CUSTOMER_FIELDS = ("given_name", "family_name", "company_name", "nickname", "email_address",
+                    "phone_number", "reference_id", "note", "birthday")
 
 
-def SquareClient(ctx: ClientContext) -> ProviderClient:
-    raise NotImplementedError("the Square client is not built yet")
+def fit_key(key: str, limit: int, salt: str = "") -> str:
+    """``key`` (plus ``salt``) as an idempotency key of at most ``limit`` characters.
+
+    Deterministic: the same inputs always give the same key. Keys that fit are kept as
+    they are; longer ones (or salted ones) become a hex SHA-256 prefix.
+    """
+    if not salt and len(key) <= limit:
+        return key
+    return hashlib.sha256(f"{key}|{salt}".encode()).hexdigest()[:min(limit, 64)]
+
+
+def _describe(response: httpx.Response) -> tuple[str, str | None]:
+    try:
+        errors = response.json().get("errors")
+        first = errors[0]
+        return str(first.get("detail") or first.get("code"))[:300], str(first.get("code"))
+    except (ValueError, AttributeError, IndexError, KeyError, TypeError):
+        return (response.text[:300] or response.reason_phrase or "no body"), None
+
+
+def _errors_text(errors: Any) -> str:
+    if not isinstance(errors, list) or not errors:
+        return "rejected by Square"
+    parts = []
+    for e in errors[:3]:
+        if isinstance(e, dict):
+            field = f" ({e['field']})" if e.get("field") else ""
+            parts.append(f"{e.get('code', 'ERROR')}: {e.get('detail', '')}{field}")
+    return "; ".join(parts)[:500] or "rejected by Square"
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    return text if text != "" else None
+
+
+def _failed(record: OutboundRecord, message: str,
+            kind: ErrorKind = ErrorKind.PERMANENT) -> RecordResult:
+    return RecordResult(record.local_id, ok=False, remote_id=record.remote_id,
+                        error_kind=kind, error=message)
+
+
+def _nested(payload: Mapping[str, Any], *path: str) -> Any:
+    value: Any = payload
+    for part in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _amount(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+class SquareClient:
+    """One Square seller account."""
+
+    def __init__(self, ctx: ClientContext) -> None:
+        from plugins.square.provider import SquareOptions
+
+        self.ctx = ctx
+        options = ctx.options
+        self.options = options if isinstance(options, SquareOptions) else \
+            SquareOptions.model_validate(dict(options) if isinstance(options, Mapping)
+                                         else options.model_dump())
+        caps = SQUARE_CAPABILITIES
+        base = ctx.base_url or (caps.sandbox_base_url if ctx.environment == "sandbox"
+                                else caps.base_url) or caps.base_url
+        creds = ctx.credentials
+        self.account = (creds.account.get("merchant_id") or ctx.venue_id or "default")
+        self.http = ProviderHTTP(
+            ctx.http, provider="square", base_url=base, credentials=creds,
+            auth_headers=self._auth, refresh=ctx.refresh,
+            limiter=default_registry.get("square", f"{base}|{self.account}", caps.rate_limit),
+            default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
+            default_headers={"Square-Version": SQUARE_VERSION,
+                             "Content-Type": "application/json"},
+        )
+        self._location_id: str | None = self.options.location_id
+        #: Customers by reference id and e-mail, built once when a push has many unlinked
+        #: records (listing is far cheaper than two searches per record).
+        self._index: dict[str, str] | None = None
+
+    @staticmethod
+    def _auth(creds: Credentials) -> Mapping[str, str]:
+        token = creds.access_token or creds.api_key
+        if not token:
+            raise ProviderError("square: no access token in the credentials", ErrorKind.AUTH)
+        return {"Authorization": f"Bearer {token}"}
+
+    @property
+    def api_calls(self) -> int:
+        return self.http.api_calls
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        data = await self.http.json(method, path, **kwargs)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ProviderError(f"square: {method} {path} returned an unexpected body",
+                                ErrorKind.RETRYABLE)
+        return data
+
+    # --- connection ----------------------------------------------------------------------
+
+    async def test_connection(self) -> ConnectionStatus:
+        started = time.monotonic()
+        try:
+            data = await self._json("GET", "/v2/locations", retry=False)
+        except ProviderError as exc:
+            return ConnectionStatus(ok=False, detail=str(exc))
+        locations = data.get("locations") or []
+        merchant = next((loc.get("merchant_id") for loc in locations
+                         if isinstance(loc, dict)), None)
+        return ConnectionStatus(ok=True, detail=f"{len(locations)} location(s)",
+                                account_id=merchant,
+                                latency_ms=(time.monotonic() - started) * 1000)
+
+    async def _location(self) -> str:
+        if self._location_id:
+            return self._location_id
+        data = await self._json("GET", "/v2/locations")
+        for loc in data.get("locations") or []:
+            if isinstance(loc, dict) and loc.get("status") == "ACTIVE" and loc.get("id"):
+                self._location_id = str(loc["id"])
+                return self._location_id
+        raise ProviderError("square: the seller has no active location; set "
+                            "options.location_id", ErrorKind.PERMANENT)
+
+    # --- push ----------------------------------------------------------------------------
+
+    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        if not records:
+            return []
+        if entity is Entity.PRODUCT:
+            results: list[RecordResult] = []
+            for start in range(0, len(records), _PRODUCTS_PER_REQUEST):
+                results.extend(await self._push_products(
+                    records[start:start + _PRODUCTS_PER_REQUEST]))
+            return results
+        if entity is Entity.CUSTOMER:
+            results = []
+            for start in range(0, len(records), MAX_BULK_CUSTOMERS):
+                results.extend(await self._push_customers(
+                    records[start:start + MAX_BULK_CUSTOMERS]))
+            return results
+        if entity is Entity.TRANSACTION:
+            return [await self._push_order(r) for r in records]
+        raise ProviderError(f"square: {entity.value} is not supported", ErrorKind.PERMANENT)
+
+    # products
+
+    def _catalog_lock(self) -> asyncio.Lock:
+        key = (id(asyncio.get_running_loop()), self.http.base_url + "|" + self.account)
+        lock = _CATALOG_LOCKS.get(key)
+        if lock is None:
+            lock = _CATALOG_LOCKS[key] = asyncio.Lock()
+        return lock
+
+    @staticmethod
+    def _product_problem(payload: Mapping[str, Any]) -> str | None:
+        name = _text(payload.get("name"))
+        if not name or not name.strip():
+            return "name is required"
+        if len(name) > 512:
+            return "name is longer than 512 characters"
+        amount = _amount(_nested(payload, "variation", "price_money", "amount"))
+        if amount is None or amount < 0:
+            return "variation.price_money.amount must be a whole number of minor units >= 0"
+        currency = _text(_nested(payload, "variation", "price_money", "currency"))
+        if not currency or len(currency) != 3 or not currency.isalpha():
+            return "variation.price_money.currency must be an ISO 4217 code"
+        return None
+
+    def _item(self, record: OutboundRecord, temp: str,
+              existing: Mapping[str, Any] | None) -> dict[str, Any]:
+        p = record.payload
+        variation_name = _text(_nested(p, "variation", "name")) or "General admission"
+        variation_id = f"#{temp}-v"
+        if existing is not None:
+            variations = _nested(existing, "item_data", "variations") or []
+            if variations and isinstance(variations[0], dict) and variations[0].get("id"):
+                variation_id = str(variations[0]["id"])
+        vdata: dict[str, Any] = {
+            "name": variation_name, "pricing_type": "FIXED_PRICING",
+            "price_money": {"amount": _amount(_nested(p, "variation", "price_money", "amount")),
+                            "currency": str(_nested(p, "variation", "price_money", "currency"))
+                            .upper()},
+        }
+        sku = _text(_nested(p, "variation", "sku"))
+        if sku:
+            vdata["sku"] = sku
+        item_data: dict[str, Any] = {
+            "name": _text(p.get("name")),
+            "variations": [{"type": "ITEM_VARIATION", "id": variation_id,
+                            "present_at_all_locations": True, "item_variation_data": vdata}],
+        }
+        for key in ("description", "abbreviation"):
+            value = _text(p.get(key))
+            if value:
+                item_data[key] = value
+        item_id = str(existing["id"]) if existing is not None else f"#{temp}"
+        return {"type": "ITEM", "id": item_id, "present_at_all_locations": True,
+                "item_data": item_data}
+
+    async def _existing_items(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), 1000):
+            data = await self._json("POST", "/v2/catalog/batch-retrieve",
+                                    json_body={"object_ids": ids[start:start + 1000],
+                                               "include_related_objects": False})
+            for obj in data.get("objects") or []:
+                if isinstance(obj, dict) and obj.get("type") == "ITEM" and obj.get("id"):
+                    found[str(obj["id"])] = obj
+        return found
+
+    async def _push_products(self, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        results: dict[int, RecordResult] = {}
+        deletes = [(i, r) for i, r in enumerate(records)
+                   if r.operation in ("delete", "archive") and r.remote_id]
+        for i, r in enumerate(records):
+            if r.operation in ("delete", "archive") and not r.remote_id:
+                results[i] = RecordResult(r.local_id, ok=True, action="unchanged")
+        if deletes:
+            async with self._catalog_lock():
+                await self._json("POST", "/v2/catalog/batch-delete",
+                                 json_body={"object_ids": [r.remote_id for _, r in deletes]})
+            for i, r in deletes:
+                results[i] = RecordResult(r.local_id, ok=True, remote_id=r.remote_id,
+                                          action="deleted")
+        upserts: list[tuple[int, OutboundRecord]] = []
+        for i, r in enumerate(records):
+            if i in results or r.operation != "upsert":
+                continue
+            problem = self._product_problem(r.payload)
+            if problem:
+                results[i] = _failed(r, problem)
+            else:
+                upserts.append((i, r))
+        if upserts:
+            linked = [r.remote_id for _, r in upserts if r.remote_id]
+            existing = await self._existing_items(linked) if linked else {}
+            batches = []
+            temps: dict[int, str] = {}
+            for i, r in upserts:
+                temps[i] = f"p{i}"
+                item = self._item(r, temps[i], existing.get(r.remote_id or ""))
+                batches.append({"objects": [item]})
+            body: dict[str, Any] = {"batches": batches}
+            key_source = ",".join(r.idempotency_key for _, r in upserts)
+            digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+            body["idempotency_key"] = fit_key(key_source, CATALOG_IDEMPOTENCY_MAX, digest)
+            async with self._catalog_lock():
+                response = await self.http.request("POST", "/v2/catalog/batch-upsert",
+                                                   json_body=body, accept=(400,))
+            results.update(self._catalog_results(response, upserts, temps, existing))
+        return [results[i] for i in range(len(records))]
+
+    def _catalog_results(self, response: httpx.Response,
+                         upserts: list[tuple[int, OutboundRecord]], temps: dict[int, str],
+                         existing: Mapping[str, Any]) -> dict[int, RecordResult]:
+        try:
+            data = response.json()
+            if not isinstance(data, dict):
+                raise TypeError
+        except (ValueError, TypeError):
+            raise ProviderError("square: catalog batch-upsert returned a body that is not a "
+                                "JSON object", ErrorKind.RETRYABLE,
+                                status=response.status_code) from None
+        mapping = {m.get("client_object_id"): m.get("object_id")
+                   for m in data.get("id_mappings") or [] if isinstance(m, dict)}
+        objects = {o.get("id"): o for o in data.get("objects") or [] if isinstance(o, dict)}
+        errors = data.get("errors") or []
+        out: dict[int, RecordResult] = {}
+        for i, r in upserts:
+            linked = bool(r.remote_id and r.remote_id in existing)
+            remote = r.remote_id if linked else mapping.get(f"#{temps[i]}")
+            obj = objects.get(remote) if remote else None
+            if remote and obj is not None:
+                version = obj.get("version")
+                out[i] = RecordResult(r.local_id, ok=True, remote_id=str(remote),
+                                      remote_version=str(version) if version else None,
+                                      action="updated" if linked else "created")
+                continue
+            mine = [e for e in errors if isinstance(e, dict) and (
+                f"#{temps[i]}" in str(e.get("detail", "")) or
+                (r.remote_id and r.remote_id in str(e.get("detail", ""))))]
+            out[i] = _failed(r, _errors_text(mine or errors))
+        return out
+
+    # customers
+
+    def _customer_body(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for key in _CUSTOMER_FIELDS:
+            value = _text(payload.get(key))
+            if value is not None:
+                body[key] = value[:10] if key == "birthday" else value
+        return body
+
+    @staticmethod
+    def _customer_problem(body: Mapping[str, Any]) -> str | None:
+        email = body.get("email_address")
+        if not email:
+            return "email_address is required"
+        if "@" not in email or email.startswith("@") or email.endswith("@") or " " in email:
+            return f"email_address {email!r} is not a valid e-mail address"
+        for key, limit in (("given_name", 300), ("family_name", 300), ("company_name", 500),
+                           ("nickname", 100), ("email_address", 254), ("reference_id", 100)):
+            if len(str(body.get(key, ""))) > limit:
+                return f"{key} is longer than {limit} characters"
+        return None
+
+    async def _search_customer(self, field: str, value: str) -> dict[str, Any] | None:
+        data = await self._json("POST", "/v2/customers/search", json_body={
+            "limit": 1, "query": {"filter": {field: {"exact": value}},
+                                  "sort": {"field": "CREATED_AT", "order": "ASC"}}})
+        customers = data.get("customers") or []
+        first = customers[0] if customers else None
+        return first if isinstance(first, dict) and first.get("id") else None
+
+    async def _build_index(self) -> dict[str, str]:
+        """reference id and e-mail -> customer id for every customer (oldest wins)."""
+        index: dict[str, str] = {}
+        cursor: str | None = None
+        while True:
+            params = {"limit": "100", "sort_field": "CREATED_AT", "sort_order": "ASC"}
+            if cursor:
+                params["cursor"] = cursor
+            data = await self._json("GET", "/v2/customers", params=params)
+            for customer in data.get("customers") or []:
+                if isinstance(customer, dict) and customer.get("id"):
+                    self._remember(index, customer)
+            cursor = data.get("cursor")
+            if not cursor:
+                return index
+
+    @staticmethod
+    def _remember(index: dict[str, str], customer: Mapping[str, Any]) -> None:
+        if customer.get("reference_id"):
+            index.setdefault(f"ref:{customer['reference_id']}", str(customer["id"]))
+        if customer.get("email_address"):
+            index.setdefault(f"email:{str(customer['email_address']).lower()}",
+                             str(customer["id"]))
+
+    async def _adopt(self, body: Mapping[str, Any], unlinked: int) -> str | None:
+        """The id of an existing customer with the record's reference id, else its e-mail.
+
+        A few records are looked up with search (two calls at most each); a push with many
+        unlinked records lists the seller's customers once and looks them up locally.
+        """
+        ref = body.get("reference_id")
+        email = str(body["email_address"]).lower()
+        if self._index is None and unlinked >= _INDEX_THRESHOLD:
+            self._index = await self._build_index()
+        if self._index is not None:
+            return self._index.get(f"ref:{ref}") if ref and f"ref:{ref}" in self._index \
+                else self._index.get(f"email:{email}")
+        if ref:
+            found = await self._search_customer("reference_id", str(ref))
+            if found:
+                return str(found["id"])
+        found = await self._search_customer("email_address", email)
+        return str(found["id"]) if found else None
+
+    async def _push_customers(self, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        results: dict[int, RecordResult] = {}
+        updates: dict[str, tuple[int, OutboundRecord, str]] = {}
+        update_bodies: dict[str, dict[str, Any]] = {}
+        creates: list[tuple[int, OutboundRecord, dict[str, Any]]] = []
+        unlinked = sum(1 for r in records if not r.remote_id and r.operation == "upsert")
+        for i, r in enumerate(records):
+            if r.operation != "upsert":
+                results[i] = await self._delete_customer(r)
+                continue
+            body = self._customer_body(r.payload)
+            problem = self._customer_problem(body)
+            if problem:
+                results[i] = _failed(r, problem)
+                continue
+            remote = r.remote_id
+            action = "updated"
+            if not remote:
+                found = await self._adopt(body, unlinked)
+                if found is not None:
+                    remote, action = found, "adopted"
+            if remote and remote not in updates:
+                updates[remote] = (i, r, action)
+                update_bodies[remote] = body
+            else:
+                creates.append((i, r, body))
+        if updates:
+            data = await self._json("POST", "/v2/customers/bulk-update",
+                                    json_body={"customers": update_bodies})
+            responses = data.get("responses") or {}
+            for remote, (i, r, action) in updates.items():
+                entry = responses.get(remote) if isinstance(responses, dict) else None
+                customer = entry.get("customer") if isinstance(entry, dict) else None
+                if isinstance(customer, dict) and customer.get("id"):
+                    results[i] = RecordResult(r.local_id, ok=True, remote_id=str(customer["id"]),
+                                              remote_version=str(customer.get("version", "")),
+                                              action=action)
+                    continue
+                codes = [e.get("code") for e in (entry or {}).get("errors") or []
+                         if isinstance(e, dict)]
+                if "NOT_FOUND" in codes and action == "updated":
+                    creates.append((i, r, update_bodies[remote]))  # deleted in Square
+                else:
+                    results[i] = _failed(r, _errors_text((entry or {}).get("errors")))
+        if creates:
+            keys: dict[str, tuple[int, OutboundRecord]] = {}
+            entries: dict[str, dict[str, Any]] = {}
+            for i, r, body in creates:
+                key = fit_key(r.idempotency_key, CUSTOMER_IDEMPOTENCY_MAX)
+                if key in keys:
+                    key = fit_key(r.idempotency_key, CUSTOMER_IDEMPOTENCY_MAX, r.local_id)
+                keys[key] = (i, r)
+                entries[key] = body
+            data = await self._json("POST", "/v2/customers/bulk-create",
+                                    json_body={"customers": entries})
+            responses = data.get("responses") or {}
+            for key, (i, r) in keys.items():
+                entry = responses.get(key) if isinstance(responses, dict) else None
+                customer = entry.get("customer") if isinstance(entry, dict) else None
+                if isinstance(customer, dict) and customer.get("id"):
+                    if self._index is not None:
+                        self._remember(self._index, customer)
+                    results[i] = RecordResult(r.local_id, ok=True, remote_id=str(customer["id"]),
+                                              remote_version=str(customer.get("version", "")),
+                                              action="created")
+                else:
+                    errors = entry.get("errors") if isinstance(entry, dict) else None
+                    results[i] = _failed(r, _errors_text(errors) if errors else
+                                         "Square returned no result for this customer",
+                                         ErrorKind.PERMANENT if errors else ErrorKind.RETRYABLE)
+        return [results[i] for i in range(len(records))]
+
+    async def _delete_customer(self, record: OutboundRecord) -> RecordResult:
+        if not record.remote_id or record.operation == "archive":
+            return RecordResult(record.local_id, ok=True, remote_id=record.remote_id,
+                                action="unchanged")
+        response = await self.http.request("DELETE", f"/v2/customers/{record.remote_id}",
+                                           accept=(404,))
+        del response
+        return RecordResult(record.local_id, ok=True, remote_id=record.remote_id,
+                            action="deleted")
+
+    # orders
+
+    async def _push_order(self, record: OutboundRecord) -> RecordResult:
+        if record.operation != "upsert":
+            return RecordResult(record.local_id, ok=True, remote_id=record.remote_id,
+                                action="unchanged")
+        if record.remote_id:
+            return _failed(record, "Square orders cannot be changed after they are created "
+                           "and paid; change the sale in Square (refund or new sale)")
+        p = record.payload
+        name = _text(_nested(p, "line_item", "name"))
+        total = _amount(_nested(p, "total_money", "amount"))
+        currency = (_text(_nested(p, "total_money", "currency")) or "").upper()
+        reference = _text(p.get("reference_id"))
+        quantity = _amount(_nested(p, "line_item", "quantity")) or 1
+        if not name:
+            return _failed(record, "line_item.name is required")
+        if total is None or total < 0:
+            return _failed(record, "total_money.amount must be a whole number of minor units")
+        if len(currency) != 3 or not currency.isalpha():
+            return _failed(record, "total_money.currency must be an ISO 4217 code")
+        if not reference or len(reference) > 40:
+            return _failed(record, "reference_id is required (at most 40 characters)")
+        if quantity > 0 and total % quantity == 0:
+            unit, count = total // quantity, quantity
+        else:
+            unit, count, name = total, 1, f"{name} x {quantity}"
+        line: dict[str, Any] = {"name": name[:512], "quantity": str(count),
+                                "base_price_money": {"amount": unit, "currency": currency}}
+        note = _text(_nested(p, "line_item", "note"))
+        if note:
+            line["note"] = note
+        order: dict[str, Any] = {"location_id": await self._location(),
+                                 "reference_id": reference, "line_items": [line]}
+        ticket = _text(p.get("ticket_name"))
+        if ticket:
+            order["ticket_name"] = ticket[:30]
+        email = _text(p.get("customer_email"))
+        if email:
+            found = await self._search_customer("email_address", email)
+            if found:
+                order["customer_id"] = found["id"]
+        response = await self.http.request("POST", "/v2/orders", accept=(400, 404), json_body={
+            "idempotency_key": fit_key(record.idempotency_key, ORDER_IDEMPOTENCY_MAX),
+            "order": order})
+        created = self._body_of(response)
+        if response.status_code >= 400 or not isinstance(created.get("order"), dict):
+            return _failed(record, _errors_text(created.get("errors")))
+        placed = created["order"]
+        order_id = placed.get("id")
+        if not isinstance(order_id, str):
+            return _failed(record, "Square returned an order without an id", ErrorKind.RETRYABLE)
+        due = placed.get("net_amount_due_money") or placed.get("total_money")
+        if isinstance(due, dict) and due.get("amount", 0) > 0:
+            paid = await self.http.request("POST", "/v2/payments", accept=(400, 404), json_body={
+                "idempotency_key": fit_key(record.idempotency_key, PAYMENT_IDEMPOTENCY_MAX,
+                                           "payment"),
+                "source_id": "EXTERNAL", "amount_money": due, "order_id": order_id,
+                "autocomplete": True, "reference_id": reference,
+                "external_details": {"type": "OTHER", "source": self.options.payment_source},
+            })
+            payment = self._body_of(paid)
+            if paid.status_code >= 400:
+                return RecordResult(record.local_id, ok=False, remote_id=order_id,
+                                    error_kind=ErrorKind.PERMANENT,
+                                    error="order created but the external payment was refused: "
+                                          + _errors_text(payment.get("errors")))
+        return RecordResult(record.local_id, ok=True, remote_id=order_id,
+                            remote_version=str(placed.get("version", "")), action="created")
+
+    @staticmethod
+    def _body_of(response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise ProviderError(f"square: {response.request.url.path} returned a body that is "
+                                "not JSON", ErrorKind.RETRYABLE,
+                                status=response.status_code) from None
+        if not isinstance(data, dict):
+            raise ProviderError(f"square: {response.request.url.path} returned an unexpected "
+                                "body", ErrorKind.RETRYABLE, status=response.status_code)
+        return data
+
+    # --- pull ----------------------------------------------------------------------------
+
+    async def pull(self, entity: Entity, since: datetime | None) -> AsyncIterator[InboundChange]:
+        """Customers changed since ``since`` (cursor pagination); other entities: none."""
+        if entity is not Entity.CUSTOMER:
+            return
+        cursor: str | None = None
+        while True:
+            params = {"limit": "100", "sort_field": "DEFAULT"}
+            if cursor:
+                params["cursor"] = cursor
+            data = await self._json("GET", "/v2/customers", params=params)
+            for customer in data.get("customers") or []:
+                if not isinstance(customer, dict) or not customer.get("id"):
+                    continue
+                updated = _parse_time(customer.get("updated_at"))
+                if since is not None and updated is not None and updated <= since:
+                    continue
+                yield InboundChange(
+                    provider="square", entity=Entity.CUSTOMER, remote_id=str(customer["id"]),
+                    change="updated",
+                    dedupe_key=f"customer:{customer['id']}:{customer.get('version', '')}",
+                    payload=customer, occurred_at=updated, account_id=self.account,
+                    event_type="customer.pulled")
+            cursor = data.get("cursor")
+            if not cursor:
+                return
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -1,11 +1,874 @@
-"""The Square emulator (being built)."""
+"""A local Square: the endpoints the Square plugin uses, with Square's semantics.
+
+Shapes follow ``api.json`` (Square-Version 2025-08-20). What is emulated:
+
+- OAuth: ``GET /oauth2/authorize`` (redirects with a code), ``POST /oauth2/token`` (code flow:
+  non-rotating refresh token; PKCE with ``code_verifier``: single-use refresh tokens that
+  rotate, 90 days, ``refresh_token_expires_at``), ``POST /oauth2/revoke``
+  (``Authorization: Client <secret>``, revokes every token of the seller),
+  ``POST /oauth2/token/status``. Expiry is ISO-8601 ``expires_at``.
+- ``GET /v2/locations``, ``GET /v2/catalog/info``, ``POST /v2/catalog/batch-upsert`` (1,000
+  objects per batch, 10,000 per request, batches all-or-nothing and independent, ``#`` ids
+  replaced and mapped, one catalog write per seller at a time: a concurrent one gets 429),
+  ``POST /v2/catalog/batch-delete``, ``POST /v2/catalog/list``-like ``GET /v2/catalog/list``.
+- Customers: ``POST /v2/customers``, ``bulk-create`` (1-100 entries keyed by idempotency key),
+  ``bulk-update``, ``search`` (exact e-mail ignoring case, exact reference id, cursor), ``GET``,
+  ``PUT``, ``DELETE /v2/customers/{id}``, ``GET /v2/customers`` (cursor).
+- ``POST /v2/orders`` (idempotency key <= 192), ``GET /v2/orders/{id}``, ``POST /v2/payments``
+  with ``source_id: EXTERNAL`` for an order (key <= 45; amount must equal the amount due).
+
+Errors are ``{"errors": [{"category", "code", "detail", "field"?}]}``. Square publishes no
+numeric rate limits; the emulator allows 20 requests a second per seller with a burst of 40
+(an assumption) and answers 429 ``RATE_LIMITED`` / ``RATE_LIMIT_ERROR`` **without**
+``Retry-After``: whether Square sends one is not documented.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import hashlib
+import json
+import secrets
+import string
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
 from daemon.provider import EmulatorSettings
-from daemon.testing.emulator import Emulator
+from daemon.testing.emulator import BATCH_SIZE, Emulator
+from plugins.square.capabilities import (
+    CATALOG_IDEMPOTENCY_MAX,
+    MAX_BATCH_OBJECTS,
+    MAX_BULK_CUSTOMERS,
+    MAX_REQUEST_OBJECTS,
+    ORDER_IDEMPOTENCY_MAX,
+    PAYMENT_IDEMPOTENCY_MAX,
+)
+from plugins.square.webhooks import SIGNATURE_HEADER, sign
+
+__all__ = ["CLIENT_ID", "CLIENT_SECRET", "SquareEmulator"]
+
+CLIENT_ID = "sq0idp-emulator"
+CLIENT_SECRET = "sq0csp-emulator-secret"  # noqa: S105 - a well-known emulator value
+MERCHANT_ID = "MLEMULATOR0001"
+LOCATION_ID = "LEMULATOR00001"
+ACCESS_TTL = 30 * 86400.0
+PKCE_REFRESH_TTL = 90 * 86400.0
+
+_CATEGORIES = {400: "INVALID_REQUEST_ERROR", 401: "AUTHENTICATION_ERROR",
+               403: "AUTHENTICATION_ERROR", 404: "INVALID_REQUEST_ERROR",
+               409: "INVALID_REQUEST_ERROR", 429: "RATE_LIMIT_ERROR"}
+_ID_ALPHABET = string.ascii_uppercase + string.digits
+
+
+def _new_id(length: int = 26) -> str:
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso_in(seconds: float) -> str:
+    when = datetime.now(UTC) + timedelta(seconds=seconds)
+    return when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _err(code: str, detail: str, field: str | None = None,
+         category: str = "INVALID_REQUEST_ERROR") -> dict[str, str]:
+    error = {"category": category, "code": code, "detail": detail}
+    if field:
+        error["field"] = field
+    return error
+
+
+def _money_ok(money: Any) -> bool:
+    return (isinstance(money, dict) and isinstance(money.get("amount"), int)
+            and not isinstance(money.get("amount"), bool) and money["amount"] >= 0
+            and isinstance(money.get("currency"), str) and len(money["currency"]) == 3
+            and money["currency"].isupper())
 
 
 class SquareEmulator(Emulator):
-    def __init__(self, settings: EmulatorSettings) -> None:
+    """Square, locally."""
+
+    name = "square"
+    default_account = MERCHANT_ID
+    credential_kind = "access_token"
+    #: Time a catalog write holds the seller's catalog lock (so overlapping writes collide).
+    catalog_write_seconds = 0.005
+
+    def __init__(self, settings: EmulatorSettings | None = None) -> None:
         super().__init__(settings)
+        self._catalog_busy: set[str] = set()
+        self._codes: dict[str, tuple[str, tuple[str, ...], str | None]] = {}
+        self._pkce_refresh: set[str] = set()
+        self._locations: dict[str, dict[str, Any]] = {
+            LOCATION_ID: {
+                "id": LOCATION_ID, "name": "Emulated Box Office", "merchant_id": MERCHANT_ID,
+                "status": "ACTIVE", "currency": "USD", "country": "US",
+                "timezone": "America/New_York", "capabilities": ["CREDIT_CARD_PROCESSING"],
+                "created_at": "2024-01-01T00:00:00Z", "type": "PHYSICAL",
+            },
+        }
+
+    # --- base hooks ----------------------------------------------------------------------
+
+    def _issue_default_token(self) -> Any:
+        ttl = self.settings.access_token_ttl
+        return self.tokens.issue_access(self.default_account, ttl if ttl is not None
+                                        else ACCESS_TTL, prefix="EAAAemu")
+
+    def default_account_facts(self) -> dict[str, str]:
+        return {"merchant_id": MERCHANT_ID, "location_id": LOCATION_ID,
+                "client_id": CLIENT_ID}
+
+    def error_response(self, status: int, code: str, message: str) -> web.Response:
+        category = _CATEGORIES.get(status, "API_ERROR" if status >= 500 else
+                                   "INVALID_REQUEST_ERROR")
+        square_code = {
+            "unauthorized": "UNAUTHORIZED", "rate_limited": "RATE_LIMITED",
+            "internal_error": "INTERNAL_SERVER_ERROR",
+            "idempotency_key_reused": "IDEMPOTENCY_KEY_REUSED",
+            "idempotency_key_in_use": "CONFLICT",
+        }.get(code, code)
+        return web.json_response({"errors": [_err(square_code, message, category=category)]},
+                                 status=status)
+
+    def rate_limited_response(self, retry_after: float) -> web.Response:
+        # Square documents 429 RATE_LIMITED; whether it sends Retry-After is not documented,
+        # so the emulator sends none and clients fall back to backoff.
+        return self.error_response(429, "RATE_LIMITED", "Rate limit exceeded.")
+
+    def rate_limit(self) -> tuple[float, float]:
+        return (20.0, 40.0)
+
+    def is_public(self, request: web.Request) -> bool:
+        return request.path in ("/oauth2/authorize", "/oauth2/token", "/oauth2/revoke")
+
+    def on_reset(self) -> None:
+        self._catalog_busy.clear()
+
+    def sign_webhook(self, body: bytes, url: str, timestamp: int) -> dict[str, str]:
+        when = datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+        return {SIGNATURE_HEADER: sign(body, url, self.settings.webhook_secret),
+                "square-initial-delivery-timestamp": when, "square-retry-number": "0"}
+
+    def webhook_event(self, collection: str, record_id: str, change: str) -> bytes:
+        record = self.collection(collection).get(record_id, {"id": record_id})
+        if collection == "product":
+            event_type = "catalog.version.updated"
+            data: dict[str, Any] = {"type": "catalog_version", "id": str(uuid.uuid4()),
+                                    "object": {"catalog_version": {"updated_at": _now_iso()}}}
+        elif collection == "customer":
+            event_type = f"customer.{change}"
+            data = {"type": "customer", "id": record_id, "object": {"customer": record}}
+        else:
+            kind = "order_created" if change == "created" else "order_updated"
+            event_type = "order.created" if change == "created" else "order.updated"
+            data = {"type": kind, "id": record_id, "object": {kind: {
+                "order_id": record_id, "location_id": record.get("location_id"),
+                "state": record.get("state"), "version": record.get("version"),
+                "created_at": record.get("created_at"), "updated_at": record.get("updated_at"),
+            }}}
+        event = {"merchant_id": MERCHANT_ID, "type": event_type, "event_id": str(uuid.uuid4()),
+                 "created_at": _now_iso(), "data": data}
+        return json.dumps(event, separators=(",", ":")).encode()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/oauth2/authorize", self.authorize),
+            web.post("/oauth2/token", self.obtain_token),
+            web.post("/oauth2/revoke", self.revoke_token),
+            web.post("/oauth2/token/status", self.token_status),
+            web.get("/v2/locations", self.list_locations),
+            web.get("/v2/catalog/info", self.catalog_info),
+            web.get("/v2/catalog/list", self.catalog_list),
+            web.post("/v2/catalog/batch-upsert", self.catalog_batch_upsert),
+            web.post("/v2/catalog/batch-delete", self.catalog_batch_delete),
+            web.post("/v2/catalog/batch-retrieve", self.catalog_batch_retrieve),
+            web.get("/v2/customers", self.list_customers),
+            web.post("/v2/customers", self.create_customer),
+            web.post("/v2/customers/bulk-create", self.bulk_create_customers),
+            web.post("/v2/customers/bulk-update", self.bulk_update_customers),
+            web.post("/v2/customers/search", self.search_customers),
+            web.get("/v2/customers/{customer_id}", self.get_customer),
+            web.put("/v2/customers/{customer_id}", self.update_customer),
+            web.delete("/v2/customers/{customer_id}", self.delete_customer),
+            web.post("/v2/orders", self.create_order),
+            web.get("/v2/orders/{order_id}", self.get_order),
+            web.post("/v2/payments", self.create_payment),
+        ]
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _errors(self, status: int, *errors: dict[str, str]) -> web.Response:
+        return web.json_response({"errors": list(errors)}, status=status)
+
+    async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return self._errors(400, _err("EXPECTED_JSON_BODY", "The body is not valid JSON."))
+        if not isinstance(body, dict):
+            return self._errors(400, _err("EXPECTED_OBJECT", "The body must be an object."))
+        return body
+
+    def _key_check(self, key: Any, maximum: int, *, required: bool) -> web.Response | None:
+        if key is None and not required:
+            return None
+        if not isinstance(key, str) or not key:
+            return self._errors(400, _err("MISSING_REQUIRED_PARAMETER",
+                                          "Field must be set", "idempotency_key"))
+        if len(key) > maximum:
+            return self._errors(400, _err(
+                "VALUE_TOO_LONG", f"Field must not be greater than {maximum} length",
+                "idempotency_key"))
+        return None
+
+    # --- OAuth ---------------------------------------------------------------------------
+
+    async def authorize(self, request: web.Request) -> web.Response:
+        q = request.query
+        if q.get("client_id") != CLIENT_ID:
+            return self._errors(400, _err("UNAUTHORIZED", "Unknown client_id.",
+                                          category="AUTHENTICATION_ERROR"))
+        code = "sq0cgp-" + secrets.token_urlsafe(16)
+        scopes = tuple(q.get("scope", "").replace("+", " ").split())
+        self._codes[code] = (MERCHANT_ID, scopes, q.get("code_challenge"))
+        params = {"code": code, "response_type": "code"}
+        if "state" in q:
+            params["state"] = q["state"]
+        redirect = q.get("redirect_uri")
+        if redirect:
+            raise web.HTTPFound(f"{redirect}?{urlencode(params)}")
+        return web.json_response(params)
+
+    def _token_json(self, access: Any, refresh: Any, *, pkce: bool) -> dict[str, Any]:
+        assert access.expires_at is not None
+        body: dict[str, Any] = {
+            "access_token": access.value, "token_type": "bearer",
+            "expires_at": datetime.fromtimestamp(access.expires_at, UTC).isoformat(
+                timespec="seconds").replace("+00:00", "Z"),
+            "merchant_id": access.account, "refresh_token": refresh.value, "short_lived": False,
+        }
+        if pkce and refresh.expires_at is not None:
+            body["refresh_token_expires_at"] = datetime.fromtimestamp(
+                refresh.expires_at, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return body
+
+    async def obtain_token(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        unauthorized = self._errors(401, _err("UNAUTHORIZED", "Invalid client credentials or "
+                                              "grant.", category="AUTHENTICATION_ERROR"))
+        if body.get("client_id") != CLIENT_ID:
+            return unauthorized
+        secret = body.get("client_secret")
+        pkce = secret is None and bool(body.get("code_verifier") or
+                                       body.get("grant_type") == "refresh_token")
+        if secret is not None and secret != CLIENT_SECRET:
+            return unauthorized
+        ttl = self.settings.access_token_ttl or ACCESS_TTL
+        grant = body.get("grant_type")
+        if grant == "authorization_code":
+            entry = self._codes.pop(str(body.get("code")), None)
+            if entry is None:
+                return unauthorized
+            merchant, scopes, challenge = entry
+            if secret is None:
+                verifier = body.get("code_verifier")
+                if not challenge or not isinstance(verifier, str):
+                    return unauthorized
+                digest = base64.urlsafe_b64encode(
+                    hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+                if digest != challenge:
+                    return unauthorized
+            access = self.tokens.issue_access(merchant, ttl, scopes=scopes, prefix="EAAAemu")
+            refresh = self.tokens.issue_refresh(
+                merchant, PKCE_REFRESH_TTL if pkce else None, scopes=scopes, prefix="EQAAemu")
+            if pkce:
+                self._pkce_refresh.add(refresh.value)
+            return web.json_response(self._token_json(access, refresh, pkce=pkce))
+        if grant == "refresh_token":
+            value = str(body.get("refresh_token"))
+            rotating = value in self._pkce_refresh
+            pair = self.tokens.refresh(value, access_ttl=ttl, rotate=rotating,
+                                       refresh_ttl=PKCE_REFRESH_TTL)
+            if pair is None:
+                return unauthorized
+            access, refresh = pair
+            if rotating:
+                self._pkce_refresh.discard(value)
+                self._pkce_refresh.add(refresh.value)
+            return web.json_response(self._token_json(access, refresh, pkce=rotating))
+        return self._errors(400, _err("INVALID_VALUE", "Unsupported grant_type.", "grant_type"))
+
+    async def revoke_token(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization", "") != f"Client {CLIENT_SECRET}":
+            return self._errors(401, _err("UNAUTHORIZED", "Invalid client secret.",
+                                          category="AUTHENTICATION_ERROR"))
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        merchant = body.get("merchant_id")
+        token = body.get("access_token")
+        if isinstance(token, str):
+            found = self.tokens.lookup(token)
+            merchant = found.account if found else None
+        if not isinstance(merchant, str):
+            return self._errors(404, _err("NOT_FOUND", "No such token or merchant."))
+        self.tokens.revoke_account(merchant)
+        return web.json_response({"success": True})
+
+    async def token_status(self, request: web.Request) -> web.Response:
+        header = request.headers.get("Authorization", "")
+        token = self.tokens.lookup(header.partition(" ")[2].strip())
+        if token is None:
+            return self.unauthorized_response()
+        expires = (datetime.fromtimestamp(token.expires_at, UTC).isoformat(timespec="seconds")
+                   .replace("+00:00", "Z") if token.expires_at else None)
+        body: dict[str, Any] = {"scopes": list(token.scopes), "client_id": CLIENT_ID,
+                                "merchant_id": token.account}
+        if expires:
+            body["expires_at"] = expires
+        return web.json_response(body)
+
+    # --- locations and catalog -----------------------------------------------------------
+
+    async def list_locations(self, request: web.Request) -> web.Response:
+        return web.json_response({"locations": list(self._locations.values())})
+
+    async def catalog_info(self, request: web.Request) -> web.Response:
+        return web.json_response({"limits": {
+            "batch_upsert_max_objects_per_batch": MAX_BATCH_OBJECTS,
+            "batch_upsert_max_total_objects": MAX_REQUEST_OBJECTS,
+            "batch_retrieve_max_object_ids": 1000, "search_max_page_limit": 1000,
+            "batch_delete_max_object_ids": 200,
+        }})
+
+    async def catalog_list(self, request: web.Request) -> web.Response:
+        items = list(self.collection("product").values())
+        return self._page(items, request.query.get("cursor"), 100, "objects")
+
+    def _page(self, items: list[dict[str, Any]], cursor: str | None, limit: int,
+              key: str) -> web.Response:
+        try:
+            start = int(base64.urlsafe_b64decode((cursor or "MA==").encode())) if cursor else 0
+        except (ValueError, TypeError):
+            return self._errors(400, _err("INVALID_CURSOR", "The cursor is not valid.",
+                                          "cursor"))
+        page = items[start:start + limit]
+        body: dict[str, Any] = {key: page} if page else {}
+        if start + limit < len(items):
+            body["cursor"] = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
+        return web.json_response(body)
+
+    @staticmethod
+    def _count_objects(objects: list[Any]) -> int:
+        total = 0
+        for obj in objects:
+            total += 1
+            if isinstance(obj, dict):
+                data = obj.get("item_data")
+                if isinstance(data, dict) and isinstance(data.get("variations"), list):
+                    total += len(data["variations"])
+        return total
+
+    def _check_item(self, obj: Any) -> dict[str, str] | None:
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            return _err("MISSING_REQUIRED_PARAMETER", "Each object needs an id.", "id")
+        if obj.get("type") != "ITEM":
+            return _err("INVALID_VALUE", f"Object {obj['id']}: only ITEM is emulated.", "type")
+        data = obj.get("item_data")
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data[
+                "name"].strip():
+            return _err("MISSING_REQUIRED_PARAMETER",
+                        f"Object {obj['id']}: item_data.name is required.", "item_data.name")
+        if len(data["name"]) > 512:
+            return _err("VALUE_TOO_LONG", f"Object {obj['id']}: item_data.name is too long.",
+                        "item_data.name")
+        existing = self.collection("product").get(obj["id"])
+        if not obj["id"].startswith("#"):
+            if existing is None:
+                return _err("NOT_FOUND", f"Object {obj['id']} does not exist.", "id")
+            if "version" in obj and obj["version"] != existing.get("version"):
+                return _err("CONFLICT",
+                            f"Object version does not match for object: {obj['id']}",
+                            "version")
+        for variation in data.get("variations") or []:
+            vdata = variation.get("item_variation_data") if isinstance(variation, dict) else None
+            if not isinstance(vdata, dict) or variation.get("type") != "ITEM_VARIATION":
+                return _err("INVALID_VALUE", f"Object {obj['id']}: bad variation.",
+                            "item_data.variations")
+            if vdata.get("pricing_type") == "FIXED_PRICING" and not _money_ok(
+                    vdata.get("price_money")):
+                return _err("INVALID_VALUE", f"Object {obj['id']}: price_money needs a "
+                            "non-negative integer amount and an upper-case ISO currency.",
+                            "item_variation_data.price_money")
+        return None
+
+    async def catalog_batch_upsert(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        bad = self._key_check(body.get("idempotency_key"), CATALOG_IDEMPOTENCY_MAX,
+                              required=True)
+        if bad is not None:
+            return bad
+        batches = body.get("batches")
+        if not isinstance(batches, list) or not batches:
+            return self._errors(400, _err("ARRAY_EMPTY", "batches must not be empty",
+                                          "batches"))
+        counts = [self._count_objects(b.get("objects") or []) if isinstance(b, dict) else 0
+                  for b in batches]
+        request[BATCH_SIZE] = sum(counts)
+        for index, count in enumerate(counts):
+            if count > MAX_BATCH_OBJECTS:
+                return self._errors(400, _err(
+                    "ARRAY_LENGTH_TOO_LONG", f"A batch may hold at most {MAX_BATCH_OBJECTS} "
+                    f"objects; batch {index} has {count}.", f"batches[{index}].objects"))
+        if sum(counts) > MAX_REQUEST_OBJECTS:
+            return self._errors(400, _err(
+                "ARRAY_LENGTH_TOO_LONG", f"A request may hold at most {MAX_REQUEST_OBJECTS} "
+                f"objects; this one has {sum(counts)}.", "batches"))
+        merchant = self.account_of(request)
+        if merchant in self._catalog_busy:
+            # Square processes one catalog write per seller at a time.
+            return self.rate_limited_response(0.0)
+
+        async def handle() -> web.Response:
+            self._catalog_busy.add(merchant)
+            try:
+                await asyncio.sleep(self.catalog_write_seconds)
+                return self._apply_batches(batches)
+            finally:
+                self._catalog_busy.discard(merchant)
+
+        return await self.idempotent(request, body["idempotency_key"], body, handle)
+
+    def _apply_batches(self, batches: list[Any]) -> web.Response:
+        objects: list[dict[str, Any]] = []
+        mappings: list[dict[str, str]] = []
+        errors: list[dict[str, str]] = []
+        stamp = _now_iso()
+        for batch in batches:
+            items = batch.get("objects") if isinstance(batch, dict) else None
+            if not isinstance(items, list) or not items:
+                errors.append(_err("ARRAY_EMPTY", "A batch needs objects.", "objects"))
+                continue
+            problems = [p for p in (self._check_item(o) for o in items) if p is not None]
+            if problems:
+                errors.extend(problems)  # all-or-nothing: nothing in this batch is applied
+                continue
+            version = time.time_ns() // 1000
+            for obj in items:
+                stored, new_maps = self._store_item(obj, version, stamp)
+                objects.append(stored)
+                mappings.extend(new_maps)
+        if not objects and errors:
+            return self._errors(400, *errors)
+        body: dict[str, Any] = {"objects": objects, "id_mappings": mappings, "updated_at": stamp}
+        if errors:
+            body["errors"] = errors
+        return web.json_response(body)
+
+    def _store_item(self, obj: dict[str, Any], version: int,
+                    stamp: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        maps: list[dict[str, str]] = []
+        item = json.loads(json.dumps(obj))
+        created = item["id"].startswith("#")
+        if created:
+            real = _new_id()
+            maps.append({"client_object_id": item["id"], "object_id": real})
+            item["id"] = real
+        item.update({"version": version, "updated_at": stamp, "is_deleted": False,
+                     "present_at_all_locations": item.get("present_at_all_locations", True)})
+        for variation in item["item_data"].get("variations") or []:
+            if str(variation.get("id", "#")).startswith("#"):
+                real = _new_id()
+                maps.append({"client_object_id": str(variation.get("id", "#")),
+                             "object_id": real})
+                variation["id"] = real
+            variation.update({"version": version, "updated_at": stamp, "is_deleted": False,
+                              "present_at_all_locations": True})
+            variation["item_variation_data"]["item_id"] = item["id"]
+        self.put("product", item["id"], item, change="created" if created else "updated")
+        return item, maps
+
+    async def catalog_batch_retrieve(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        ids = body.get("object_ids")
+        if not isinstance(ids, list) or not ids:
+            return self._errors(400, _err("ARRAY_EMPTY", "object_ids must not be empty",
+                                          "object_ids"))
+        if len(ids) > 1000:
+            return self._errors(400, _err("ARRAY_LENGTH_TOO_LONG", "At most 1000 object_ids.",
+                                          "object_ids"))
+        products = self.collection("product")
+        found = [products[str(i)] for i in ids if str(i) in products]
+        return web.json_response({"objects": found} if found else {})
+
+    async def catalog_batch_delete(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        ids = body.get("object_ids")
+        if not isinstance(ids, list) or not ids:
+            return self._errors(400, _err("ARRAY_EMPTY", "object_ids must not be empty",
+                                          "object_ids"))
+        deleted: list[str] = []
+        products = self.collection("product")
+        for object_id in ids:
+            item = products.pop(str(object_id), None)
+            if item is not None:
+                deleted.append(item["id"])
+                deleted.extend(v["id"] for v in item["item_data"].get("variations") or [])
+                self.notify_change("product", item["id"], "deleted")
+        return web.json_response({"deleted_object_ids": deleted, "deleted_at": _now_iso()})
+
+    # --- customers -----------------------------------------------------------------------
+
+    _CUSTOMER_FIELDS = ("given_name", "family_name", "company_name", "nickname",
+                        "email_address", "phone_number", "reference_id", "note", "birthday",
+                        "address")
+    _LIMITS: Mapping[str, int] = {"given_name": 300, "family_name": 300, "company_name": 500,
+                                  "nickname": 100, "email_address": 254, "reference_id": 100}
+
+    def _customer_problem(self, data: Any, *, creating: bool) -> dict[str, str] | None:
+        if not isinstance(data, dict):
+            return _err("EXPECTED_OBJECT", "A customer must be an object.")
+        for field, limit in self._LIMITS.items():
+            value = data.get(field)
+            if value is not None and (not isinstance(value, str) or len(value) > limit):
+                return _err("VALUE_TOO_LONG" if isinstance(value, str) else "EXPECTED_STRING",
+                            f"Field must not be greater than {limit} length", field)
+        email = data.get("email_address")
+        if isinstance(email, str) and email and ("@" not in email or " " in email.strip()
+                                                 or email.startswith("@")
+                                                 or email.endswith("@")):
+            return _err("INVALID_EMAIL_ADDRESS", "Expected email_address to be a valid email "
+                        "address", "email_address")
+        if creating and not any(data.get(f) for f in ("given_name", "family_name",
+                                                      "company_name", "email_address",
+                                                      "phone_number")):
+            return _err("MISSING_REQUIRED_PARAMETER", "At least one of given_name, "
+                        "family_name, company_name, email_address or phone_number is required.")
+        return None
+
+    def _new_customer(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        stamp = _now_iso()
+        customer_id = _new_id()
+        customer: dict[str, Any] = {"id": customer_id, "created_at": stamp, "updated_at": stamp,
+                    "preferences": {"email_unsubscribed": False},
+                    "creation_source": "THIRD_PARTY", "version": 0}
+        customer.update({k: data[k] for k in self._CUSTOMER_FIELDS if data.get(k) is not None})
+        self.put("customer", customer_id, customer, change="created")
+        return customer
+
+    def _update_customer(self, customer_id: str,
+                         data: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        customer = self.collection("customer").get(customer_id)
+        if customer is None:
+            return 404, {"errors": [_err("NOT_FOUND", f"Customer with ID `{customer_id}` not "
+                                         "found.")]}
+        problem = self._customer_problem(data, creating=False)
+        if problem is not None:
+            return 400, {"errors": [problem]}
+        if "version" in data and data["version"] != customer["version"]:
+            return 409, {"errors": [_err("CONFLICT", "Version mismatch: the customer was "
+                                         "changed since it was read.", "version")]}
+        for key in self._CUSTOMER_FIELDS:
+            if key in data:
+                if data[key] is None:
+                    customer.pop(key, None)
+                else:
+                    customer[key] = data[key]
+        customer["version"] += 1
+        customer["updated_at"] = _now_iso()
+        self.notify_change("customer", customer_id, "updated")
+        return 200, {"customer": customer}
+
+    async def create_customer(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        problem = self._customer_problem(body, creating=True)
+        if problem is not None:
+            return self._errors(400, problem)
+
+        async def handle() -> web.Response:
+            return web.json_response({"customer": self._new_customer(body)})
+
+        key = body.get("idempotency_key")
+        payload = {k: v for k, v in body.items() if k != "idempotency_key"}
+        return await self.idempotent(request, key if isinstance(key, str) else None, payload,
+                                     handle)
+
+    async def bulk_create_customers(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        entries = body.get("customers")
+        if not isinstance(entries, dict):
+            return self._errors(400, _err("EXPECTED_MAP", "customers must be a map",
+                                          "customers"))
+        request[BATCH_SIZE] = len(entries)
+        if not 1 <= len(entries) <= MAX_BULK_CUSTOMERS:
+            return self._errors(400, _err(
+                "TOO_MANY_MAP_ENTRIES" if entries else "ARRAY_EMPTY",
+                f"customers must have between 1 and {MAX_BULK_CUSTOMERS} entries",
+                "customers"))
+        responses: dict[str, Any] = {}
+        for key, data in entries.items():
+            responses[key] = await self._bulk_create_one(request, key, data)
+        return web.json_response({"responses": responses})
+
+    async def _bulk_create_one(self, request: web.Request, key: str, data: Any) -> Any:
+        problem = self._customer_problem(data, creating=True)
+        if problem is not None:
+            return {"errors": [problem]}
+
+        async def handle() -> web.Response:
+            return web.json_response({"customer": self._new_customer(data)})
+
+        # Each entry is idempotent on its own key (the map key).
+        response = await self.idempotent(request, key, data, handle)
+        raw = response.body if isinstance(response.body, bytes) else b"{}"
+        return json.loads(raw)
+
+    async def bulk_update_customers(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        entries = body.get("customers")
+        if not isinstance(entries, dict):
+            return self._errors(400, _err("EXPECTED_MAP", "customers must be a map",
+                                          "customers"))
+        request[BATCH_SIZE] = len(entries)
+        if not 1 <= len(entries) <= MAX_BULK_CUSTOMERS:
+            return self._errors(400, _err(
+                "TOO_MANY_MAP_ENTRIES" if entries else "ARRAY_EMPTY",
+                f"customers must have between 1 and {MAX_BULK_CUSTOMERS} entries",
+                "customers"))
+        responses: dict[str, Any] = {}
+        for customer_id, data in entries.items():
+            if not isinstance(data, dict):
+                responses[customer_id] = {"errors": [_err("EXPECTED_OBJECT", "bad entry")]}
+                continue
+            _, result = self._update_customer(customer_id, data)
+            responses[customer_id] = result
+        return web.json_response({"responses": responses})
+
+    async def search_customers(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        query = body.get("query") or {}
+        flt = query.get("filter") or {} if isinstance(query, dict) else {}
+        limit = body.get("limit", 100)
+        if not isinstance(limit, int) or not 1 <= limit <= 100:
+            return self._errors(400, _err("VALUE_TOO_HIGH", "limit must be 1-100", "limit"))
+        found = list(self.collection("customer").values())
+        email = (flt.get("email_address") or {}) if isinstance(flt, dict) else {}
+        if isinstance(email, dict) and isinstance(email.get("exact"), str):
+            wanted = email["exact"].lower()
+            found = [c for c in found if str(c.get("email_address", "")).lower() == wanted]
+        if isinstance(email, dict) and isinstance(email.get("fuzzy"), str):
+            part = email["fuzzy"].lower()
+            found = [c for c in found if part in str(c.get("email_address", "")).lower()]
+        ref = (flt.get("reference_id") or {}) if isinstance(flt, dict) else {}
+        if isinstance(ref, dict) and isinstance(ref.get("exact"), str):
+            found = [c for c in found if c.get("reference_id") == ref["exact"]]
+        found.sort(key=lambda c: (c["created_at"], c["id"]))
+        return self._page(found, body.get("cursor"), limit, "customers")
+
+    async def list_customers(self, request: web.Request) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            return self._errors(400, _err("VALUE_TOO_HIGH", "limit must be 1-100", "limit"))
+        found = sorted(self.collection("customer").values(),
+                       key=lambda c: (c["created_at"], c["id"]))
+        return self._page(found, request.query.get("cursor"), limit, "customers")
+
+    async def get_customer(self, request: web.Request) -> web.Response:
+        customer = self.collection("customer").get(request.match_info["customer_id"])
+        if customer is None:
+            return self._errors(404, _err("NOT_FOUND", "Customer not found."))
+        return web.json_response({"customer": customer})
+
+    async def update_customer(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        status, result = self._update_customer(request.match_info["customer_id"], body)
+        return web.json_response(result, status=status)
+
+    async def delete_customer(self, request: web.Request) -> web.Response:
+        customer = self.collection("customer").pop(request.match_info["customer_id"], None)
+        if customer is None:
+            return self._errors(404, _err("NOT_FOUND", "Customer not found."))
+        self.notify_change("customer", customer["id"], "deleted")
+        return web.json_response({})
+
+    # --- orders and payments -------------------------------------------------------------
+
+    def _order_problem(self, order: Any) -> dict[str, str] | None:
+        if not isinstance(order, dict):
+            return _err("MISSING_REQUIRED_PARAMETER", "order is required", "order")
+        location = self._locations.get(str(order.get("location_id")))
+        if location is None:
+            return _err("NOT_FOUND", "Location not found.", "order.location_id")
+        lines = order.get("line_items")
+        if not isinstance(lines, list) or not lines:
+            return _err("ARRAY_EMPTY", "An order needs line items.", "order.line_items")
+        for i, line in enumerate(lines):
+            if not isinstance(line, dict) or not line.get("name"):
+                return _err("MISSING_REQUIRED_PARAMETER", "A line item needs a name.",
+                            f"order.line_items[{i}].name")
+            quantity = line.get("quantity")
+            if not isinstance(quantity, str) or not quantity.isdigit() or int(quantity) < 1:
+                return _err("INVALID_VALUE", "quantity must be a positive integer string",
+                            f"order.line_items[{i}].quantity")
+            if not _money_ok(line.get("base_price_money")):
+                return _err("INVALID_VALUE", "base_price_money is invalid",
+                            f"order.line_items[{i}].base_price_money")
+            if line["base_price_money"]["currency"] != location["currency"]:
+                return _err("INVALID_VALUE", "The line item currency must match the "
+                            f"location currency {location['currency']}.",
+                            f"order.line_items[{i}].base_price_money.currency")
+        ref = order.get("reference_id")
+        if ref is not None and (not isinstance(ref, str) or len(ref) > 40):
+            return _err("VALUE_TOO_LONG", "reference_id must be at most 40 characters",
+                        "order.reference_id")
+        customer = order.get("customer_id")
+        if customer is not None and customer not in self.collection("customer"):
+            return _err("NOT_FOUND", "Customer not found.", "order.customer_id")
+        return None
+
+    async def create_order(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        bad = self._key_check(body.get("idempotency_key"), ORDER_IDEMPOTENCY_MAX,
+                              required=False)
+        if bad is not None:
+            return bad
+        problem = self._order_problem(body.get("order"))
+        if problem is not None:
+            return self._errors(400, problem)
+
+        async def handle() -> web.Response:
+            return web.json_response({"order": self._new_order(body["order"])})
+
+        key = body.get("idempotency_key")
+        return await self.idempotent(request, key if isinstance(key, str) else None, body,
+                                     handle)
+
+    def _new_order(self, spec: dict[str, Any]) -> dict[str, Any]:
+        currency = self._locations[spec["location_id"]]["currency"]
+        zero = {"amount": 0, "currency": currency}
+        lines = []
+        total = 0
+        for line in spec["line_items"]:
+            gross = line["base_price_money"]["amount"] * int(line["quantity"])
+            total += gross
+            money = {"amount": gross, "currency": currency}
+            lines.append({
+                "uid": _new_id(22), "name": line["name"], "quantity": line["quantity"],
+                "item_type": "ITEM", "base_price_money": line["base_price_money"],
+                "variation_total_price_money": money, "gross_sales_money": money,
+                "total_tax_money": zero, "total_discount_money": zero, "total_money": money,
+                **({"note": line["note"]} if line.get("note") else {}),
+            })
+        stamp = _now_iso()
+        order = {
+            "id": _new_id(), "location_id": spec["location_id"], "line_items": lines,
+            "state": "OPEN", "version": 1, "created_at": stamp, "updated_at": stamp,
+            "total_money": {"amount": total, "currency": currency},
+            "total_tax_money": zero, "total_discount_money": zero, "total_tip_money": zero,
+            "total_service_charge_money": zero,
+            "net_amount_due_money": {"amount": total, "currency": currency},
+            "source": {"name": "syncd"},
+        }
+        for key in ("reference_id", "customer_id", "ticket_name"):
+            if spec.get(key):
+                order[key] = spec[key]
+        self.put("transaction", order["id"], order, change="created")
+        return order
+
+    async def get_order(self, request: web.Request) -> web.Response:
+        order = self.collection("transaction").get(request.match_info["order_id"])
+        if order is None:
+            return self._errors(404, _err("NOT_FOUND", "Order not found."))
+        return web.json_response({"order": order})
+
+    async def create_payment(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        bad = self._key_check(body.get("idempotency_key"), PAYMENT_IDEMPOTENCY_MAX,
+                              required=True)
+        if bad is not None:
+            return bad
+        if body.get("source_id") != "EXTERNAL":
+            return self._errors(400, _err("UNSUPPORTED_SOURCE_TYPE", "The emulator takes "
+                                          "EXTERNAL payments only.", "source_id"))
+        details = body.get("external_details")
+        if not isinstance(details, dict) or not details.get("type") or not details.get(
+                "source"):
+            return self._errors(400, _err("MISSING_REQUIRED_PARAMETER", "external_details "
+                                          "needs type and source", "external_details"))
+        if not _money_ok(body.get("amount_money")):
+            return self._errors(400, _err("INVALID_VALUE", "amount_money is invalid",
+                                          "amount_money"))
+
+        async def handle() -> web.Response:
+            return self._pay(body)
+
+        return await self.idempotent(request, body["idempotency_key"], body, handle)
+
+    def _pay(self, body: dict[str, Any]) -> web.Response:
+        order = self.collection("transaction").get(str(body.get("order_id")))
+        if body.get("order_id") is not None and order is None:
+            return self._errors(404, _err("NOT_FOUND", "Order not found.", "order_id"))
+        amount = body["amount_money"]
+        if order is not None and amount != order["net_amount_due_money"]:
+            return self._errors(400, _err("PAYMENT_AMOUNT_MISMATCH", "The payment amount "
+                                          "does not match the amount due.", "amount_money",
+                                          category="PAYMENT_METHOD_ERROR"))
+        stamp = _now_iso()
+        payment = {
+            "id": _new_id(), "created_at": stamp, "updated_at": stamp,
+            "amount_money": amount, "total_money": amount, "status": "COMPLETED",
+            "source_type": "EXTERNAL", "external_details": body["external_details"],
+            "location_id": order["location_id"] if order else LOCATION_ID,
+            "version_token": secrets.token_urlsafe(12),
+        }
+        for key in ("order_id", "reference_id", "note"):
+            if body.get(key):
+                payment[key] = body[key]
+        self.put("payment", payment["id"], payment)
+        if order is not None:
+            order["tenders"] = [{"id": payment["id"], "location_id": order["location_id"],
+                                 "amount_money": amount, "type": "OTHER",
+                                 "payment_id": payment["id"], "created_at": stamp}]
+            order["net_amount_due_money"] = {"amount": 0, "currency": amount["currency"]}
+            order["state"] = "COMPLETED"
+            order["version"] += 1
+            order["updated_at"] = stamp
+            order["closed_at"] = stamp
+            self.notify_change("transaction", order["id"], "updated")
+        return web.json_response({"payment": payment})
