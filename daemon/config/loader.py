@@ -325,10 +325,13 @@ def _check_credentials(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
         elif ref == "oauth" and caps.auth is not AuthKind.OAUTH:
             checker.add(item, (*path, key), f"{provider.name} does not use OAuth",
                         "reference the key with env:NAME or file:PATH")
-    if caps.auth is AuthKind.OAUTH and "oauth" not in creds.values():
+    oauth = "oauth" in creds.values()
+    if caps.auth is AuthKind.OAUTH and not oauth:
         checker.add(item, path if "credentials" in _raw(item, base) else base,
                     f"{provider.name} connects with OAuth but no credential says oauth",
                     "add 'credentials: oauth' (the token comes from the OAuth flow)")
+    if caps.auth is AuthKind.OAUTH:
+        return  # the OAuth flow supplies the provider's credential keys
     for key in caps.credential_keys:
         if key not in creds:
             checker.add(item, path if "credentials" in _raw(item, base) else base,
