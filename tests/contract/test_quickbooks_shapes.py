@@ -1,0 +1,85 @@
+"""The QuickBooks emulator answers in the shapes Intuit documents
+(``shared/reference/providers.md`` §4): QueryResponse, BatchItemResponse and Fault."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from daemon.plugins import load_plugins
+from tests.contract.traffic import Exchange, record_traffic
+
+COMPANY = re.compile(r"^/v3/company/[^/]+/(?P<what>[a-z]+)$")
+FAULT_TYPES = {"ValidationFault", "SystemFault", "AuthenticationFault", "AuthorizationFault"}
+
+
+def _what(x: Exchange) -> str:
+    match = COMPANY.match(x.path)
+    return match.group("what") if match else ""
+
+
+def _check_fault(fault: Any, where: str) -> None:
+    assert isinstance(fault, dict), f"{where}: Fault is not an object"
+    assert fault.get("type") in FAULT_TYPES, f"{where}: Fault.type {fault.get('type')!r}"
+    assert isinstance(fault.get("Error"), list), f"{where}: Fault.Error is not a list"
+    assert fault["Error"], f"{where}: Fault.Error is empty"
+    for error in fault["Error"]:
+        assert {"Message", "code"} <= set(error), f"{where}: {error}"
+
+
+@pytest.fixture(scope="module")
+def traffic() -> list[Exchange]:
+    exchanges = record_traffic(load_plugins(["quickbooks"]).provider("quickbooks"))
+    assert exchanges, "the QuickBooks client sent nothing"
+    return exchanges
+
+
+def test_every_call_is_under_the_company(traffic: list[Exchange]) -> None:
+    assert all(_what(x) for x in traffic), [str(x) for x in traffic if not _what(x)]
+
+
+def test_queries_answer_query_response(traffic: list[Exchange]) -> None:
+    queries = [x for x in traffic if _what(x) == "query" and x.status == 200]
+    assert queries, "no query was made"
+    for x in queries:
+        body = x.response_json()
+        assert isinstance(body.get("QueryResponse"), dict), f"{x}: {sorted(body)}"
+        assert "time" in body
+
+
+def test_batches_answer_batch_item_response(traffic: list[Exchange]) -> None:
+    batches = [x for x in traffic if _what(x) == "batch" and x.status == 200]
+    assert batches, "no batch call was made"
+    for x in batches:
+        sent = x.request_json()["BatchItemRequest"]
+        assert 1 <= len(sent) <= 30
+        assert all(len(str(item["bId"])) <= 10 for item in sent)
+        assert len(x.query.get("requestid", "")) in range(1, 37), f"{x}: requestid"
+        items = x.response_json()["BatchItemResponse"]
+        assert sorted(i["bId"] for i in items) == sorted(i["bId"] for i in sent)
+        for item in items:
+            payload = set(item) - {"bId"}
+            assert len(payload) == 1, f"{x}: item with {sorted(payload)}"
+            if "Fault" in item:
+                _check_fault(item["Fault"], str(x))
+
+
+def test_creates_carry_a_request_id(traffic: list[Exchange]) -> None:
+    writes = [x for x in traffic if x.method == "POST" and _what(x) not in ("query", "")
+              and x.status != 401]
+    assert writes, "no write was sent"
+    for x in writes:
+        assert 1 <= len(x.query.get("requestid", "")) <= 50, f"{x}: no requestid"
+
+
+def test_errors_are_faults(traffic: list[Exchange]) -> None:
+    errors = [x for x in traffic if x.status >= 400]
+    assert any(x.status == 401 for x in errors), "no call was refused with bad credentials"
+    for x in errors:
+        if x.is_json_response:
+            _check_fault(x.response_json().get("Fault"), str(x))
+    for x in traffic:
+        if x.status == 200 and x.is_json_response and "Fault" in (x.response_json() or {}):
+            _check_fault(x.response_json()["Fault"], str(x))
