@@ -1,9 +1,382 @@
-"""The Stripe client (being built)."""
+"""The Stripe client: pushes products (with prices) and customers for one account.
+
+Stripe v1 has no batch endpoints, so records go one per call; several records of a push run
+concurrently within the account's rate limit (the shared limiter enforces it).
+
+- Products get a deterministic ``id`` (from the venue and the local id), so creating is an
+  upsert: a create that meets ``resource_already_exists`` updates instead. Prices are
+  immutable: when the amount or currency changes, a new ``Price`` is created and set as the
+  product's ``default_price``, and the old one is archived.
+- Customers are adopted by an exact ``GET /v1/customers?email=`` lookup (read-after-write
+  consistent, unlike search) before one is created.
+- Every POST carries an ``Idempotency-Key`` derived from the record's version key, so a retry
+  after a lost response replays Stripe's first answer instead of writing twice.
+"""
 
 from __future__ import annotations
 
-from daemon.provider import ClientContext, ProviderClient
+import asyncio
+import hashlib
+import re
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from daemon.httpclient import HTTPError, ProviderHTTP
+from daemon.logs import get_logger
+from daemon.provider import (
+    ClientContext,
+    ConnectionStatus,
+    Credentials,
+    Entity,
+    ErrorKind,
+    InboundChange,
+    OutboundRecord,
+    ProviderError,
+    RecordResult,
+)
+from daemon.ratelimit import default_registry
+from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX, STRIPE_CAPABILITIES
+
+__all__ = ["StripeClient", "encode_form", "product_id_for"]
+
+log = get_logger("syncd.stripe")
+
+_PRODUCT_FIELDS = ("name", "description", "url", "statement_descriptor", "unit_label")
+_CUSTOMER_FIELDS = ("email", "name", "phone", "description")
 
 
-def StripeClient(ctx: ClientContext) -> ProviderClient:
-    raise NotImplementedError("the Stripe client is not built yet")
+def product_id_for(venue_id: str, local_id: str) -> str:
+    """The deterministic Stripe product id of a local event: the natural upsert key."""
+    digest = hashlib.sha256(f"{venue_id}\x1f{local_id}".encode()).hexdigest()[:24]
+    return f"syncd_{digest}"
+
+
+def _key(record_key: str, step: str) -> str:
+    key = f"{record_key}:{step}"
+    if len(key) <= IDEMPOTENCY_KEY_MAX:
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def encode_form(params: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Stripe's form encoding: nested maps as ``a[b]``, lists as ``a[]``, booleans lower."""
+    out: list[tuple[str, str]] = []
+    for key, value in params.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            out.extend(encode_form(value, name))
+        elif isinstance(value, list | tuple):
+            out.extend((f"{name}[]", _scalar(v)) for v in value)
+        else:
+            out.append((name, _scalar(value)))
+    return out
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _describe(response: httpx.Response) -> tuple[str, str | None]:
+    try:
+        error = response.json()["error"]
+        code = error.get("code") or error.get("type")
+        param = f" (param {error['param']})" if error.get("param") else ""
+        return f"{error.get('message', '')}{param}"[:300], code
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return (response.text[:300] or response.reason_phrase or "no body"), None
+
+
+def _failed(record: OutboundRecord, message: str,
+            kind: ErrorKind = ErrorKind.PERMANENT) -> RecordResult:
+    return RecordResult(record.local_id, ok=False, remote_id=record.remote_id,
+                        error_kind=kind, error=message)
+
+
+def _amount(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+class StripeClient:
+    """One Stripe account (or a connected account through ``options.account``)."""
+
+    def __init__(self, ctx: ClientContext) -> None:
+        from plugins.stripe.provider import StripeOptions
+
+        self.ctx = ctx
+        options = ctx.options
+        self.options = options if isinstance(options, StripeOptions) else \
+            StripeOptions.model_validate(dict(options) if isinstance(options, Mapping)
+                                         else options.model_dump())
+        caps = STRIPE_CAPABILITIES
+        base = ctx.base_url or caps.base_url
+        headers: dict[str, str] = {}
+        if self.options.account:
+            headers["Stripe-Account"] = self.options.account
+        if self.options.api_version:
+            headers["Stripe-Version"] = self.options.api_version
+        creds = ctx.credentials
+        self.account = self.options.account or creds.account.get("account") or ctx.venue_id
+        self.http = ProviderHTTP(
+            ctx.http, provider="stripe", base_url=base, credentials=creds,
+            auth_headers=self._auth, refresh=ctx.refresh,
+            limiter=default_registry.get("stripe", f"{base}|{self.account}", caps.rate_limit),
+            default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
+            default_headers=headers,
+        )
+
+    @staticmethod
+    def _auth(creds: Credentials) -> Mapping[str, str]:
+        key = creds.api_key or creds.access_token
+        if not key:
+            raise ProviderError("stripe: no API key in the credentials", ErrorKind.AUTH)
+        return {"Authorization": f"Bearer {key}"}
+
+    @property
+    def api_calls(self) -> int:
+        return self.http.api_calls
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                    idempotency_key: str | None = None) -> dict[str, Any]:
+        pairs = encode_form(params or {})
+        if method == "GET":
+            data = await self.http.json(method, path, params=httpx.QueryParams(urlencode(pairs)))
+        else:
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            if idempotency_key:
+                headers["Idempotency-Key"] = idempotency_key
+            data = await self.http.json(method, path, content=urlencode(pairs).encode(),
+                                        headers=headers)
+        if not isinstance(data, dict):
+            raise ProviderError(f"stripe: {method} {path} returned an unexpected body",
+                                ErrorKind.RETRYABLE)
+        return data
+
+    # --- connection ----------------------------------------------------------------------
+
+    async def test_connection(self) -> ConnectionStatus:
+        started = time.monotonic()
+        try:
+            account = await self._call("GET", "/v1/account")
+        except ProviderError as exc:
+            return ConnectionStatus(ok=False, detail=str(exc))
+        return ConnectionStatus(ok=True, detail="account reachable",
+                                account_id=str(account.get("id") or "") or None,
+                                latency_ms=(time.monotonic() - started) * 1000)
+
+    # --- push ----------------------------------------------------------------------------
+
+    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        if entity is Entity.PRODUCT:
+            one = self._push_product
+        elif entity is Entity.CUSTOMER:
+            one = self._push_customer
+        else:
+            raise ProviderError(f"stripe: {entity.value} is not supported (see the plugin's "
+                                "unsupported list)", ErrorKind.PERMANENT)
+        limit = asyncio.Semaphore(STRIPE_CAPABILITIES.rate_limit.max_concurrency)
+
+        async def guarded(record: OutboundRecord) -> RecordResult:
+            async with limit:
+                try:
+                    return await one(record)
+                except HTTPError as exc:
+                    if exc.kind is ErrorKind.PERMANENT:
+                        return _failed(record, str(exc))
+                    raise
+
+        return list(await asyncio.gather(*(guarded(r) for r in records)))
+
+    # products
+
+    def _product_params(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for key in _PRODUCT_FIELDS:
+            value = payload.get(key)
+            if value is not None and value != "":
+                params[key] = _scalar(value)
+        if isinstance(payload.get("active"), bool):
+            params["active"] = payload["active"]
+        metadata = payload.get("metadata")
+        if isinstance(metadata, Mapping):
+            params["metadata"] = {k: _scalar(v) for k, v in metadata.items() if v is not None}
+        return params
+
+    def _price_of(self, payload: Mapping[str, Any]) -> tuple[int, str] | str:
+        price = payload.get("price")
+        price = price if isinstance(price, Mapping) else {}
+        amount = _amount(price.get("unit_amount"))
+        currency = str(price.get("currency") or self.options.currency or "").lower()
+        if amount is None or amount < 0:
+            return "price.unit_amount must be a whole number of minor units >= 0"
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            return "price.currency must be an ISO 4217 code"
+        return amount, currency
+
+    async def _push_product(self, record: OutboundRecord) -> RecordResult:
+        if record.operation != "upsert":
+            return await self._archive_product(record)
+        p = record.payload
+        if not p.get("name"):
+            return _failed(record, "name is required")
+        price = self._price_of(p)
+        if isinstance(price, str):
+            return _failed(record, price)
+        amount, currency = price
+        params = self._product_params(p)
+        product_id = record.remote_id or product_id_for(self.ctx.venue_id, record.local_id)
+        action = "updated"
+        product: dict[str, Any] | None = None
+        if not record.remote_id:
+            try:
+                product = await self._call("POST", "/v1/products", idempotency_key=_key(
+                    record.idempotency_key, "product"), params={
+                        **params, "id": product_id, "expand": ["default_price"],
+                        "default_price_data": {"unit_amount": amount, "currency": currency}})
+                action = "created"
+            except HTTPError as exc:
+                if exc.code != "resource_already_exists":
+                    raise
+                action = "adopted"
+        if product is None:
+            try:
+                product = await self._call(
+                    "POST", f"/v1/products/{product_id}", params={
+                        **params, "expand": ["default_price"]},
+                    idempotency_key=_key(record.idempotency_key, "update"))
+            except HTTPError as exc:
+                if exc.status != 404 or not record.remote_id:
+                    raise
+                # Linked product deleted at Stripe: create it again under the natural id.
+                relinked = OutboundRecord(record.entity, record.local_id, record.payload,
+                                          record.content_hash, record.idempotency_key)
+                return await self._push_product(relinked)
+        current = product.get("default_price")
+        if isinstance(current, Mapping) and current.get("unit_amount") == amount and \
+                current.get("currency") == currency and current.get("active", True):
+            return RecordResult(record.local_id, ok=True, remote_id=product_id,
+                                remote_version=str(current.get("id")), action=action)
+        new_price = await self._call("POST", "/v1/prices", idempotency_key=_key(
+            record.idempotency_key, "price"), params={
+                "product": product_id, "unit_amount": amount, "currency": currency})
+        price_id = new_price.get("id")
+        if not isinstance(price_id, str):
+            return _failed(record, "Stripe returned a price without an id", ErrorKind.RETRYABLE)
+        await self._call("POST", f"/v1/products/{product_id}", params={
+            "default_price": price_id}, idempotency_key=_key(record.idempotency_key, "default"))
+        if isinstance(current, Mapping) and isinstance(current.get("id"), str) and \
+                current.get("active", True):
+            await self._call("POST", f"/v1/prices/{current['id']}", params={"active": False},
+                             idempotency_key=_key(record.idempotency_key, "archive-price"))
+        return RecordResult(record.local_id, ok=True, remote_id=product_id,
+                            remote_version=price_id, action=action)
+
+    async def _archive_product(self, record: OutboundRecord) -> RecordResult:
+        if not record.remote_id:
+            return RecordResult(record.local_id, ok=True, action="unchanged")
+        await self._call("POST", f"/v1/products/{record.remote_id}", params={"active": False},
+                         idempotency_key=_key(record.idempotency_key, "archive"))
+        return RecordResult(record.local_id, ok=True, remote_id=record.remote_id,
+                            action="archived")
+
+    # customers
+
+    def _customer_params(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for key in _CUSTOMER_FIELDS:
+            value = payload.get(key)
+            if value is not None and value != "":
+                params[key] = _scalar(value)
+        metadata = payload.get("metadata")
+        if isinstance(metadata, Mapping):
+            params["metadata"] = {k: _scalar(v) for k, v in metadata.items() if v is not None}
+        return params
+
+    async def _find_customer(self, email: str) -> str | None:
+        data = await self._call("GET", "/v1/customers", params={"email": email, "limit": 1})
+        found = data.get("data") or []
+        first = found[0] if found else None
+        return str(first["id"]) if isinstance(first, Mapping) and first.get("id") else None
+
+    async def _push_customer(self, record: OutboundRecord) -> RecordResult:
+        if record.operation != "upsert":
+            if not record.remote_id or record.operation == "archive":
+                return RecordResult(record.local_id, ok=True, remote_id=record.remote_id,
+                                    action="unchanged")
+            await self.http.request("DELETE", f"/v1/customers/{record.remote_id}",
+                                    accept=(404,))
+            return RecordResult(record.local_id, ok=True, remote_id=record.remote_id,
+                                action="deleted")
+        params = self._customer_params(record.payload)
+        email = params.get("email")
+        if not email:
+            return _failed(record, "email is required")
+        remote, action = record.remote_id, "updated"
+        if remote:
+            try:
+                await self._call("POST", f"/v1/customers/{remote}", params=params,
+                                 idempotency_key=_key(record.idempotency_key, "update"))
+                return RecordResult(record.local_id, ok=True, remote_id=remote, action=action)
+            except HTTPError as exc:
+                if exc.status != 404:
+                    raise
+                remote = None  # deleted at Stripe: adopt or create again
+        remote = await self._find_customer(email)
+        if remote:
+            await self._call("POST", f"/v1/customers/{remote}", params=params,
+                             idempotency_key=_key(record.idempotency_key, "adopt"))
+            return RecordResult(record.local_id, ok=True, remote_id=remote, action="adopted")
+        customer = await self._call("POST", "/v1/customers", params=params,
+                                    idempotency_key=_key(record.idempotency_key, "create"))
+        customer_id = customer.get("id")
+        if not isinstance(customer_id, str):
+            return _failed(record, "Stripe returned a customer without an id",
+                           ErrorKind.RETRYABLE)
+        return RecordResult(record.local_id, ok=True, remote_id=customer_id, action="created")
+
+    # --- pull ----------------------------------------------------------------------------
+
+    async def pull(self, entity: Entity, since: datetime | None) -> AsyncIterator[InboundChange]:
+        """Customers or products created since ``since``, newest first, every page."""
+        paths = {Entity.CUSTOMER: "/v1/customers", Entity.PRODUCT: "/v1/products"}
+        path = paths.get(entity)
+        if path is None:
+            return
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100}
+            if after:
+                params["starting_after"] = after
+            data = await self._call("GET", path, params=params)
+            page = [o for o in data.get("data") or [] if isinstance(o, Mapping) and o.get("id")]
+            for obj in page:
+                created = obj.get("created")
+                when = datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None
+                if since is not None and when is not None and when <= since:
+                    return
+                yield InboundChange(provider="stripe", entity=entity, remote_id=str(obj["id"]),
+                                    change="updated", dedupe_key=f"pull:{obj['id']}:{created}",
+                                    payload=dict(obj), occurred_at=when,
+                                    account_id=self.account, event_type=f"{entity.value}.pulled")
+            if not data.get("has_more") or not page:
+                return
+            after = str(page[-1]["id"])

@@ -1,11 +1,661 @@
-"""The Stripe emulator (being built)."""
+"""A local Stripe: the v1 endpoints the Stripe plugin uses, with Stripe's semantics.
+
+Requests are form-encoded (``metadata[key]=v``, ``expand[]=x``) and answered with objects
+shaped like ``spec3.yaml``/``fixtures3.json``. What is emulated:
+
+- API keys as ``Authorization: Bearer sk_test_...`` (or HTTP Basic with the key as user);
+  ``Stripe-Account: acct_...`` acts for a connected account (rate limits and idempotency are
+  per account; the store is shared).
+- Connect OAuth: ``GET /oauth/authorize`` (redirects with a code), ``POST /oauth/token``
+  (``authorization_code`` and ``refresh_token``; access tokens do not expire),
+  ``POST /oauth/deauthorize``. OAuth errors are ``{"error", "error_description"}``.
+- ``/v1/products`` (create with your own ``id``: a duplicate is 400
+  ``resource_already_exists``; update; retrieve; list; delete, refused while the product has
+  prices), ``/v1/prices`` (create, retrieve, list by product, update of mutable fields only:
+  amounts are immutable), ``/v1/customers`` (create, update, retrieve, delete, list with exact
+  case-sensitive ``email``), ``GET /v1/account``.
+- Unknown parameters are refused (400, ``param`` names them), as Stripe does.
+- ``Idempotency-Key`` (<= 255 chars): a replay returns the first response with
+  ``Idempotent-Replayed: true``; other parameters give 400 ``idempotency_error``.
+- Lists: ``limit`` 1-100 (default 10), ``starting_after``/``ending_before``, ``has_more``;
+  newest first.
+- Rate limit: 25 requests/s per account (test mode, docs.stripe.com/rate-limits); a 429
+  carries ``code: rate_limit`` and ``Stripe-Should-Retry: true`` and no ``Retry-After``
+  (Stripe does not document one).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import secrets
+import string
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
 from daemon.provider import EmulatorSettings
-from daemon.testing.emulator import Emulator
+from daemon.testing.emulator import REPLAYED, Emulator, Token
+from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX
+from plugins.stripe.webhooks import signature_header
+
+__all__ = ["CLIENT_ID", "CONNECTED_ACCOUNT", "PLATFORM_ACCOUNT", "StripeEmulator",
+           "decode_form"]
+
+PLATFORM_ACCOUNT = "acct_1EmulatorPlatform"
+CONNECTED_ACCOUNT = "acct_1EmulatorConnected"
+CLIENT_ID = "ca_emulator"
+API_VERSION = "2023-10-16"
+_ALNUM = string.ascii_letters + string.digits
+_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+
+_PRODUCT_PARAMS = {"id", "name", "description", "active", "url", "statement_descriptor",
+                   "unit_label", "metadata", "default_price_data", "images", "shippable",
+                   "tax_code", "expand"}
+_PRODUCT_UPDATE_PARAMS = (_PRODUCT_PARAMS - {"id", "default_price_data"}) | {"default_price"}
+_PRICE_PARAMS = {"currency", "unit_amount", "product", "active", "lookup_key", "metadata",
+                 "nickname", "tax_behavior", "transfer_lookup_key", "expand"}
+_PRICE_UPDATE_PARAMS = {"active", "lookup_key", "metadata", "nickname", "tax_behavior",
+                        "transfer_lookup_key", "expand"}
+_CUSTOMER_PARAMS = {"email", "name", "phone", "description", "metadata", "address",
+                    "preferred_locales", "expand"}
+
+
+def _id(prefix: str, length: int = 14) -> str:
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def decode_form(form: Mapping[str, Any]) -> dict[str, Any]:
+    """Stripe's bracketed form keys as nested values: ``a[b]=1&c[]=2`` -> ``{a:{b:1},c:[2]}``."""
+    out: dict[str, Any] = {}
+    for key, raw in form.items():
+        value = raw if isinstance(raw, str) else str(raw)
+        match = _KEY.match(key)
+        if match is None:
+            raise ValueError(f"Invalid parameter name: {key}")
+        parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))]
+        target: Any = out
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            nxt = parts[depth + 1] if not last else None
+            if isinstance(target, list):
+                if last:
+                    target.append(value)
+                else:
+                    target.append([] if nxt == "" else {})
+                    target = target[-1]
+                continue
+            if last:
+                target[part] = value
+            else:
+                target = target.setdefault(part, [] if nxt == "" else {})
+                if not isinstance(target, dict | list):
+                    raise ValueError(f"Invalid parameter name: {key}")
+    return out
+
+
+def _bool(value: Any) -> bool | None:
+    if value in ("true", True):
+        return True
+    if value in ("false", False):
+        return False
+    return None
+
+
+class _Invalid(Exception):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None,
+                 status: int = 400) -> None:
+        super().__init__(message)
+        self.param, self.code, self.status = param, code, status
 
 
 class StripeEmulator(Emulator):
-    def __init__(self, settings: EmulatorSettings) -> None:
+    """Stripe, locally."""
+
+    name = "stripe"
+    default_account = PLATFORM_ACCOUNT
+    credential_kind = "api_key"
+
+    def __init__(self, settings: EmulatorSettings | None = None) -> None:
         super().__init__(settings)
+        self._codes: dict[str, str] = {}
+        self._order = 0
+        #: Creation order, to sort objects created within the same second.
+        self._seq: dict[str, int] = {}
+
+    # --- base hooks ----------------------------------------------------------------------
+
+    def _issue_default_token(self) -> Token:
+        ttl = self.settings.access_token_ttl
+        return self.tokens.issue_access(PLATFORM_ACCOUNT, ttl, prefix="sk_test_emu")
+
+    def default_account_facts(self) -> dict[str, str]:
+        return {"account": PLATFORM_ACCOUNT, "connected_account": CONNECTED_ACCOUNT}
+
+    def error_response(self, status: int, code: str, message: str) -> web.Response:
+        kind = {"internal_error": "api_error", "idempotency_key_reused": "idempotency_error",
+                "unauthorized": "invalid_request_error"}.get(code, "invalid_request_error")
+        if status >= 500:
+            kind = "api_error"
+        error: dict[str, Any] = {"type": kind, "message": message}
+        if code not in ("internal_error", "unauthorized", "idempotency_key_reused"):
+            error["code"] = code
+        response = web.json_response({"error": error}, status=status)
+        response.headers["Request-Id"] = _id("req_")
+        if status == 429 or status >= 500 or status == 409:
+            response.headers["Stripe-Should-Retry"] = "true"
+        return response
+
+    def unauthorized_response(self) -> web.Response:
+        return self.error_response(401, "unauthorized",
+                                   "Invalid API Key provided: the key is unknown, expired or "
+                                   "revoked.")
+
+    def rate_limited_response(self, retry_after: float) -> web.Response:
+        # Documented: 429 with code rate_limit; stripe-python obeys Stripe-Should-Retry.
+        # Retry-After is not documented for Stripe, so none is sent.
+        return self.error_response(429, "rate_limit", "Request rate limit exceeded. Learn "
+                                   "more about rate limits here https://stripe.com/docs/"
+                                   "rate-limits.")
+
+    def idempotency_mismatch_response(self, key: str) -> web.Response:
+        return self.error_response(
+            400, "idempotency_key_reused",
+            "Keys for idempotent requests can only be used with the same parameters they "
+            f"were first used with. Try using a key other than '{key}' if you meant to "
+            "execute a different request.")
+
+    def idempotency_in_flight_response(self, key: str) -> web.Response:
+        return self.error_response(409, "idempotency_key_in_use", "There is currently "
+                                   "another in-progress request using this Idempotent Key.")
+
+    def rate_limit(self) -> tuple[float, float]:
+        return (25.0, 25.0)
+
+    def is_public(self, request: web.Request) -> bool:
+        return request.path.startswith("/oauth/")
+
+    def authenticate(self, request: web.Request) -> str | None:
+        header = request.headers.get("Authorization", "")
+        scheme, _, value = header.partition(" ")
+        key = value.strip()
+        if scheme.lower() == "basic":
+            try:
+                key = base64.b64decode(key).decode().partition(":")[0]
+            except (ValueError, UnicodeDecodeError):
+                return None
+        elif scheme.lower() != "bearer":
+            return None
+        token = self.tokens.lookup(key)
+        return token.account if token else None
+
+    def account_of(self, request: web.Request) -> str:
+        connected = request.headers.get("Stripe-Account")
+        if connected and connected.startswith("acct_"):
+            return connected
+        return super().account_of(request)
+
+    def sign_webhook(self, body: bytes, url: str, timestamp: int) -> dict[str, str]:
+        return {"Stripe-Signature": signature_header(body, timestamp,
+                                                     self.settings.webhook_secret)}
+
+    def webhook_event(self, collection: str, record_id: str, change: str) -> bytes:
+        record = self.collection(collection).get(record_id, {"id": record_id,
+                                                             "object": collection})
+        event_type = f"{record.get('object', collection)}.{change}"
+        event = {"id": _id("evt_", 24), "object": "event", "api_version": API_VERSION,
+                 "created": int(time.time()), "data": {"object": record}, "livemode": False,
+                 "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
+                 "type": event_type}
+        return json.dumps(event, separators=(",", ":")).encode()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/oauth/authorize", self.oauth_authorize),
+            web.post("/oauth/token", self.oauth_token),
+            web.post("/oauth/deauthorize", self.oauth_deauthorize),
+            web.get("/v1/account", self.get_account),
+            web.post("/v1/products", self._write(self.create_product)),
+            web.get("/v1/products", self.list_products),
+            web.post("/v1/products/{id}", self._write(self.update_product)),
+            web.get("/v1/products/{id}", self.get_product),
+            web.delete("/v1/products/{id}", self._write(self.delete_product)),
+            web.post("/v1/prices", self._write(self.create_price)),
+            web.get("/v1/prices", self.list_prices),
+            web.post("/v1/prices/{id}", self._write(self.update_price)),
+            web.get("/v1/prices/{id}", self.get_price),
+            web.post("/v1/customers", self._write(self.create_customer)),
+            web.get("/v1/customers", self.list_customers),
+            web.post("/v1/customers/{id}", self._write(self.update_customer)),
+            web.get("/v1/customers/{id}", self.get_customer),
+            web.delete("/v1/customers/{id}", self._write(self.delete_customer)),
+        ]
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _invalid(self, exc: _Invalid) -> web.Response:
+        response = self.error_response(exc.status, exc.code or "parameter_invalid", str(exc))
+        body = json.loads(response.body if isinstance(response.body, bytes) else b"{}")
+        if exc.param:
+            body["error"]["param"] = exc.param
+        if exc.code is None:
+            body["error"].pop("code", None)
+        fixed = web.json_response(body, status=exc.status)
+        fixed.headers.update({k: v for k, v in response.headers.items()
+                              if k in ("Request-Id", "Stripe-Should-Retry")})
+        return fixed
+
+    def _write(self, handler: Callable[[web.Request, dict[str, Any]], dict[str, Any]]) -> Any:
+        """Wrap a handler: decode the form, check the idempotency key, map errors."""
+
+        async def wrapped(request: web.Request) -> web.Response:
+            try:
+                params = decode_form(await request.post())
+            except ValueError as exc:
+                return self._invalid(_Invalid(str(exc)))
+            key = request.headers.get("Idempotency-Key")
+            if key is not None and (not key or len(key) > IDEMPOTENCY_KEY_MAX):
+                return self._invalid(_Invalid(
+                    f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_MAX} characters long."))
+
+            async def handle() -> web.Response:
+                try:
+                    result = handler(request, params)
+                except _Invalid as exc:
+                    return self._invalid(exc)
+                return web.json_response(result)
+
+            fingerprint = {"path": request.path, "method": request.method, "params": params}
+            response = await self.idempotent(request, key, fingerprint, handle)
+            if key and request.get(REPLAYED):
+                response.headers["Idempotent-Replayed"] = "true"
+            if key:
+                response.headers["Idempotency-Key"] = key
+            response.headers.setdefault("Request-Id", _id("req_"))
+            return response
+
+        return wrapped
+
+    @staticmethod
+    def _check_params(params: Mapping[str, Any], allowed: set[str]) -> None:
+        for name in params:
+            if name not in allowed:
+                raise _Invalid(f"Received unknown parameter: {name}", name)
+
+    def _next(self) -> int:
+        self._order += 1
+        return self._order
+
+    @staticmethod
+    def _metadata(params: Mapping[str, Any], current: Mapping[str, str]) -> dict[str, str]:
+        given = params.get("metadata")
+        if given is None:
+            return dict(current)
+        if given == "":
+            return {}
+        if not isinstance(given, dict):
+            raise _Invalid("Invalid metadata: must be a hash", "metadata")
+        merged = dict(current)
+        for key, value in given.items():
+            if len(key) > 40:
+                raise _Invalid("Metadata keys can be at most 40 characters", f"metadata[{key}]")
+            if value == "":
+                merged.pop(key, None)
+            elif len(str(value)) > 500:
+                raise _Invalid("Metadata values can be at most 500 characters",
+                               f"metadata[{key}]")
+            else:
+                merged[key] = str(value)
+        if len(merged) > 50:
+            raise _Invalid("Metadata can have at most 50 keys", "metadata")
+        return merged
+
+    def _expand(self, obj: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+        expand = params.get("expand") or []
+        if "default_price" in expand and isinstance(obj.get("default_price"), str):
+            price = self.collection("price").get(obj["default_price"])
+            return {**obj, "default_price": price}
+        return obj
+
+    def _list(self, request: web.Request, items: list[dict[str, Any]], url: str) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", "10"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            return self._invalid(_Invalid("Invalid integer: limit must be 1 to 100", "limit"))
+        items = sorted(items, key=lambda o: (o["created"], self._seq.get(o["id"], 0)),
+                       reverse=True)
+        after, before = request.query.get("starting_after"), request.query.get("ending_before")
+        ids = [o["id"] for o in items]
+        if after:
+            if after not in ids:
+                return self._invalid(_Invalid(f"No such object: '{after}'", "starting_after",
+                                              "resource_missing"))
+            items = items[ids.index(after) + 1:]
+            page, more = items[:limit], len(items) > limit
+        elif before:
+            if before not in ids:
+                return self._invalid(_Invalid(f"No such object: '{before}'", "ending_before",
+                                              "resource_missing"))
+            items = items[:ids.index(before)]
+            page, more = items[-limit:], len(items) > limit
+        else:
+            page, more = items[:limit], len(items) > limit
+        return web.json_response({"object": "list", "url": url, "has_more": more,
+                                  "data": [self._public(o) for o in page]})
+
+    @staticmethod
+    def _public(obj: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in obj.items() if not k.startswith("_")}
+
+    def _missing(self, kind: str, object_id: str, param: str = "id") -> _Invalid:
+        return _Invalid(f"No such {kind}: '{object_id}'", param, "resource_missing", 404)
+
+    def put(self, collection: str, record_id: str, record: dict[str, Any], *,
+            change: str | None = None) -> dict[str, Any]:
+        stored = super().put(collection, record_id, record, change=change)
+        return self._public(stored)
+
+    # --- account and OAuth ---------------------------------------------------------------
+
+    async def get_account(self, request: web.Request) -> web.Response:
+        account = self.account_of(request)
+        return web.json_response({"id": account, "object": "account", "type": "standard",
+                                  "charges_enabled": True, "payouts_enabled": True,
+                                  "country": "US", "default_currency": "usd",
+                                  "details_submitted": True, "email": "owner@example.com"})
+
+    def _oauth_error(self, error: str, description: str, status: int = 400) -> web.Response:
+        return web.json_response({"error": error, "error_description": description},
+                                 status=status)
+
+    async def oauth_authorize(self, request: web.Request) -> web.Response:
+        q = request.query
+        if q.get("client_id") != CLIENT_ID:
+            return self._oauth_error("invalid_client", "No such application")
+        code = _id("ac_", 24)
+        self._codes[code] = CONNECTED_ACCOUNT
+        params = {"code": code, "scope": q.get("scope", "read_write")}
+        if "state" in q:
+            params["state"] = q["state"]
+        if q.get("redirect_uri"):
+            raise web.HTTPFound(f"{q['redirect_uri']}?{urlencode(params)}")
+        return web.json_response(params)
+
+    def _platform_secret_ok(self, request: web.Request, form: Mapping[str, Any]) -> bool:
+        secret = form.get("client_secret")
+        if isinstance(secret, str):
+            return self.tokens.lookup(secret) is not None
+        return self.authenticate(request) is not None
+
+    async def oauth_token(self, request: web.Request) -> web.Response:
+        form = decode_form(await request.post())
+        if not self._platform_secret_ok(request, form):
+            return self._oauth_error("invalid_client", "Invalid API key provided", 401)
+        grant = form.get("grant_type")
+        if grant == "authorization_code":
+            account = self._codes.pop(str(form.get("code")), None)
+            if account is None:
+                return self._oauth_error("invalid_grant", "Authorization code does not exist")
+            refresh = self.tokens.issue_refresh(account, prefix="rt_emu")
+        elif grant == "refresh_token":
+            found = self.tokens.lookup(str(form.get("refresh_token")), "refresh")
+            if found is None:
+                return self._oauth_error("invalid_grant", "Refresh token does not exist")
+            account, refresh = found.account, found
+        else:
+            return self._oauth_error("unsupported_grant_type", "Unsupported grant_type")
+        access = self.tokens.issue_access(account, None, prefix="sk_test_conn")
+        return web.json_response({
+            "access_token": access.value, "livemode": False, "refresh_token": refresh.value,
+            "token_type": "bearer", "stripe_publishable_key": _id("pk_test_", 24),
+            "stripe_user_id": account, "scope": str(form.get("scope") or "read_write"),
+        })
+
+    async def oauth_deauthorize(self, request: web.Request) -> web.Response:
+        form = decode_form(await request.post())
+        if not self._platform_secret_ok(request, form):
+            return self._oauth_error("invalid_client", "Invalid API key provided", 401)
+        account = form.get("stripe_user_id")
+        if form.get("client_id") != CLIENT_ID or not isinstance(account, str):
+            return self._oauth_error("invalid_request", "client_id and stripe_user_id are "
+                                     "required")
+        self.tokens.revoke_account(account)
+        return web.json_response({"stripe_user_id": account})
+
+    # --- products ------------------------------------------------------------------------
+
+    def _product_fields(self, params: Mapping[str, Any], product: dict[str, Any]) -> None:
+        for key in ("name", "description", "url", "statement_descriptor", "unit_label",
+                    "tax_code"):
+            if key in params:
+                product[key] = params[key] or None
+        if "name" in params and not params["name"]:
+            raise _Invalid("You must supply a name.", "name")
+        if product.get("statement_descriptor") and len(product["statement_descriptor"]) > 22:
+            raise _Invalid("statement_descriptor must be at most 22 characters",
+                           "statement_descriptor")
+        if product.get("unit_label") and len(product["unit_label"]) > 12:
+            raise _Invalid("unit_label must be at most 12 characters", "unit_label")
+        if "active" in params:
+            active = _bool(params["active"])
+            if active is None:
+                raise _Invalid("Invalid boolean: " + str(params["active"]), "active")
+            product["active"] = active
+        product["metadata"] = self._metadata(params, product.get("metadata") or {})
+
+    def create_product(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_params(params, _PRODUCT_PARAMS)
+        if not params.get("name"):
+            raise _Invalid("Missing required param: name.", "name", "parameter_missing")
+        product_id = params.get("id") or _id("prod_")
+        if product_id in self.collection("product"):
+            raise _Invalid(f"Product already exists: '{product_id}'", "id",
+                           "resource_already_exists")
+        now = int(time.time())
+        product: dict[str, Any] = {
+            "id": product_id, "object": "product", "active": True, "created": now,
+            "default_price": None, "description": None, "features": [], "images": [],
+            "livemode": False, "metadata": {}, "name": params["name"],
+            "package_dimensions": None, "shippable": None, "statement_descriptor": None,
+            "tax_code": None, "unit_label": None, "updated": now, "url": None,
+        }
+        self._seq[product_id] = self._next()
+        self._product_fields(params, product)
+        price_data = params.get("default_price_data")
+        price = None
+        if price_data is not None:
+            if not isinstance(price_data, dict):
+                raise _Invalid("Invalid hash", "default_price_data")
+            price = self._new_price({**price_data, "product": product_id}, "default_price_data")
+            product["default_price"] = price["id"]
+        self.put("product", product_id, product, change="created")
+        if price is not None:
+            self.put("price", price["id"], price, change="created")
+        return self._expand(self._public(product), params)
+
+    def update_product(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        product_id = request.match_info["id"]
+        self._check_params(params, _PRODUCT_UPDATE_PARAMS)
+        product = self.collection("product").get(product_id)
+        if product is None:
+            raise self._missing("product", product_id)
+        candidate = dict(product)
+        self._product_fields(params, candidate)
+        if "default_price" in params:
+            price = self.collection("price").get(str(params["default_price"]))
+            if price is None or price["product"] != product_id:
+                raise _Invalid(f"No such price: '{params['default_price']}'", "default_price",
+                               "resource_missing")
+            if not price["active"]:
+                raise _Invalid("The default price must be active.", "default_price")
+            candidate["default_price"] = price["id"]
+        candidate["updated"] = int(time.time())
+        product.update(candidate)
+        self.notify_change("product", product_id, "updated")
+        return self._expand(self._public(product), params)
+
+    async def get_product(self, request: web.Request) -> web.Response:
+        product = self.collection("product").get(request.match_info["id"])
+        if product is None:
+            return self._invalid(self._missing("product", request.match_info["id"]))
+        return web.json_response(self._public(product))
+
+    async def list_products(self, request: web.Request) -> web.Response:
+        items = list(self.collection("product").values())
+        if "active" in request.query:
+            wanted = _bool(request.query["active"])
+            items = [p for p in items if p["active"] == wanted]
+        return self._list(request, items, "/v1/products")
+
+    def delete_product(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        product_id = request.match_info["id"]
+        if product_id not in self.collection("product"):
+            raise self._missing("product", product_id)
+        if any(p["product"] == product_id for p in self.collection("price").values()):
+            raise _Invalid("This product cannot be deleted because it has one or more "
+                           "user-created prices.")
+        del self.collection("product")[product_id]
+        self.notify_change("product", product_id, "deleted")
+        return {"id": product_id, "object": "product", "deleted": True}
+
+    # --- prices --------------------------------------------------------------------------
+
+    def _new_price(self, params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        def where(name: str) -> str:
+            return f"{prefix}[{name}]" if prefix else name
+
+        currency = params.get("currency")
+        if not isinstance(currency, str) or not re.fullmatch(r"[a-z]{3}", currency):
+            raise _Invalid("Invalid currency: " + str(currency), where("currency"))
+        raw = params.get("unit_amount")
+        if not isinstance(raw, str) or not raw.isdigit():
+            raise _Invalid("Invalid integer: " + str(raw), where("unit_amount"))
+        product_id = str(params.get("product"))
+        if product_id not in self.collection("product") and not prefix:
+            raise _Invalid(f"No such product: '{product_id}'", "product", "resource_missing")
+        amount = int(raw)
+        now = int(time.time())
+        price: dict[str, Any] = {
+            "id": _id("price_", 24), "object": "price", "active": True,
+            "billing_scheme": "per_unit", "created": now, "currency": currency,
+            "custom_unit_amount": None, "livemode": False,
+            "lookup_key": params.get("lookup_key"), "metadata": {}, "nickname": None,
+            "product": product_id, "recurring": None, "tax_behavior": "unspecified",
+            "tiers_mode": None, "transform_quantity": None, "type": "one_time",
+            "unit_amount": amount, "unit_amount_decimal": str(amount),
+        }
+        self._seq[price["id"]] = self._next()
+        price["metadata"] = self._metadata(params, {})
+        return price
+
+    def create_price(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_params(params, _PRICE_PARAMS)
+        if "product" not in params:
+            raise _Invalid("Missing required param: product.", "product", "parameter_missing")
+        price = self._new_price(params)
+        return self.put("price", price["id"], price, change="created")
+
+    def update_price(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        price_id = request.match_info["id"]
+        self._check_params(params, _PRICE_UPDATE_PARAMS)  # amounts are immutable
+        price = self.collection("price").get(price_id)
+        if price is None:
+            raise self._missing("price", price_id)
+        if "active" in params:
+            active = _bool(params["active"])
+            if active is None:
+                raise _Invalid("Invalid boolean", "active")
+            product = self.collection("product").get(price["product"])
+            if not active and product and product.get("default_price") == price_id:
+                raise _Invalid("This price cannot be archived because it is the default price "
+                               "of its product.", "active")
+            price["active"] = active
+        price["metadata"] = self._metadata(params, price["metadata"])
+        if "lookup_key" in params:
+            price["lookup_key"] = params["lookup_key"] or None
+        self.notify_change("price", price_id, "updated")
+        return self._public(price)
+
+    async def get_price(self, request: web.Request) -> web.Response:
+        price = self.collection("price").get(request.match_info["id"])
+        if price is None:
+            return self._invalid(self._missing("price", request.match_info["id"]))
+        return web.json_response(self._public(price))
+
+    async def list_prices(self, request: web.Request) -> web.Response:
+        items = list(self.collection("price").values())
+        if "product" in request.query:
+            items = [p for p in items if p["product"] == request.query["product"]]
+        if "active" in request.query:
+            wanted = _bool(request.query["active"])
+            items = [p for p in items if p["active"] == wanted]
+        return self._list(request, items, "/v1/prices")
+
+    # --- customers -----------------------------------------------------------------------
+
+    def _customer_fields(self, params: Mapping[str, Any], customer: dict[str, Any]) -> None:
+        for key in ("email", "name", "phone", "description"):
+            if key in params:
+                customer[key] = params[key] or None
+        email = customer.get("email")
+        if email and (len(email) > 512 or not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email)):
+            raise _Invalid(f"Invalid email address: {email}", "email", "email_invalid")
+        if customer.get("phone") and len(customer["phone"]) > 20:
+            raise _Invalid("phone must be at most 20 characters", "phone")
+        customer["metadata"] = self._metadata(params, customer.get("metadata") or {})
+
+    def create_customer(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_params(params, _CUSTOMER_PARAMS)
+        customer: dict[str, Any] = {
+            "id": _id("cus_"), "object": "customer", "address": None, "balance": 0,
+            "created": int(time.time()), "currency": None, "default_source": None,
+            "delinquent": False, "description": None, "discount": None, "email": None,
+            "invoice_prefix": _id("", 7).upper(),
+            "invoice_settings": {"custom_fields": None, "default_payment_method": None,
+                                 "footer": None, "rendering_options": None},
+            "livemode": False, "metadata": {}, "name": None, "next_invoice_sequence": 1,
+            "phone": None, "preferred_locales": [], "shipping": None, "tax_exempt": "none",
+            "test_clock": None,
+        }
+        self._seq[customer["id"]] = self._next()
+        self._customer_fields(params, customer)
+        return self.put("customer", customer["id"], customer, change="created")
+
+    def update_customer(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        customer_id = request.match_info["id"]
+        self._check_params(params, _CUSTOMER_PARAMS)
+        customer = self.collection("customer").get(customer_id)
+        if customer is None:
+            raise self._missing("customer", customer_id)
+        candidate = dict(customer)
+        self._customer_fields(params, candidate)
+        customer.update(candidate)
+        self.notify_change("customer", customer_id, "updated")
+        return self._public(customer)
+
+    async def get_customer(self, request: web.Request) -> web.Response:
+        customer = self.collection("customer").get(request.match_info["id"])
+        if customer is None:
+            return self._invalid(self._missing("customer", request.match_info["id"]))
+        return web.json_response(self._public(customer))
+
+    async def list_customers(self, request: web.Request) -> web.Response:
+        items = list(self.collection("customer").values())
+        if "email" in request.query:  # exact and case-sensitive, as Stripe documents
+            items = [c for c in items if c.get("email") == request.query["email"]]
+        return self._list(request, items, "/v1/customers")
+
+    def delete_customer(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        customer_id = request.match_info["id"]
+        if customer_id not in self.collection("customer"):
+            raise self._missing("customer", customer_id)
+        del self.collection("customer")[customer_id]
+        self.notify_change("customer", customer_id, "deleted")
+        return {"id": customer_id, "object": "customer", "deleted": True}
+
