@@ -278,11 +278,11 @@ async def check_crash_recovery(session: KitSession, entity: Entity) -> None:
 
 
 async def check_rate_limit_429(session: KitSession, entity: Entity, *,
-                               storm: float = 0.5, max_wait: float = 2.0) -> None:
+                               storm: float = 0.3, max_wait: float = 2.0) -> None:
     """Under a 429 storm every record still ends up pushed, once."""
     provider = session.provider
-    size = min(_batch(provider, entity), 5)
-    records = outbound_records(provider, entity, size * 6, run="storm")
+    size = min(_batch(provider, entity), 3)
+    records = outbound_records(provider, entity, size * 3, run="storm")
     await session.configure(rate_limit_storm=storm, seed=4)
     client = await session.client()
     outcome = await push_until_done(client, entity, records, size, attempts=40,
