@@ -429,7 +429,9 @@ class SquareEmulator(Emulator):
                                           "batches"))
         counts = [self._count_objects(b.get("objects") or []) if isinstance(b, dict) else 0
                   for b in batches]
-        request[BATCH_SIZE] = sum(counts)
+        # The request log counts records (top-level objects), as for every other batch call.
+        request[BATCH_SIZE] = sum(len(b.get("objects") or []) if isinstance(b, dict) else 0
+                                  for b in batches)
         for index, count in enumerate(counts):
             if count > MAX_BATCH_OBJECTS:
                 return self._errors(400, _err(

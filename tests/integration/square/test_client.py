@@ -41,7 +41,7 @@ async def test_a_full_product_push_goes_in_one_request(square: Square) -> None:
     assert len({r.remote_id for r in results}) == client_batch
     upserts = [r for r in await square.requests() if r["path"] == "/v2/catalog/batch-upsert"]
     assert len(upserts) == 1
-    assert upserts[0]["batch_size"] == 10_000  # objects: items plus their variations
+    assert upserts[0]["batch_size"] == 5000  # items, each with its variation: 10,000 objects
 
 
 async def test_oversize_batches_are_rejected_as_square_does(square: Square) -> None:
