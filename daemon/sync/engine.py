@@ -45,7 +45,7 @@ from daemon.source import SourceReader, SourceRecord, UnknownVenue, Venue
 from daemon.sql import queries
 from daemon.sync.keys import idempotency_key
 from daemon.sync.mappings import ResolvedMapping, resolve_mappings
-from daemon.sync.pacing import Pacer, push_rate
+from daemon.sync.pacing import Pacer, push_concurrency, push_rate
 from daemon.sync.report import EntityReport, PlannedRecord, RecordError, RunOutcome, RunReport
 from daemon.sync.settings import SyncSettings
 
@@ -396,6 +396,7 @@ class _Run:
         policy = delete_policy(self.integration, entity, support)
         batch_size = max(1, support.batch_size)
         rate = push_rate(self.rate_limit, batch_size) * self.settings.rate_margin
+        self.concurrency = push_concurrency(self.rate_limit, entity.value, rate)
         pacer = Pacer(rate, burst=min(self.rate_limit.burst, self.concurrency))
         queue: asyncio.Queue[list[_Planned] | None] = asyncio.Queue(self.concurrency * 2)
         self._retryable = False

@@ -8,11 +8,12 @@ counts requests per window from ever seeing more than its limit.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 from daemon.provider import RateLimit
 
-__all__ = ["Pacer", "push_rate"]
+__all__ = ["Pacer", "push_concurrency", "push_rate"]
 
 
 def push_rate(limit: RateLimit, batch_size: int) -> float:
@@ -29,6 +30,30 @@ def push_rate(limit: RateLimit, batch_size: int) -> float:
         elif name.endswith(("per_second", "_per_sec")):
             rate = min(rate, value)
     return rate
+
+
+_ENTITY_WORDS = {"product": ("product", "catalog", "item"),
+                 "customer": ("customer", "member", "contact"),
+                 "transaction": ("transaction", "order", "sale", "payment", "receipt")}
+
+
+def push_concurrency(limit: RateLimit, entity: str, rate: float | None = None) -> int:
+    """Push calls in flight at once: ``max_concurrency``, narrowed by any ``*_concurrency``
+    extra that names the entity (``catalog_write_concurrency`` for products) or none, and by
+    the push ``rate``: no more calls in flight than half a second of the rate allows (plus
+    one), so a slow provider never has a queue of calls waiting inside its client when a run
+    stops."""
+    value = max(1, limit.max_concurrency)
+    if rate is not None:
+        value = min(value, max(1, math.ceil(rate * 0.5) + 1))
+    words = _ENTITY_WORDS.get(entity, (entity,))
+    for name, cap in limit.extra.items():
+        if not name.endswith("concurrency") or cap < 1:
+            continue
+        scoped = [w for ws in _ENTITY_WORDS.values() for w in ws if w in name]
+        if not scoped or any(w in name for w in words):
+            value = min(value, int(cap))
+    return value
 
 
 class Pacer:

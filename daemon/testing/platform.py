@@ -118,8 +118,15 @@ INSERT INTO customers (id, venue_id, email, first_name, last_name, phone, market
                        tags, created_at, updated_at)
 SELECT md5($1::text || ':customer:' || i)::uuid, $1::uuid,
        'buyer' || i || '.' || substr(md5($1::text), 1, 6) || '@example.com',
-       (ARRAY['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Frances'])[1 + i % 7],
-       (ARRAY['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth'])[1 + i % 6],
+       (ARRAY['Ada', 'Grace', 'Alan', 'Edsger', 'Barbara', 'Donald', 'Frances', 'John',
+              'Margaret', 'Dennis', 'Ken', 'Radia', 'Tim', 'Sophie', 'Leslie', 'Niklaus',
+              'Shafi', 'Robin', 'Judea', 'Whitfield'])[1 + i % 20],
+       -- Full names are unique (providers such as QuickBooks require unique display names).
+       (ARRAY['Lovelace', 'Hopper', 'Turing', 'Dijkstra', 'Liskov', 'Knuth', 'Allen',
+              'McCarthy', 'Hamilton', 'Ritchie', 'Thompson', 'Perlman', 'Berners-Lee',
+              'Wilson', 'Lamport', 'Wirth', 'Goldwasser', 'Milner', 'Pearl', 'Diffie',
+              'Hellman', 'Rivest', 'Shamir', 'Adleman', 'Kay'])[1 + (i / 20) % 25]
+           || CASE WHEN i > 500 THEN ' ' || to_char(i / 500, 'FMRN') ELSE '' END,
        '+1555' || lpad((i % 10000000)::text, 7, '0'),
        i % 3 = 0,
        CASE WHEN i % 10 = 0 THEN ARRAY['vip'] ELSE ARRAY[]::text[] END,

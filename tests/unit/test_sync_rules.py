@@ -16,7 +16,7 @@ from daemon.sync.healing import find_alternative, heal_mapping
 from daemon.sync.health import classify
 from daemon.sync.keys import KEY_LENGTH, idempotency_key
 from daemon.sync.mappings import detect_venue_type
-from daemon.sync.pacing import Pacer, push_rate
+from daemon.sync.pacing import Pacer, push_concurrency, push_rate
 
 SUPPORT = EntitySupport(
     Entity.CUSTOMER, frozenset({Direction.PUSH}), "customer", 100,
@@ -126,3 +126,18 @@ def test_health_thresholds(connected: bool | None, rate: float, ms: float,
 ])
 def test_venue_type_detection(name: str | None, kind: str) -> None:
     assert detect_venue_type(name) == kind
+
+
+def test_concurrency_extras_narrow_only_the_entity_they_name() -> None:
+    square = RateLimit(requests_per_second=10, max_concurrency=4,
+                       extra={"catalog_write_concurrency": 1.0})
+    assert push_concurrency(square, "product") == 1
+    assert push_concurrency(square, "customer") == 4
+    assert push_concurrency(RateLimit(requests_per_second=1, max_concurrency=3,
+                                      extra={"write_concurrency": 2.0}), "customer") == 2
+
+
+def test_concurrency_follows_a_slow_rate() -> None:
+    qbo = RateLimit(requests_per_second=10, max_concurrency=10)
+    assert push_concurrency(qbo, "customer", rate=40 / 60) == 2
+    assert push_concurrency(qbo, "customer", rate=100.0) == 10

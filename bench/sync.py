@@ -1,0 +1,491 @@
+"""Benchmark: the sync engine against each bundled provider's emulator, and a naive baseline.
+
+One venue with 10,000 customers, 2,000 products and 20,000 transactions (--quick: 1/20),
+against each emulator with 30 ms latency per request and the provider's real limits.
+
+For each provider, in the same run:
+
+initial      syncd's initial sync, entity by entity. Where a provider allows only a few records
+             a second (batch size 1 at 10-25 requests/s) a full initial sync takes half an
+             hour, so each entity runs for at most --budget seconds and the figure is the
+             steady rate over that window (records linked / seconds). 429s seen by the emulator
+             during the window are counted.
+naive        what the replaced service did: one request per record, in sequence, no links, for
+             at most --naive-budget seconds per entity.
+ceiling      what the provider's limits allow: per entity, batch size x allowed push calls per
+             second; for the provider, total records / the sum of each entity's minimum time.
+resync       the links the initial sync did not reach are primed with the hashes a finished
+             initial sync would leave (records synced for real keep their real remote ids);
+             then a re-sync with no change (incremental, then a full check) and a re-sync with
+             1 % of every entity's rows changed (rows that really reached the emulator).
+             A transaction embeds its customer's and event's fields when its mapping reads
+             them, so changing 1 % of customers and events also changes their transactions'
+             records: resync_changed_records counts every record whose content changed.
+             resync_sent_fraction = records sent / records in the venue;
+             resync_scan_records_per_s = records in the venue / seconds of the no-change
+             incremental re-sync; full_scan_records_per_s likewise for a full check (every
+             row read, mapped, hashed and compared).
+
+Goals (issue 6): where the provider is the bottleneck (ceiling under 5,000 records/s), at
+least 90 % of the ceiling with no 429; elsewhere at least 5,000 records/s; a 1 %-changed
+re-sync sends at most 1 % of records (plus a constant); unchanged rows scan at 20,000
+records/s or more. Postgres is found the way the tests find it. The last line printed is a
+JSON object with a ``providers`` key.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Run as a script, Python puts bench/ first on sys.path, where bench/queue.py would shadow the
+# standard library's queue module; the benchmark imports nothing from bench/.
+if sys.path and sys.path[0].rstrip("/").endswith("bench"):
+    del sys.path[0]
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
+from daemon.db import init_connection
+from daemon.logs import configure_logging
+from daemon.mapping import apply_mapping, content_hash
+from daemon.plugins import load_plugins
+from daemon.provider import (
+    ClientContext,
+    Direction,
+    EmulatorSettings,
+    Entity,
+    OutboundRecord,
+    Provider,
+    ProviderError,
+)
+from daemon.source import SourceReader
+from daemon.sync import SyncEngine, SyncSettings
+from daemon.sync.mappings import resolve_mappings
+from daemon.sync.pacing import push_rate
+from daemon.testing.emulator import EmulatorServer
+from daemon.testing.platform import create_platform_schema, seed_venue
+from daemon.testing.postgres import find_server
+
+ORDER = (Entity.PRODUCT, Entity.CUSTOMER, Entity.TRANSACTION)
+WRITES = ("POST", "PUT", "PATCH", "DELETE")
+#: POSTs that only read (QuickBooks queries, Square and Stripe searches).
+READ_PATHS = ("/query", "/search", "/cdc", "/bulk-retrieve")
+
+
+def is_write(request: Mapping[str, Any]) -> bool:
+    path = str(request.get("path", ""))
+    return request.get("method") in WRITES and not any(p in path for p in READ_PATHS)
+SCAN_GOAL = 20_000.0
+FAST_GOAL = 5_000.0
+
+
+@dataclass
+class Sizes:
+    customers: int
+    events: int
+    orders: int
+
+    def of(self, entity: Entity) -> int:
+        return {Entity.PRODUCT: self.events, Entity.CUSTOMER: self.customers,
+                Entity.TRANSACTION: self.orders}[entity]
+
+
+@dataclass
+class Result:
+    provider: str
+    entities: dict[str, dict[str, Any]] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _supported(provider: Provider) -> list[Entity]:
+    caps = provider.capabilities
+    return [e for e in ORDER if e in caps.entities and caps.supports(e, Direction.PUSH)]
+
+
+def _ceiling(provider: Provider, entity: Entity) -> float:
+    support = provider.capabilities.entities[entity]
+    return max(1, support.batch_size) * push_rate(provider.capabilities.rate_limit,
+                                                  support.batch_size)
+
+
+def _options(provider: Provider, account: Mapping[str, str]) -> dict[str, Any]:
+    """Options an emulator account needs (Mailchimp: its list and store)."""
+    fields = provider.options_model().model_fields
+    out: dict[str, Any] = {}
+    for name in fields:
+        if name in account:
+            out[name] = account[name]
+    return out
+
+
+class Bench:
+    def __init__(self, pool: asyncpg.Pool, venue: uuid.UUID, sizes: Sizes, args: Any) -> None:
+        self.pool = pool
+        self.venue = venue
+        self.sizes = sizes
+        self.args = args
+        self.reader = SourceReader(pool)
+
+    async def emulator_requests(self, http: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
+        response = await http.get(url + "/_emulator/requests")
+        data = response.json()
+        return data if isinstance(data, list) else data.get("requests", [])
+
+    async def run_provider(self, provider: Provider) -> Result:
+        name = provider.name
+        result = Result(name)
+        settings = EmulatorSettings(latency=self.args.latency, enforce_rate_limits=True,
+                                    seed=1)
+        entities = _supported(provider)
+        async with EmulatorServer(provider.emulator(settings)) as server, \
+                httpx.AsyncClient(timeout=120) as http:
+            url = server.url
+            creds = (await http.get(url + "/_emulator/credentials")).json()
+            account = {str(k): str(v) for k, v in (creds.get("account") or {}).items()}
+            await self.pool.execute("DELETE FROM integration_configs WHERE provider = $1", name)
+            await self.pool.execute(
+                "INSERT INTO integration_configs (venue_id, provider, venue_name, status, "
+                "credentials, options) VALUES ($1, $2, 'Bench Comedy Club', 'connected', $3, "
+                "$4)", self.venue, name, {"access_token": "oauth"},
+                _options(provider, account))
+            base_urls = {name: url}
+            engine = SyncEngine(self.pool, {name: provider},
+                                ReferenceCredentialStore(self.pool, EmulatorTokens(base_urls)),
+                                source=self.reader, http=http,
+                                settings=SyncSettings(base_urls=base_urls, overlap_seconds=0))
+            # initial (syncd), entity by entity, each within the budget
+            for entity in entities:
+                before = len(await self.emulator_requests(http, url))
+                deadline = time.monotonic() + self.args.budget
+                start = time.monotonic()
+                report = await engine.run(str(self.venue), name, entity=entity,
+                                          cancelled=lambda d=deadline: time.monotonic() > d)
+                elapsed = time.monotonic() - start
+                reqs = (await self.emulator_requests(http, url))[before:]
+                done = sum(e.succeeded for e in report.entities)
+                n = self.sizes.of(entity)
+                ceiling = _ceiling(provider, entity)
+                rate = done / elapsed if elapsed else 0.0
+                result.entities[entity.value] = {
+                    "records": n, "initial_synced": done, "initial_seconds": round(elapsed, 2),
+                    "initial_records_per_s": round(rate, 1),
+                    "initial_complete": done == n, "initial_outcome": report.outcome.value,
+                    "initial_error": report.error,
+                    "initial_failed": sum(e.failed for e in report.entities),
+                    "initial_api_calls": report.api_calls,
+                    "initial_429s": sum(1 for r in reqs if r.get("status") == 429),
+                    "ceiling_records_per_s": round(ceiling, 1),
+                    # Calls the plugin makes per push (lookups before a create, a payment
+                    # after an order) divide what the request limit allows.
+                    "api_calls_per_push": round(report.api_calls / max(1, sum(
+                        e.batches for e in report.entities)), 2),
+                    "bottleneck": ceiling < FAST_GOAL,
+                    "ceiling_fraction": round(rate / ceiling, 3) if ceiling else None,
+                }
+                print(f"  {name} {entity.value}: {done}/{n} in {elapsed:.1f}s = {rate:,.0f}/s "
+                      f"(ceiling {ceiling:,.0f}/s, 429s "
+                      f"{result.entities[entity.value]['initial_429s']})", file=sys.stderr)
+            # naive baseline
+            for entity in entities:
+                done, elapsed = await self.naive(provider, entity, http, url=url, creds=creds,
+                                                account=account)
+                result.entities[entity.value]["naive_records_per_s"] = round(
+                    done / elapsed if elapsed else 0.0, 1)
+            # prime the links the budget did not reach, then re-sync
+            primed = await self.prime(provider, entities)
+            resync = await self.resync(engine, provider, entities, http, url)
+        n_total = sum(self.sizes.of(e) for e in entities)
+        # A provider's figure is what a whole initial sync would take at each entity's rate:
+        # records / the sum of each entity's time (records / its rate).
+        min_time = sum(self.sizes.of(e) / _ceiling(provider, e) for e in entities)
+        ceiling_total = n_total / min_time if min_time else 0.0
+        projected = sum(self.sizes.of(e) / max(result.entities[e.value]
+                                                ["initial_records_per_s"], 1e-9)
+                        for e in entities)
+        initial_rate = n_total / projected if projected else 0.0
+        naive_time_total = sum(self.sizes.of(e) / max(result.entities[e.value]
+                                                       ["naive_records_per_s"], 1e-9)
+                               for e in entities)
+        result.summary = {
+            "entities": [e.value for e in entities],
+            "records": n_total,
+            "initial_records_per_s": round(initial_rate, 1),
+            "naive_records_per_s": round(n_total / naive_time_total, 1)
+            if naive_time_total else 0.0,
+            "ceiling_records_per_s": round(ceiling_total, 1),
+            "initial_ceiling_fraction": round(initial_rate / ceiling_total, 3)
+            if ceiling_total else None,
+            "initial_429s": sum(e["initial_429s"] for e in result.entities.values()),
+            "primed_links": primed,
+            **resync,
+        }
+        result.summary["goals"] = self.goals(result)
+        return result
+
+    async def naive(self, provider: Provider, entity: Entity, http: httpx.AsyncClient, *,
+                    url: str, creds: Mapping[str, Any], account: Mapping[str, str]
+                    ) -> tuple[int, float]:
+        """One request per record, in sequence, no links, for at most the naive budget."""
+        from daemon.provider import Credentials
+
+        async with self.pool.acquire() as conn:
+            integration = await conn.fetchrow(
+                "SELECT * FROM integration_configs WHERE venue_id = $1 AND provider = $2",
+                self.venue, provider.name)
+            mappings = await resolve_mappings(conn, integration, provider.capabilities,
+                                              provider.default_templates(), count_usage=False)
+        rules = mappings[entity].rules
+        credentials = Credentials(access_token=creds.get("access_token"),
+                                  api_key=creds.get("api_key"), account=dict(account))
+        model = provider.options_model()
+        options = model.model_validate(integration["options"] or {})
+        client = provider.client(ClientContext(str(self.venue), credentials, options, http,
+                                               base_url=url))
+        venue = await self.reader.venue(str(self.venue))
+        done = 0
+        start = time.monotonic()
+        deadline = start + self.args.naive_budget
+        try:
+            async for chunk in self.reader.read(entity, venue, chunk_size=200):
+                for rec in chunk:
+                    if time.monotonic() > deadline:
+                        raise StopAsyncIteration
+                    payload = apply_mapping(rules, rec.data)
+                    record = OutboundRecord(entity, rec.local_id, payload,
+                                            content_hash(payload), uuid.uuid4().hex)
+                    try:
+                        results = await client.push(entity, [record])
+                    except ProviderError:
+                        continue
+                    done += sum(1 for r in results if r.ok)
+        except StopAsyncIteration:
+            pass
+        finally:
+            await client.aclose()
+        return done, time.monotonic() - start
+
+    async def prime(self, provider: Provider, entities: list[Entity]) -> int:
+        """Links a finished initial sync would have left, for rows the budget did not reach."""
+        name = provider.name
+        async with self.pool.acquire() as conn:
+            integration = await conn.fetchrow(
+                "SELECT * FROM integration_configs WHERE venue_id = $1 AND provider = $2",
+                self.venue, name)
+            mappings = await resolve_mappings(conn, integration, provider.capabilities,
+                                              provider.default_templates(), count_usage=False)
+        venue = await self.reader.venue(str(self.venue))
+        primed = 0
+        for entity in entities:
+            rules = mappings[entity].rules
+            watermark = None
+            async for chunk in self.reader.read(entity, venue):
+                ids, hashes, changed = [], [], []
+                for rec in chunk:
+                    ids.append(rec.local_id)
+                    hashes.append(content_hash(apply_mapping(rules, rec.data)))
+                    changed.append(rec.changed_at)
+                    if rec.changed_at and (watermark is None or rec.changed_at > watermark):
+                        watermark = rec.changed_at
+                status = await self.pool.execute(
+                    "INSERT INTO entity_links (venue_id, provider, entity_type, local_id, "
+                    "remote_id, content_hash, state, last_synced_at, source_updated_at) "
+                    "SELECT $1, $2, $3, u.id, 'primed-' || u.id, u.h, 'synced', now(), u.c "
+                    "FROM unnest($4::text[], $5::text[], $6::timestamptz[]) AS u(id, h, c) "
+                    "ON CONFLICT DO NOTHING",
+                    self.venue, name, entity.value, ids, hashes, changed)
+                primed += int(status.split()[-1])
+            await self.pool.execute(
+                "INSERT INTO sync_state (venue_id, provider, entity_type, watermark_at, "
+                "last_full_at) VALUES ($1, $2, $3, $4, now()) ON CONFLICT (venue_id, provider, "
+                "entity_type) DO UPDATE SET watermark_at = $4, last_full_at = now()",
+                self.venue, name, entity.value, watermark)
+        return primed
+
+    async def resync(self, engine: SyncEngine, provider: Provider, entities: list[Entity],
+                     http: httpx.AsyncClient, url: str) -> dict[str, Any]:
+        name = provider.name
+        n_total = sum(self.sizes.of(e) for e in entities)
+        out: dict[str, Any] = {}
+        # No change, incremental: nothing read but what changed, nothing sent.
+        before = len(await self.emulator_requests(http, url))
+        start = time.monotonic()
+        report = await engine.run(str(self.venue), name)
+        elapsed = time.monotonic() - start
+        writes = [r for r in (await self.emulator_requests(http, url))[before:]
+                  if is_write(r)]
+        out["resync_nochange_sent"] = report.sent
+        out["resync_nochange_write_calls"] = len(writes)
+        out["resync_scan_records_per_s"] = round(n_total / elapsed, 1)
+        # No change, full check: every row read, mapped, hashed, compared.
+        start = time.monotonic()
+        report = await engine.run(str(self.venue), name, full=True)
+        elapsed = time.monotonic() - start
+        out["full_scan_records_per_s"] = round(n_total / elapsed, 1)
+        out["full_scan_sent"] = report.sent
+        # 1 % changed, preferring rows that really reached the emulator.
+        changed_ids: dict[Entity, list[str]] = {}
+        for entity in entities:
+            count = max(1, self.sizes.of(entity) // 100)
+            changed_ids[entity] = await self.change(name, entity, count)
+        changed = sum(len(v) for v in changed_ids.values())
+        expected = changed + await self.dependents(provider, entities, changed_ids)
+        before = len(await self.emulator_requests(http, url))
+        start = time.monotonic()
+        report = await engine.run(str(self.venue), name)
+        elapsed = time.monotonic() - start
+        reqs = (await self.emulator_requests(http, url))[before:]
+        out["resync_changed_rows"] = changed
+        out["resync_changed_records"] = expected
+        out["resync_changed_record_fraction"] = round(expected / n_total, 4)
+        out["resync_sent"] = report.sent
+        out["resync_sent_fraction"] = round(report.sent / n_total, 4)
+        out["resync_api_calls"] = report.api_calls
+        out["resync_write_calls"] = sum(1 for r in reqs if is_write(r))
+        out["resync_seconds"] = round(elapsed, 2)
+        out["resync_records_per_s"] = round(report.sent / elapsed, 1) if elapsed else None
+        out["resync_failed"] = report.failed
+        out["resync_429s"] = sum(1 for r in reqs if r.get("status") == 429)
+        out["naive_resync_api_calls"] = n_total  # the naive sync sends every record again
+        return out
+
+    async def dependents(self, provider: Provider, entities: list[Entity],
+                         changed: Mapping[Entity, list[str]]) -> int:
+        """Transactions whose mapped record changed because their customer or event did
+        (a transaction embeds customer and event fields when its mapping reads them)."""
+        if Entity.TRANSACTION not in entities:
+            return 0
+        async with self.pool.acquire() as conn:
+            integration = await conn.fetchrow(
+                "SELECT * FROM integration_configs WHERE venue_id = $1 AND provider = $2",
+                self.venue, provider.name)
+            mappings = await resolve_mappings(conn, integration, provider.capabilities,
+                                              provider.default_templates(), count_usage=False)
+        sources = {r.source or "" for r in mappings[Entity.TRANSACTION].rules.values()}
+        customers = (changed.get(Entity.CUSTOMER, [])
+                     if any(x.startswith("customer.") for x in sources) else [])
+        events = (changed.get(Entity.PRODUCT, [])
+                  if any(x.startswith("event.") for x in sources) else [])
+        value: int = await self.pool.fetchval(
+            "SELECT count(*) FROM orders WHERE venue_id = $1 AND NOT (id::text = ANY($2)) "
+            "AND (customer_id::text = ANY($3) OR event_id::text = ANY($4))",
+            self.venue, changed.get(Entity.TRANSACTION, []), customers, events)
+        return value
+
+    async def change(self, provider: str, entity: Entity, count: int) -> list[str]:
+        table, column, value = {
+            Entity.PRODUCT: ("events", "name", "name || ' *'"),
+            Entity.CUSTOMER: ("customers", "last_name", "last_name || ' *'"),
+            Entity.TRANSACTION: ("orders", "status",
+                                 "CASE WHEN status = 'paid' THEN 'refunded' ELSE 'paid' END"),
+        }[entity]
+        rows = await self.pool.fetch(
+            f"UPDATE {table} SET {column} = {value}, updated_at = now() WHERE id::text IN ("
+            "SELECT local_id FROM entity_links WHERE venue_id = $1 AND provider = $2 "
+            "AND entity_type = $3 ORDER BY remote_id LIKE 'primed-%', local_id LIMIT $4) "
+            "RETURNING id::text",
+            self.venue, provider, entity.value, count)
+        return [r[0] for r in rows]
+
+    def goals(self, result: Result) -> dict[str, Any]:
+        s = result.summary
+        speed_ok = True
+        for e in result.entities.values():
+            if e["bottleneck"]:
+                e["goal_met"] = (e["ceiling_fraction"] or 0) >= 0.9 and e["initial_429s"] == 0
+            else:
+                e["goal_met"] = e["initial_records_per_s"] >= FAST_GOAL or e["initial_complete"]
+            speed_ok = speed_ok and e["goal_met"]
+        constant = 3 * len(s["entities"])
+        return {
+            "initial": speed_ok,
+            "resync_sent_at_most_1pct": s["resync_sent"] <= s["records"] // 100 + constant,
+            "resync_sent_only_changed": s["resync_sent"] <= s["resync_changed_records"]
+            + constant,
+            "resync_nochange_zero_writes": s["resync_nochange_write_calls"] == 0,
+            "scan": s["resync_scan_records_per_s"] >= SCAN_GOAL,
+        }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = (Sizes(500, 100, 1_000) if args.quick else Sizes(10_000, 2_000, 20_000))
+    plugins = load_plugins()
+    wanted = args.providers.split(",") if args.providers else sorted(plugins.providers)
+    server = await find_server()
+    await server.create_template()
+    url = await server.create_database()
+    pool = await asyncpg.create_pool(url, min_size=2, max_size=12, init=init_connection)
+    assert pool is not None
+    out: dict[str, Any] = {"quick": args.quick, "latency_s": args.latency,
+                           "budget_s": args.budget, "naive_budget_s": args.naive_budget,
+                           "sizes": sizes.__dict__, "providers": {}, "skipped": {}}
+    try:
+        async with pool.acquire() as conn:
+            await create_platform_schema(conn)
+            sample = await seed_venue(conn, name="Bench Comedy Club",
+                                      customers=sizes.customers, events=sizes.events,
+                                      orders=sizes.orders)
+        bench = Bench(pool, sample.venue_id, sizes, args)
+        for name in wanted:
+            provider = plugins.providers.get(name)
+            if provider is None:
+                out["skipped"][name] = "not loaded"
+                continue
+            print(f"{name}:", file=sys.stderr)
+            try:
+                result = await bench.run_provider(provider)
+            except NotImplementedError as exc:
+                out["skipped"][name] = f"not implemented: {exc}"
+                continue
+            except Exception as exc:
+                out["skipped"][name] = f"{type(exc).__name__}: {exc}"
+                print(f"  {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                continue
+            out["providers"][name] = {**result.summary, "per_entity": result.entities}
+    finally:
+        await pool.close()
+        await server.drop_database(url)
+        await server.close()
+    return out
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="1/20 of the data and short budgets (about a minute)")
+    parser.add_argument("--providers", help="comma-separated providers (default: all loaded)")
+    parser.add_argument("--latency", type=float, default=0.03,
+                        help="emulator latency per request, seconds")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="most seconds per entity for syncd's initial sync")
+    parser.add_argument("--naive-budget", type=float, default=None,
+                        help="most seconds per entity for the naive baseline")
+    args = parser.parse_args()
+    if args.budget is None:
+        args.budget = 1.5 if args.quick else 30.0
+    if args.naive_budget is None:
+        args.naive_budget = 0.8 if args.quick else 10.0
+    configure_logging("error", "console", sys.stderr)
+    out = asyncio.run(main(args))
+    for name, p in out["providers"].items():
+        print(f"{name}: initial {p['initial_records_per_s']:,.0f}/s "
+              f"(ceiling {p['ceiling_records_per_s']:,.0f}/s, naive "
+              f"{p['naive_records_per_s']:,.0f}/s), resync sent {p['resync_sent']} "
+              f"({p['resync_sent_fraction']:.2%}), scan {p['resync_scan_records_per_s']:,.0f}/s, "
+              f"full check {p['full_scan_records_per_s']:,.0f}/s, goals {p['goals']}")
+    for name, why in out["skipped"].items():
+        print(f"{name}: skipped ({why})")
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    cli()
