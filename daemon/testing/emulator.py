@@ -91,6 +91,7 @@ BATCH_SIZE: web.RequestKey[int] = web.RequestKey("syncd_emulator_batch_size", in
 REPLAYED: web.RequestKey[bool] = web.RequestKey("syncd_emulator_replayed", bool)
 
 _CONTROL_PREFIX = "/_emulator/"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # --- request log --------------------------------------------------------------------------
@@ -526,7 +527,9 @@ class Emulator:
             log.exception("emulator.handler_failed", provider=self.name, path=request.path,
                           error=type(exc).__name__)
             response = self.server_error_response()
-        if draws[4] < s.reset_after_commit_rate:
+        # Only requests that can commit something lose their answer "after commit"; a lost
+        # read is a plain connection reset (``reset_rate``).
+        if draws[4] < s.reset_after_commit_rate and request.method not in _SAFE_METHODS:
             record.fault = "reset_after_commit"
             record.status = response.status
             self._drop(request)

@@ -169,6 +169,13 @@ async def test_reset_after_commit_applies_then_drops_and_a_retry_replays(
     assert [r["fault"] for r in log if r["path"] == "/widgets"] == ["reset_after_commit", None]
 
 
+async def test_reset_after_commit_spares_reads(
+        tiny: tuple[EmulatorServer, httpx.AsyncClient]) -> None:
+    _, http = tiny
+    await http.patch("/_emulator/settings", json={"reset_after_commit_rate": 1.0})
+    assert (await http.get("/widgets")).status_code == 200
+
+
 async def test_timeout_hangs_past_the_client_timeout() -> None:
     async for _, http in serve(EmulatorSettings(timeout_rate=1.0)):
         with pytest.raises(httpx.TimeoutException):
