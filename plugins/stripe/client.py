@@ -204,7 +204,12 @@ class StripeClient:
                         return _failed(record, str(exc))
                     raise
 
-        return list(await asyncio.gather(*(guarded(r) for r in records)))
+        outcomes = await asyncio.gather(*(guarded(r) for r in records),
+                                        return_exceptions=True)
+        for outcome in outcomes:  # a whole-call failure (auth, retries exhausted) wins
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [o for o in outcomes if isinstance(o, RecordResult)]
 
     # products
 
