@@ -115,9 +115,10 @@ def examples(provider: str, url: str, credentials: Mapping[str, Any]) -> list[st
     account: Mapping[str, Any] = credentials.get("account") or {}
     lines: list[str] = []
     if provider == "stripe":
+        key = credentials.get("api_key") or credentials.get("access_token") or ""
         lines += [
-            f"curl {url}/v1/customers {auth} -d email=ada@example.com -d name='Ada Lovelace'",
-            f"curl {url}/v1/customers {auth}",
+            f"curl {url}/v1/customers -u {key}: -d email=ada@example.com -d name='Ada Lovelace'",
+            f"curl {url}/v1/customers -u {key}:",
         ]
     elif provider == "square":
         lines += [
