@@ -1,7 +1,8 @@
 """Benchmark: the sync engine against each bundled provider's emulator, and a naive baseline.
 
 One venue with 10,000 customers, 2,000 products and 20,000 transactions (--quick: 1/20),
-against each emulator with 30 ms latency per request and the provider's real limits.
+against each emulator with 30 ms latency per request and the provider's real limits. Each
+emulator (``daemon.testing.emulator.EmulatorServer``) runs in a process of its own.
 
 For each provider, in the same run:
 
@@ -44,11 +45,14 @@ if sys.path and sys.path[0].rstrip("/").endswith("bench"):
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import asyncpg
@@ -128,6 +132,48 @@ def _options(provider: Provider, account: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def _serve_emulator(provider_name: str, latency: float, pipe: Connection) -> None:
+    """Child process: serve one provider's emulator until the parent says stop."""
+
+    async def serve() -> None:
+        provider = load_plugins().provider(provider_name)
+        settings = EmulatorSettings(latency=latency, enforce_rate_limits=True, seed=1)
+        async with EmulatorServer(provider.emulator(settings)) as server:
+            pipe.send(server.url)
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+    configure_logging("error", "console", sys.stderr)
+    asyncio.run(serve())
+
+
+class EmulatorProcess:
+    """An emulator (``EmulatorServer``) in a process of its own, so that its work (parsing
+    batches, building records) is not counted against syncd's, as a real provider's is not."""
+
+    def __init__(self, provider: str, latency: float) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._pipe, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve_emulator, args=(provider, latency, child),
+                                 daemon=True)
+        self.url = ""
+
+    async def __aenter__(self) -> EmulatorProcess:
+        self._proc.start()
+        ready = await asyncio.get_running_loop().run_in_executor(None, self._pipe.poll, 60)
+        if not ready:
+            self._proc.terminate()
+            raise RuntimeError("the emulator process did not start")
+        self.url = self._pipe.recv()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(OSError):
+            self._pipe.send("stop")
+        await asyncio.get_running_loop().run_in_executor(None, self._proc.join, 10)
+        if self._proc.is_alive():
+            self._proc.terminate()
+
+
 class Bench:
     def __init__(self, pool: asyncpg.Pool, venue: uuid.UUID, sizes: Sizes, args: Any) -> None:
         self.pool = pool
@@ -144,10 +190,8 @@ class Bench:
     async def run_provider(self, provider: Provider) -> Result:
         name = provider.name
         result = Result(name)
-        settings = EmulatorSettings(latency=self.args.latency, enforce_rate_limits=True,
-                                    seed=1)
         entities = _supported(provider)
-        async with EmulatorServer(provider.emulator(settings)) as server, \
+        async with EmulatorProcess(name, self.args.latency) as server, \
                 httpx.AsyncClient(timeout=120) as http:
             url = server.url
             creds = (await http.get(url + "/_emulator/credentials")).json()
