@@ -6,14 +6,15 @@
 - ``syncd_provider``: that provider.
 - ``syncd_emulator``: an async fixture yielding a started
   :class:`daemon.testing.kit.KitSession` (the provider's emulator on 127.0.0.1 with its
-  control API and :meth:`~daemon.testing.kit.KitSession.client`). Needs pytest-asyncio.
+  control API and :meth:`~daemon.testing.kit.KitSession.client`). Needs pytest-asyncio,
+  in strict or auto mode.
 - ``syncd_emulator_settings``: the :class:`~daemon.provider.EmulatorSettings` it starts
   with; override the fixture to change them.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -58,7 +59,17 @@ def syncd_emulator_settings() -> EmulatorSettings:
     return EmulatorSettings(seed=1)
 
 
-@pytest.fixture
+def _async_fixture() -> Callable[[Any], Any]:
+    """pytest-asyncio's fixture marker when installed (strict mode needs it), else pytest's."""
+    try:
+        import pytest_asyncio
+    except ImportError:  # pragma: no cover - only without pytest-asyncio
+        return pytest.fixture
+    marker: Callable[[Any], Any] = pytest_asyncio.fixture
+    return marker
+
+
+@_async_fixture()
 async def syncd_emulator(syncd_provider: Provider,
                          syncd_emulator_settings: EmulatorSettings) -> AsyncIterator[Any]:
     """A started :class:`~daemon.testing.kit.KitSession` for ``syncd_provider``."""

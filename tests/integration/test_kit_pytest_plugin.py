@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 MODULE = '''
+import pytest
+
 from daemon.provider import Entity
 from daemon.testing.kit import ProviderConformance, outbound_records
 
@@ -20,6 +22,7 @@ def test_provider_fixture(syncd_provider):
     assert syncd_provider.name == "square"
 
 
+@pytest.mark.asyncio
 async def test_emulator_fixture(syncd_emulator, syncd_provider):
     client = await syncd_emulator.client()
     records = outbound_records(syncd_provider, Entity.CUSTOMER, 2)
@@ -33,13 +36,14 @@ def _pytest(where: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SYNCD_") and k not in ("DATABASE_URL", "PYTEST_ADDOPTS")}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
-         "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function", *args],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-o", "asyncio_default_fixture_loop_scope=function", *args],
         cwd=where, capture_output=True, text=True, check=False, timeout=600, env=env,
     )
 
 
 def test_option_names_the_provider_for_the_kit_and_fixtures(tmp_path: Path) -> None:
+    # pytest-asyncio in its default strict mode, as most plugin authors have it.
     (tmp_path / "test_square_kit.py").write_text(MODULE)
     result = _pytest(tmp_path, "--syncd-provider", "square", "-k",
                      "capabilities or templates or fixture or garbage")
