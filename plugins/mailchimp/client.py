@@ -147,6 +147,12 @@ class MailchimpClient:
             raise ProviderError(
                 f"{len(records)} {entity.value} records exceed the batch size "
                 f"{support.batch_size}", ErrorKind.PERMANENT)
+        removals = [r for r in records if r.operation != "upsert"]
+        if removals:
+            done = {r.local_id: await self._remove(entity, r) for r in removals}
+            upserts = [r for r in records if r.operation == "upsert"]
+            pushed = {r.local_id: r for r in await self.push(entity, upserts)} if upserts else {}
+            return [done.get(r.local_id) or pushed[r.local_id] for r in records]
         if entity is Entity.CUSTOMER:
             return await self._push_members(records)
         if self.options.store_id is None:
@@ -155,6 +161,28 @@ class MailchimpClient:
         if entity is Entity.PRODUCT:
             return [await self._push_product(r) for r in records]
         return [await self._push_order(r) for r in records]
+
+    async def _remove(self, entity: Entity, record: OutboundRecord) -> RecordResult:
+        """Archive a member, or delete a store product or order."""
+        wanted = "archive" if entity is Entity.CUSTOMER else "delete"
+        if record.operation != wanted:
+            return _failed(record, ErrorKind.PERMANENT, f"mailchimp cannot {record.operation} "
+                           f"a {CAPABILITIES.entities[entity].remote_kind}; use {wanted}")
+        if not record.remote_id:
+            return RecordResult(local_id=record.local_id, ok=True, action=f"{wanted}d")
+        if entity is Entity.CUSTOMER:
+            path = f"/lists/{self.options.list_id}/members/{record.remote_id}"
+        elif self.options.store_id is None:
+            return _failed(record, ErrorKind.PERMANENT, "mailchimp: needs options.store_id")
+        else:
+            kind = "products" if entity is Entity.PRODUCT else "orders"
+            path = f"/ecommerce/stores/{self.options.store_id}/{kind}/{record.remote_id}"
+        try:
+            await self.http.request("DELETE", path, accept={404})
+        except HTTPError as exc:
+            return _from_error(record, exc)
+        return RecordResult(local_id=record.local_id, ok=True, remote_id=record.remote_id,
+                            action=f"{wanted}d")
 
     # members
 

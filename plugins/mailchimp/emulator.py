@@ -166,13 +166,16 @@ class MailchimpEmulator(Emulator):
             web.get(lp + "/members/{hash}", w(self._get_member)),
             web.put(lp + "/members/{hash}", w(self._put_member)),
             web.patch(lp + "/members/{hash}", w(self._patch_member)),
+            web.delete(lp + "/members/{hash}", w(self._archive_member)),
             web.post(lp + "/members/{hash}/tags", w(self._member_tags)),
             web.get(sp, w(self._get_store)),
             web.get(sp + "/products/{product_id}", w(self._get_product)),
             web.put(sp + "/products/{product_id}", w(self._put_product)),
+            web.delete(sp + "/products/{product_id}", w(self._delete_product)),
             web.post(sp + "/orders", w(self._create_order)),
             web.get(sp + "/orders/{order_id}", w(self._get_order)),
             web.patch(sp + "/orders/{order_id}", w(self._patch_order)),
+            web.delete(sp + "/orders/{order_id}", w(self._delete_order)),
         ]
 
     def _connection_limited(self, handler: Handler) -> Handler:
@@ -479,6 +482,16 @@ class MailchimpEmulator(Emulator):
             return self._invalid(f"{status!r} is not an allowed status.")
         return web.json_response(self._update_member(member, body, status=status))
 
+    async def _archive_member(self, request: web.Request) -> web.Response:
+        lst = self._list(request)
+        member = self._member(lst["id"], self._hash_of(request)) if lst else None
+        if member is None or member["status"] == "archived":
+            return self._not_found("member")
+        member["status"] = "archived"
+        member["last_changed"] = _now()
+        self.notify_change("customer", member["id"], "deleted")
+        return web.Response(status=204)
+
     async def _member_tags(self, request: web.Request) -> web.Response:
         lst = self._list(request)
         member = self._member(lst["id"], self._hash_of(request)) if lst else None
@@ -539,6 +552,21 @@ class MailchimpEmulator(Emulator):
                    "updated_at": _now()}
         self.put("product", key, product, change="updated" if existed else "created")
         return web.json_response(product)
+
+    async def _delete_product(self, request: web.Request) -> web.Response:
+        return self._delete_in(request, "product", request.match_info["product_id"])
+
+    async def _delete_order(self, request: web.Request) -> web.Response:
+        return self._delete_in(request, "transaction", request.match_info["order_id"])
+
+    def _delete_in(self, request: web.Request, collection: str, rid: str) -> web.Response:
+        store = self._store(request)
+        if store is None:
+            return self._not_found("store")
+        if self.collection(collection).pop(f"{store['id']}/{rid}", None) is None:
+            return self._not_found(collection)
+        self.notify_change(collection, rid, "deleted")
+        return web.Response(status=204)
 
     async def _create_order(self, request: web.Request) -> web.Response:
         store = self._store(request)

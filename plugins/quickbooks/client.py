@@ -238,6 +238,8 @@ class QuickBooksClient:
             chunk = unique[i:i + 100]
             where = (f"{field} = {quote(chunk[0])}" if len(chunk) == 1
                      else f"{field} IN ({', '.join(quote(v) for v in chunk)})")
+            if kind in ("Item", "Customer"):
+                where += " AND Active IN (true, false)"  # inactive names still clash
             qr = await self.query(f"select * from {kind} where {where} "
                                   f"MAXRESULTS {QUERY_PAGE_MAX}")
             found.extend(r for r in qr.get(kind, []) if isinstance(r, dict))
@@ -268,7 +270,10 @@ class QuickBooksClient:
         results: dict[str, RecordResult] = {}
         ops: list[_Op] = []
         bodies: dict[str, dict[str, Any]] = {}
-        if entity is Entity.TRANSACTION:
+        removals = [r for r in records if r.operation != "upsert"]
+        records_in = records
+        records = [r for r in records if r.operation == "upsert"]
+        if entity is Entity.TRANSACTION and records:
             await self._prefetch_refs(records)
         for record in records:
             try:
@@ -282,6 +287,7 @@ class QuickBooksClient:
                 results[record.local_id] = RecordResult(
                     local_id=record.local_id, ok=False, error_kind=exc.kind, error=str(exc),
                     retry_after=exc.retry_after)
+        ops.extend(await self._removal_ops(entity, kind, removals, results))
         pending = [r for r in records if r.local_id in bodies]
         # Linked records: update. Need the current SyncToken when the link has none.
         linked = [r for r in pending if r.remote_id]
@@ -309,7 +315,40 @@ class QuickBooksClient:
             await self._run_batch(kind, again, results, allow_retry=False)
         return [results.get(r.local_id) or RecordResult(
             local_id=r.local_id, ok=False, error_kind=ErrorKind.RETRYABLE,
-            error="quickbooks: no answer for this record") for r in records]
+            error="quickbooks: no answer for this record") for r in records_in]
+
+    async def _removal_ops(self, entity: Entity, kind: str, removals: Sequence[OutboundRecord],
+                           results: dict[str, RecordResult]) -> list[_Op]:
+        """Archive (Active false) items and customers; delete sales receipts and invoices."""
+        wanted = "delete" if entity is Entity.TRANSACTION else "archive"
+        ops: list[_Op] = []
+        linked: list[OutboundRecord] = []
+        for record in removals:
+            if record.operation != wanted:
+                results[record.local_id] = RecordResult(
+                    local_id=record.local_id, ok=False, error_kind=ErrorKind.PERMANENT,
+                    error=f"quickbooks cannot {record.operation} a {kind}; use {wanted}")
+            elif not record.remote_id:
+                results[record.local_id] = RecordResult(local_id=record.local_id, ok=True,
+                                                        action=f"{wanted}d")
+            else:
+                linked.append(record)
+        if not linked:
+            return ops
+        current = {str(f["Id"]): str(f.get("SyncToken", "0")) for f in await self._find(
+            kind, "Id", [str(r.remote_id) for r in linked])}
+        for record in linked:
+            rid = str(record.remote_id)
+            if rid not in current:  # already gone
+                results[record.local_id] = RecordResult(
+                    local_id=record.local_id, ok=True, remote_id=rid, action=f"{wanted}d")
+            elif wanted == "delete":
+                ops.append(_Op(record, "delete", {"Id": rid, "SyncToken": current[rid]},
+                               "deleted"))
+            else:
+                ops.append(_Op(record, "update", {"Id": rid, "SyncToken": current[rid],
+                                                  "Active": False, "sparse": True}, "archived"))
+        return ops
 
     @staticmethod
     def _update_body(body: Mapping[str, Any], rid: str, sync_token: str) -> dict[str, Any]:

@@ -128,7 +128,9 @@ def _matches(record: Mapping[str, Any], cond: str) -> bool:
         raise _QueryError("OR is not supported")
     have = _field_value(record, field)
     if op == "in":
-        values = [_unescape(v) for v in _STRING.findall(raw)]
+        inner = raw.strip().removeprefix("(").removesuffix(")")
+        values = ([_unescape(v) for v in _STRING.findall(inner)] if "'" in inner
+                  else [v.strip() for v in inner.split(",")])
         return have is not None and str(have).casefold() in {v.casefold() for v in values}
     found = _STRING.fullmatch(raw.strip())
     value = _unescape(found[1]) if found else raw.strip()
@@ -282,6 +284,8 @@ class QuickBooksEmulator(Emulator):
                 notify: bool = True) -> dict[str, Any]:
         rid = self._next_id(realm)
         now = _now()
+        if kind in ("Item", "Customer", "Vendor", "Account"):
+            body.setdefault("Active", True)
         record = {**body, "Id": rid, "SyncToken": "0", "domain": "QBO", "sparse": False,
                   "MetaData": {"CreateTime": now, "LastUpdatedTime": now},
                   "id": rid, "_kind": kind, "_realm": realm}
@@ -455,6 +459,10 @@ class QuickBooksEmulator(Emulator):
         if kind is None:
             raise _QueryError(f"Invalid entity {m['entity']}")
         rows = self._all(kind, realm)
+        if kind in ("Item", "Customer", "Vendor", "Account") and "active" not in (
+                m["where"] or "").lower():
+            # Like Intuit: inactive names are hidden unless the query asks about Active.
+            rows = [r for r in rows if r.get("Active", True) is not False]
         if m["where"]:
             conds = _split_and(m["where"])
             rows = [r for r in rows if all(_matches(r, c) for c in conds)]

@@ -322,3 +322,24 @@ async def test_pages_are_capped_at_1000(env: Env) -> None:
                              params={"count": 1001},
                              headers={"Authorization": f"Basic {auth}"})
     assert resp.status_code == 400
+
+
+async def test_archive_member_and_delete_product(env: Env) -> None:
+    client = env.client()
+    [made] = await client.push(Entity.CUSTOMER, [member(1)])
+    [prod] = await client.push(Entity.PRODUCT, [product(1)])
+    archive = OutboundRecord(entity=Entity.CUSTOMER, local_id="c1", payload={},
+                             content_hash="", idempotency_key="c1:archive",
+                             remote_id=made.remote_id, operation="archive")
+    mixed = await client.push(Entity.CUSTOMER, [archive, member(2)])
+    assert [r.action for r in mixed] == ["archived", "created"]
+    assert {m["email_address"]: m["status"] for m in env.members()} == {
+        "buyer1@example.com": "archived", "buyer2@example.com": "subscribed"}
+    delete = OutboundRecord(entity=Entity.PRODUCT, local_id="event-1", payload={},
+                            content_hash="", idempotency_key="p1:delete",
+                            remote_id=prod.remote_id, operation="delete")
+    [deleted] = await client.push(Entity.PRODUCT, [delete])
+    assert deleted.action == "deleted"
+    assert env.emulator.collection("product") == {}
+    [again] = await client.push(Entity.PRODUCT, [delete])  # already gone: still ok
+    assert again.ok

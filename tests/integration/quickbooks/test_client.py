@@ -337,3 +337,36 @@ async def test_connection_ok(env: Env) -> None:
     assert status.ok
     assert status.account_id == DEFAULT_REALM
 
+
+
+async def test_archive_customer_and_delete_sale(env: Env) -> None:
+    client = env.client()
+    [made] = await client.push(Entity.CUSTOMER, [customer(1)])
+    [sold] = await client.push(Entity.TRANSACTION, [sale(1)])
+    archive = OutboundRecord(entity=Entity.CUSTOMER, local_id="c1", payload={},
+                             content_hash="", idempotency_key="c1:archive",
+                             remote_id=made.remote_id, operation="archive")
+    [archived] = await client.push(Entity.CUSTOMER, [archive])
+    assert archived.ok
+    assert archived.action == "archived"
+    [stored] = env.stored("customer")
+    assert stored["Active"] is False
+    # An archived name still clashes, and is still adopted (queries ask for inactive too).
+    [again] = await client.push(Entity.CUSTOMER, [customer(5, name="Ada Buyer 1")])
+    assert again.action == "adopted"
+    assert again.remote_id == made.remote_id
+    delete = OutboundRecord(entity=Entity.TRANSACTION, local_id="o1", payload={},
+                            content_hash="", idempotency_key="o1:delete",
+                            remote_id=sold.remote_id, operation="delete")
+    [deleted] = await client.push(Entity.TRANSACTION, [delete])
+    assert deleted.ok
+    assert deleted.action == "deleted"
+    assert env.stored("transaction") == []
+    [gone] = await client.push(Entity.TRANSACTION, [delete])  # already gone: still ok
+    assert gone.ok
+    wrong = OutboundRecord(entity=Entity.CUSTOMER, local_id="c1", payload={}, content_hash="",
+                           idempotency_key="c1:delete", remote_id=made.remote_id,
+                           operation="delete")
+    [refused] = await client.push(Entity.CUSTOMER, [wrong])
+    assert not refused.ok
+    assert refused.error_kind is ErrorKind.PERMANENT
