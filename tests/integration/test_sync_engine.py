@@ -334,3 +334,30 @@ async def test_plugin_http_errors_are_retryable(world: World) -> None:
     assert report.entities[0].created == EVENTS
 
 
+
+
+async def test_health_monitor_checks_connections_and_records_changes(world: World) -> None:
+    import asyncio
+
+    from daemon.sync import HealthMonitor
+
+    monitor = HealthMonitor(world.pool, {"toy": ToyProvider()},
+                            ReferenceCredentialStore(world.pool), interval=0.05,
+                            base_urls={"toy": world.url})
+    (report,) = await monitor.run_once()
+    assert (report.status, report.connection_ok) == ("healthy", True)
+    world.emulator.api_key = "rotated"  # the stored key no longer works
+    with capture_logs() as logs:
+        (report,) = await monitor.run_once()
+    assert (report.status, report.previous) == ("unhealthy", "healthy")
+    changes = [e for e in logs if e["event"] == "health.status_changed"]
+    assert changes[0]["new"] == "unhealthy"
+    row = await world.pool.fetchrow(
+        "SELECT h.connection_ok, c.health_status FROM integration_health h "
+        "JOIN integration_configs c USING (venue_id, provider)")
+    assert (row["connection_ok"], row["health_status"]) == (False, "unhealthy")
+    stop = asyncio.Event()
+    task = asyncio.create_task(monitor.run(stop))
+    await asyncio.sleep(0.12)
+    stop.set()
+    await asyncio.wait_for(task, 2)
