@@ -55,10 +55,13 @@ class Exchange:
 
 async def _drive(provider: Provider) -> list[Exchange]:
     exchanges: list[Exchange] = []
+    writes: list[httpx.Request] = []
 
     async def on_response(response: httpx.Response) -> None:
         await response.aread()
         request = response.request
+        if request.method != "GET" and response.status_code < 300:
+            writes.append(request)
         exchanges.append(Exchange(
             method=request.method, path=request.url.path,
             query=dict(request.url.params.multi_items()),
@@ -104,6 +107,11 @@ async def _drive(provider: Provider) -> list[Exchange]:
         entity = pushable_entities(provider)[0]
         with contextlib.suppress(ProviderError):
             await bad_client.push(entity, outbound_records(provider, entity, 1, run="bad"))
+        # The emulator's 429 and 5xx bodies, for a write the client really sent.
+        if writes:
+            for fault in ({"rate_limit_storm": 1.0}, {"rate_limit_storm": 0.0, "error_rate": 1.0}):
+                await session.configure(**fault)
+                await session.http.send(writes[0])
     return exchanges
 
 
