@@ -39,6 +39,7 @@ __all__ = [
     "MonotonicClock",
     "RateLimiter",
     "Window",
+    "default_registry",
     "windows_from_extra",
 ]
 

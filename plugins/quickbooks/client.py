@@ -87,14 +87,18 @@ def _single_request_id(key: str) -> str:
 
 
 def classify_fault(fault_type: str, code: str) -> ErrorKind:
-    """The error kind of a QuickBooks ``Fault`` (type and first error code)."""
+    """The error kind of a QuickBooks ``Fault`` (its type and first error code).
+
+    Authentication and authorization faults (and codes below 500, as Intuit numbers them,
+    plus 3200 AuthenticationFailed) need new credentials; system and throttling faults
+    (code 3001 ThrottleExceeded, 10000 and up) are transient; validation faults are final.
+    """
     t = fault_type.lower()
-    if "authentication" in t or "authorization" in t:
+    number = int(code) if code.isdigit() else 0
+    if "authentication" in t or "authorization" in t or 0 < number < 500 or number == 3200:
         return ErrorKind.AUTH
-    if code.isdigit() and 0 < int(code) < 500:
-        return ErrorKind.AUTH
-    if "system" in t or "throttl" in t or code in ("3001", "3200"):
-        return ErrorKind.AUTH if code == "3200" else ErrorKind.RETRYABLE
+    if "system" in t or "throttl" in t or number == 3001 or number >= 10000:
+        return ErrorKind.RETRYABLE
     return ErrorKind.PERMANENT
 
 

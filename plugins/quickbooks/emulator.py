@@ -262,9 +262,10 @@ class QuickBooksEmulator(Emulator):
 
     # --- store helpers --------------------------------------------------------------------
 
-    def _next_id(self, realm: str) -> str:
-        self._ids[realm] = self._ids.get(realm, 0) + 1
-        return str(self._ids[realm])
+    def _next_id(self, realm: str, collection: str) -> str:
+        key = f"{realm}/{collection}"
+        self._ids[key] = self._ids.get(key, 0) + 1
+        return str(self._ids[key])
 
     def _all(self, kind: str, realm: str) -> list[dict[str, Any]]:
         return [r for r in self.collection(_COLLECTION[kind]).values()
@@ -282,7 +283,7 @@ class QuickBooksEmulator(Emulator):
 
     def _insert(self, kind: str, realm: str, body: dict[str, Any], *,
                 notify: bool = True) -> dict[str, Any]:
-        rid = self._next_id(realm)
+        rid = self._next_id(realm, _COLLECTION[kind])
         now = _now()
         if kind in ("Item", "Customer", "Vendor", "Account"):
             body.setdefault("Active", True)
