@@ -221,3 +221,28 @@ def test_capability_and_template_mistakes_are_caught(ref: dict[str, ModuleType])
 
     with pytest.raises(AssertionError, match="unknown customer field 'emial'"):
         kit.check_default_templates(_provider(ref, default_templates=templates))
+
+
+def test_reference_verify_never_raises_and_never_accepts_forgeries(
+        ref: dict[str, ModuleType]) -> None:
+    from datetime import UTC, datetime
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    provider = ref["provider"].KitrefProvider()
+    now = datetime.now(UTC)
+    header = st.one_of(
+        st.text(max_size=80),
+        st.builds(lambda t, v: f"t={t},v1={v}", st.integers(-10**12, 10**12),
+                  st.text(alphabet="0123456789abcdef", max_size=64)),
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(header, st.binary(max_size=200))
+    def check(value: str, body: bytes) -> None:
+        request = WebhookRequest({"Kitref-Signature": value}, body, "https://x", now)
+        assert not provider.verify_webhook(request, "secret").ok
+        assert isinstance(provider.parse_webhook(request), list)
+
+    check()
