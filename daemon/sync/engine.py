@@ -41,6 +41,7 @@ from daemon.provider import (
     ProviderError,
     RecordResult,
 )
+from daemon.queue.types import LeaseLost
 from daemon.source import SourceReader, SourceRecord, UnknownVenue, Venue
 from daemon.sql import queries
 from daemon.sync.keys import idempotency_key
@@ -294,6 +295,14 @@ class _Run:
         except _AuthFailed as exc:
             report.outcome = RunOutcome.AUTH
             report.error = str(exc) or "the provider refused the credentials"
+        except LeaseLost:
+            report.outcome = RunOutcome.CANCELLED
+            report.error = "the job's lease was lost"
+            raise
+        except Exception as exc:
+            log.exception("sync.run_crashed", venue_id=self.venue_id, provider=self.name)
+            report.outcome = RunOutcome.RETRYABLE
+            report.error = f"{type(exc).__name__}: {exc}"
         finally:
             await self._close_client()
             report.api_calls = self.api_calls_done
@@ -592,6 +601,16 @@ class _Run:
                                       retryable=True)
                     return
                 continue
+            except (LeaseLost, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                # A plugin bug must not take the whole run down: this batch fails, with why.
+                reason = f"the {self.name} plugin failed: {type(exc).__name__}: {exc}"
+                log.error("sync.plugin_failed", venue_id=self.venue_id, provider=self.name,
+                          entity=entity.value, error=reason[:300])
+                results = [RecordResult(p.record.local_id, False,
+                                        error_kind=ErrorKind.PERMANENT, error=reason)
+                           for p in pending]
             er.batches += 1
             if len(results) != len(pending):
                 reason = (f"the {self.name} plugin returned {len(results)} results for "

@@ -361,3 +361,23 @@ async def test_health_monitor_checks_connections_and_records_changes(world: Worl
     await asyncio.sleep(0.12)
     stop.set()
     await asyncio.wait_for(task, 2)
+
+
+async def test_a_plugin_bug_fails_its_batch_not_the_run(world: World,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.integration.test_sync_toy import ToyClient
+
+    real_push = ToyClient.push
+
+    async def flaky(self: ToyClient, entity: Entity, records: Any) -> Any:
+        if any(r.local_id == first for r in records):
+            raise KeyError("boom")
+        return await real_push(self, entity, records)
+
+    first = await world.pool.fetchval("SELECT id::text FROM customers ORDER BY id LIMIT 1")
+    monkeypatch.setattr(ToyClient, "push", flaky)
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
+    assert report.status == "partial"
+    assert report.entities[0].failed == 10  # the batch holding that record
+    assert report.entities[0].created == CUSTOMERS - 10
+    assert "plugin failed: KeyError" in report.errors[0].error
