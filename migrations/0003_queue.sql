@@ -52,13 +52,16 @@ BEGIN
     RETURN NEW;
 END
 $$;
-CREATE TRIGGER sync_queue_merge_twin BEFORE UPDATE OF status ON sync_queue
+-- Fired by updates that set run_at, as every return to pending does (retry, reclaim, release,
+-- replay) and claims and completions do not: those, the hot path, skip the trigger entirely.
+CREATE TRIGGER sync_queue_merge_twin BEFORE UPDATE OF run_at ON sync_queue
     FOR EACH ROW
     WHEN (NEW.status = 'pending' AND OLD.status <> 'pending'
           AND NEW.operation IN ('sync', 'reconcile'))
     EXECUTE FUNCTION syncd_queue_merge_twin();
 
--- Claim up to p_limit due jobs for p_owner, lanes served by weight.
+-- Record the jobs in p_done_ids as completed, then claim up to p_limit due jobs for p_owner,
+-- lanes served by weight.
 --
 -- Each lane's k-th due job gets the virtual time pass + k / weight (the caller keeps each
 -- lane's pass between calls), and the batch takes the smallest virtual times: under load
@@ -73,12 +76,34 @@ CREATE FUNCTION syncd_claim_jobs(
     p_limit integer,
     p_lanes text[],
     p_passes double precision[],
-    p_weights double precision[]
+    p_weights double precision[],
+    p_done_ids bigint[] DEFAULT NULL,
+    p_done_tokens uuid[] DEFAULT NULL
 ) RETURNS SETOF sync_queue
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+-- The running-job check must probe sync_queue_one_running per candidate (or hash it), never
+-- rescan a materialized copy of every running row per candidate: statistics taken while
+-- nothing ran make that plan look free, and it grows with the number of running jobs.
+SET enable_material = off
+AS $$
 DECLARE
+    v_chosen bigint[];
     v_ids bigint[];
 BEGIN
+    -- Jobs this worker finished since its last claim are recorded first, in the same
+    -- transaction (one commit for both), fenced by their lease tokens. Their integrations
+    -- are free for this very claim: the statements below take new snapshots.
+    IF p_done_ids IS NOT NULL THEN
+        UPDATE sync_queue q
+           SET status = 'completed', completed_at = now(),
+               lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+          FROM unnest(p_done_ids, p_done_tokens) AS d(id, token)
+         WHERE q.id = d.id AND q.lease_token = d.token AND q.status = 'processing';
+    END IF;
+    IF p_limit <= 0 THEN
+        RETURN;
+    END IF;
+
     WITH lanes AS (
         SELECT l.lane, l.pass, l.weight
           FROM unnest(p_lanes, p_passes, p_weights) AS l(lane, pass, weight)
@@ -96,17 +121,25 @@ BEGIN
                       WHERE r.status = 'processing'
                         AND r.venue_id = q.venue_id AND r.provider = q.provider)
                ORDER BY q.run_at, q.id
-               LIMIT p_limit * 4
+               LIMIT p_limit * 2
           ) c
     ), one_each AS (
         SELECT DISTINCT ON (venue_id, provider) id, vtime
           FROM cand ORDER BY venue_id, provider, vtime
-    ), chosen AS (
-        SELECT id FROM one_each ORDER BY vtime LIMIT p_limit
-    ), locked AS MATERIALIZED (
+    )
+    SELECT array_agg(id) INTO v_chosen
+      FROM (SELECT id FROM one_each ORDER BY vtime LIMIT p_limit) AS chosen;
+
+    IF v_chosen IS NULL THEN
+        RETURN;
+    END IF;
+
+    -- Lock the chosen rows, skipping those another claimer holds, then take each one's
+    -- integration lock (a claimer that holds it is claiming that integration right now).
+    WITH locked AS MATERIALIZED (
         SELECT q.id, q.venue_id, q.provider
           FROM sync_queue q
-         WHERE q.id IN (SELECT id FROM chosen) AND q.status = 'pending'
+         WHERE q.id = ANY (v_chosen) AND q.status = 'pending'
            FOR UPDATE SKIP LOCKED
     )
     SELECT array_agg(id) INTO v_ids

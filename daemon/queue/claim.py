@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,17 +28,28 @@ async def claim_jobs(
     limit: int,
     lanes: LaneScheduler,
     lease_seconds: float,
+    completed: Sequence[tuple[int, uuid.UUID]] = (),
 ) -> list[Job]:
     """Claim up to ``limit`` due jobs for ``owner``, lanes served by weight, at most one per
-    (venue, provider) running; advances ``lanes``. ``executor``: a connection or a pool."""
+    (venue, provider) running; advances ``lanes``. ``executor``: a connection or a pool.
+
+    ``completed``: (job id, lease token) of jobs this worker finished, recorded as completed
+    in the same transaction first (a token that no longer holds the lease changes nothing).
+    """
     names, passes, weights = lanes.arguments()
+    done_ids = [job_id for job_id, _ in completed] or None
+    done_tokens = [token for _, token in completed] or None
     try:
         rows = await executor.fetch(_Q["claim"], owner, lease_seconds, limit, names, passes,
-                                    weights)
+                                    weights, done_ids, done_tokens)
     except asyncpg.UniqueViolationError:
         # Defence in depth: the claim function keeps racing claimers apart, but should the
-        # one-running index still refuse a row, nothing is claimed this time; try again.
+        # one-running index still refuse a row, nothing is claimed this time (the
+        # completions are recorded on their own); the caller claims again.
         log.debug("queue.claim_race")
+        if done_ids:
+            await executor.fetch(_Q["claim"], owner, lease_seconds, 0, names, passes, weights,
+                                 done_ids, done_tokens)
         return []
     now = datetime.now(UTC)
     counts = dict.fromkeys(LANES, 0)
@@ -44,9 +57,7 @@ async def claim_jobs(
     for row in rows:
         job = Job.from_record(row)
         counts[job.lane] += 1
-        metrics.CLAIM_LATENCY.labels(lane=job.lane).observe(
-            max((now - row["run_at"]).total_seconds(), 0.0)
-        )
+        metrics.observe_claim(job.lane, max((now - row["run_at"]).total_seconds(), 0.0))
         jobs.append(job)
     lanes.record(counts)
     return jobs

@@ -14,7 +14,9 @@ __all__ = [
     "JOBS",
     "REGISTRY",
     "RUN_TIME",
+    "observe_claim",
     "observe_depth",
+    "observe_run",
 ]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -45,6 +47,27 @@ JOBS = Counter(
     ["lane", "outcome"],
     registry=REGISTRY,
 )
+
+
+_LATENCY_BY_LANE = {lane: CLAIM_LATENCY.labels(lane=lane) for lane in LANES}
+_RUN_BY_KEY: dict[tuple[str, str], tuple[Histogram, Counter]] = {}
+
+
+def observe_claim(lane: str, seconds: float) -> None:
+    """Record how long a claimed job waited after falling due."""
+    child = _LATENCY_BY_LANE.get(lane) or CLAIM_LATENCY.labels(lane=lane)
+    child.observe(seconds)
+
+
+def observe_run(lane: str, outcome: str, seconds: float) -> None:
+    """Record a finished run."""
+    pair = _RUN_BY_KEY.get((lane, outcome))
+    if pair is None:
+        pair = (RUN_TIME.labels(lane=lane, outcome=outcome),
+                JOBS.labels(lane=lane, outcome=outcome))
+        _RUN_BY_KEY[(lane, outcome)] = pair
+    pair[0].observe(seconds)
+    pair[1].inc()
 
 
 def observe_depth(rows: Iterable[Mapping[str, object]]) -> None:

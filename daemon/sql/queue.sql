@@ -39,7 +39,8 @@ ON CONFLICT DO NOTHING
 RETURNING id
 
 -- name: claim
-SELECT * FROM syncd_claim_jobs($1, $2, $3, $4::text[], $5::float8[], $6::float8[])
+SELECT * FROM syncd_claim_jobs($1, $2, $3, $4::text[], $5::float8[], $6::float8[],
+                               $7::bigint[], $8::uuid[])
 
 -- name: heartbeat
 -- Renew the leases this worker still holds; returns the ids renewed (the rest were lost).

@@ -23,6 +23,8 @@ class WorkerConfig:
     retention_seconds: float = 14 * 86400.0
     maintenance_seconds: float = 5.0
     prune_every_seconds: float = 600.0
+    #: Loops exchanging results and claims with Postgres at once.
+    pumps: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: object) -> WorkerConfig:

@@ -91,7 +91,7 @@ class Worker:
         self._finishes: asyncio.Queue[_Finish] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._claiming_done = asyncio.Event()
+        self._pump_done = asyncio.Event()
         self.claimed_total = 0
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -106,12 +106,14 @@ class Worker:
         log.info("worker.started", owner=self.owner, concurrency=self.config.concurrency)
         listener = await self.pool.acquire()
         await listener.add_listener("syncd_queue", self._on_notify)
-        flusher = asyncio.create_task(self._flush_loop(), name="worker.flush")
+        # Two pumps: one talks to Postgres while the other waits for its commit to flush.
+        pumps = [asyncio.create_task(self._pump(), name=f"worker.pump{i}")
+                 for i in range(self.config.pumps)]
         helpers = [asyncio.create_task(self._heartbeat_loop(), name="worker.heartbeat")]
         if self.maintenance:
             helpers.append(asyncio.create_task(self._maintenance_loop(), name="worker.maint"))
         try:
-            await self._claim_loop()
+            await self._stopping.wait()
             await self._drain()
         finally:
             for task in helpers:
@@ -119,10 +121,11 @@ class Worker:
             for task in helpers:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await self._finishes.join()
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            self._pump_done.set()
+            self._wake.set()
+            for pump in pumps:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
             with contextlib.suppress(Exception):
                 await listener.remove_listener("syncd_queue", self._on_notify)
             await self.pool.release(listener)
@@ -133,27 +136,47 @@ class Worker:
 
     # --- claiming ----------------------------------------------------------------------
 
-    async def _claim_loop(self) -> None:
-        while not self._stopping.is_set():
-            free = self.config.concurrency - len(self._running)
-            if free <= 0:
+    async def _pump(self) -> None:
+        """The one loop that talks to the queue for running work: records finished jobs and
+        claims new ones, both in one round trip and one commit when it can."""
+        # Claim when enough slots are free to make a round trip worth it (or nothing runs).
+        threshold = max(1, min(self.config.batch_size, self.config.concurrency) // 2)
+        while True:
+            # Cleared before looking, so a wake-up that arrives meanwhile is not lost.
+            self._wake.clear()
+            batch: list[_Finish] = []
+            while not self._finishes.empty():
+                batch.append(self._finishes.get_nowait())
+            if self._pump_done.is_set() and not batch:
+                return
+            free = self.config.concurrency - len(self._running) + len(batch)
+            claiming = (not self._stopping.is_set() and free > 0
+                        and (free >= threshold or len(self._running) == len(batch)))
+            want = min(free, self.config.batch_size) if claiming else 0
+            if not batch and not want:
                 await self._sleep(self.config.poll_seconds)
                 continue
-            want = min(free, self.config.batch_size)
+            jobs: list[Job] = []
             try:
-                jobs = await self._claim(want)
+                jobs = await self._exchange(batch, want)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.error("worker.claim_failed", error=_describe(exc))
+                # Unrecorded results: the leases run out and the jobs are reclaimed and run
+                # again (at least once, never lost).
+                log.error("worker.exchange_failed", error=_describe(exc),
+                          unrecorded=[f.job.id for f in batch])
                 await self._sleep(self.config.poll_seconds)
-                continue
+            finally:
+                for f in batch:
+                    self._running.pop(f.job.id, None)
+                    self._finishes.task_done()
             for job in jobs:
                 self._start(job)
-            if len(jobs) < want:
+            if want and len(jobs) < want:
                 await self._sleep(await self._idle_timeout())
 
     async def _sleep(self, timeout: float) -> None:
-        self._wake.clear()
-        if self._stopping.is_set():
+        """Wait for a wake-up (NOTIFY, a finished job, stop) or ``timeout`` seconds."""
+        if self._wake.is_set():
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout=max(timeout, 0.0))
@@ -172,9 +195,15 @@ class Worker:
             return self.config.poll_seconds
         return float(min(wait + 0.01, self.config.poll_seconds))
 
-    async def _claim(self, limit: int) -> list[Job]:
-        jobs = await claim_jobs(self.pool, owner=self.owner, limit=limit, lanes=self.lanes,
-                                lease_seconds=self.config.lease_seconds)
+    async def _exchange(self, batch: list[_Finish], want: int) -> list[Job]:
+        """Record ``batch`` and claim up to ``want`` jobs."""
+        others = [f for f in batch if f.outcome is not Outcome.COMPLETED]
+        if others:
+            await self._record_failures(others)
+        completed = [(f.job.id, f.job.lease_token) for f in batch
+                     if f.outcome is Outcome.COMPLETED]
+        jobs = await claim_jobs(self.pool, owner=self.owner, limit=want, lanes=self.lanes,
+                                lease_seconds=self.config.lease_seconds, completed=completed)
         self.claimed_total += len(jobs)
         return jobs
 
@@ -207,8 +236,7 @@ class Worker:
             self._wake.set()
             return
         elapsed = time.monotonic() - entry.started
-        metrics.RUN_TIME.labels(lane=job.lane, outcome=result.outcome.value).observe(elapsed)
-        metrics.JOBS.labels(lane=job.lane, outcome=result.outcome.value).inc()
+        metrics.observe_run(job.lane, result.outcome.value, elapsed)
         delay = 0.0
         if result.outcome is Outcome.RETRY:
             delay = retry_delay(
@@ -219,38 +247,15 @@ class Worker:
         if result.outcome is not Outcome.COMPLETED:
             log.info("job.failed", job_id=job.id, outcome=result.outcome.value,
                      attempts=job.attempts, error=error, retry_in_s=round(delay, 3))
-        await self._finishes.put(_Finish(job, result.outcome, error, delay))
+        self._finishes.put_nowait(_Finish(job, result.outcome, error, delay))
+        self._wake.set()
 
     # --- recording results -------------------------------------------------------------
 
-    async def _flush_loop(self) -> None:
-        while True:
-            first = await self._finishes.get()
-            batch = [first]
-            while not self._finishes.empty() and len(batch) < 1000:
-                batch.append(self._finishes.get_nowait())
-            try:
-                await self._write(batch)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # The leases run out and the jobs are reclaimed: at least once, never lost.
-                log.error("worker.record_failed", jobs=[f.job.id for f in batch],
-                          error=_describe(exc))
-            finally:
-                for f in batch:
-                    self._running.pop(f.job.id, None)
-                    self._finishes.task_done()
-                self._wake.set()
-
-    async def _write(self, batch: list[_Finish]) -> None:
-        done = [f for f in batch if f.outcome is Outcome.COMPLETED]
+    async def _record_failures(self, batch: list[_Finish]) -> None:
         failed = [f for f in batch if f.outcome in (Outcome.FAILED, Outcome.AUTH)]
         retry = [f for f in batch if f.outcome is Outcome.RETRY]
-        async with self.pool.acquire() as conn:
-            if done:
-                await conn.execute(
-                    _Q["complete_many"], [f.job.id for f in done],
-                    [f.job.lease_token for f in done],
-                )
+        async with self.pool.acquire() as conn, conn.transaction():
             if failed:
                 await conn.execute(
                     _Q["fail_many"], [f.job.id for f in failed],

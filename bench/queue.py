@@ -1,0 +1,248 @@
+"""Queue throughput: no-op jobs through syncd's queue, pgqueuer and procrastinate.
+
+Each runs on the same Postgres in a scratch database of its own: enqueue N jobs in bulk
+(enqueue rate), then drain them with one worker process in the peer's fast configuration
+(completed jobs/s). syncd runs with all its guarantees on: leases with fencing tokens, one
+running job per (venue, provider), weighted lanes, heartbeats and housekeeping. Its jobs are
+spread over many integrations (one venue each), as a real deployment's are.
+
+Also measures lane shares under saturation: all four lanes full, the first quarter of the
+jobs drained, each lane's share of them (the weights 8:4:2:1 ask for .533/.267/.133/.067).
+
+    python bench/queue.py [--quick]
+
+The last line printed is a JSON object with syncd_jobs_per_s, pgqueuer_jobs_per_s,
+procrastinate_jobs_per_s, ratio_vs_pgqueuer, ratio_vs_procrastinate, the enqueue rates and
+the lane shares. Needs the ``bench`` extra: ``pip install -e '.[bench]'``.
+"""
+
+# Imports follow the import-path fix below.
+# ruff: noqa: E402
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's ``queue``: take its folder off the import
+# path (libraries import ``queue``), and put the repository on it instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import argparse
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from daemon.db import open_pool
+from daemon.queue import Job, JobContext, JobResult, NewJob, Outcome, enqueue_many
+from daemon.testing.postgres import PostgresServer, find_server
+from daemon.worker import Worker, WorkerConfig
+
+CHUNK = 1000
+# Worker configuration for the throughput run (one process).
+BATCH = 100
+CONCURRENCY = 200
+
+
+def _rate(n: int, seconds: float) -> float:
+    return round(n / seconds, 1) if seconds > 0 else 0.0
+
+
+async def bench_syncd(url: str, n: int) -> dict[str, float]:
+    pool = await open_pool(url, min_size=4, max_size=12)
+    try:
+        t0 = time.perf_counter()
+        for start in range(0, n, CHUNK):
+            await enqueue_many(pool, [
+                NewJob(venue_id=uuid.uuid4(), provider="bench", entity_type="noop")
+                for _ in range(min(CHUNK, n - start))
+            ])
+        enqueue_s = time.perf_counter() - t0
+        await pool.execute("ANALYZE sync_queue")
+
+        done = 0
+        worker: Worker
+
+        async def noop(job: Job, ctx: JobContext) -> JobResult:
+            nonlocal done
+            done += 1
+            if done >= n:
+                worker.stop()
+            return JobResult(Outcome.COMPLETED)
+
+        config = WorkerConfig(concurrency=CONCURRENCY, batch_size=BATCH, poll_seconds=0.05,
+                              lease_seconds=60, heartbeat_seconds=5)
+        worker = Worker(pool, noop, config)
+        t0 = time.perf_counter()
+        await asyncio.wait_for(worker.run(), timeout=600)
+        run_s = time.perf_counter() - t0
+        completed = await pool.fetchval(
+            "SELECT count(*) FROM sync_queue WHERE status = 'completed'")
+        assert completed == n, f"syncd completed {completed} of {n}"
+        return {"enqueue_per_s": _rate(n, enqueue_s), "jobs_per_s": _rate(n, run_s)}
+    finally:
+        await pool.close()
+
+
+async def bench_lane_shares(url: str, per_lane: int) -> dict[str, float]:
+    pool = await open_pool(url, min_size=4, max_size=12)
+    lanes = ("CRITICAL", "HIGH", "NORMAL", "LOW")
+    try:
+        for lane in lanes:
+            for start in range(0, per_lane, CHUNK):
+                await enqueue_many(pool, [
+                    NewJob(venue_id=uuid.uuid4(), provider="bench", entity_type="noop",
+                           lane=lane)
+                    for _ in range(min(CHUNK, per_lane - start))
+                ])
+        seen: Counter[str] = Counter()
+        target = per_lane  # a quarter of all jobs: every lane still saturated at the end
+        worker: Worker
+
+        async def noop(job: Job, ctx: JobContext) -> JobResult:
+            if sum(seen.values()) < target:
+                seen[job.lane] += 1
+            else:
+                worker.stop()
+            return JobResult(Outcome.COMPLETED)
+
+        worker = Worker(pool, noop, WorkerConfig(concurrency=50, batch_size=10,
+                                                 poll_seconds=0.05))
+        await asyncio.wait_for(worker.run(), timeout=600)
+        total = sum(seen.values())
+        return {lane: round(seen[lane] / total, 3) for lane in lanes}
+    finally:
+        await pool.close()
+
+
+async def bench_pgqueuer(url: str, n: int) -> dict[str, float]:
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.domain.types import QueueExecutionMode
+    from pgqueuer.qm import QueueManager
+    from pgqueuer.queries import Queries
+
+    conn = await asyncpg.connect(url)
+    try:
+        driver = AsyncpgDriver(conn)
+        queries = Queries(driver)
+        await queries.install()
+        t0 = time.perf_counter()
+        for start in range(0, n, CHUNK):
+            size = min(CHUNK, n - start)
+            await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
+        enqueue_s = time.perf_counter() - t0
+
+        qm = QueueManager(queries)
+        done = 0
+
+        @qm.entrypoint("noop")
+        async def noop(job: Any) -> None:
+            nonlocal done
+            done += 1
+
+        t0 = time.perf_counter()
+        await asyncio.wait_for(
+            qm.run(batch_size=100, mode=QueueExecutionMode.drain), timeout=600)
+        run_s = time.perf_counter() - t0
+        assert done == n, f"pgqueuer ran {done} of {n}"
+        return {"enqueue_per_s": _rate(n, enqueue_s), "jobs_per_s": _rate(n, run_s)}
+    finally:
+        await conn.close()
+
+
+async def bench_procrastinate(url: str, n: int) -> dict[str, float]:
+    import procrastinate
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
+    done = 0
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        nonlocal done
+        done += 1
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        t0 = time.perf_counter()
+        for start in range(0, n, CHUNK):
+            await noop.batch_defer_async(*[{} for _ in range(min(CHUNK, n - start))])
+        enqueue_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        await asyncio.wait_for(
+            app.run_worker_async(concurrency=10, wait=False, install_signal_handlers=False),
+            timeout=600,
+        )
+        run_s = time.perf_counter() - t0
+    assert done == n, f"procrastinate ran {done} of {n}"
+    return {"enqueue_per_s": _rate(n, enqueue_s), "jobs_per_s": _rate(n, run_s)}
+
+
+async def _in_scratch_db(server: PostgresServer, migrated: bool,
+                         fn: Callable[[str], Awaitable[Any]]) -> Any:
+    url = await server.create_database(migrated=migrated)
+    try:
+        return await fn(url)
+    finally:
+        await server.drop_database(url)
+
+
+async def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small runs, under a minute")
+    parser.add_argument("--jobs", type=int, default=None, help="jobs for syncd and pgqueuer")
+    args = parser.parse_args(argv)
+    n = args.jobs or (20_000 if args.quick else 100_000)
+    n_procrastinate = max(1000, n // 10)
+    per_lane = 2_000 if args.quick else 10_000
+
+    import logging
+
+    logging.getLogger("procrastinate").setLevel(logging.WARNING)
+    logging.getLogger("pgqueuer").setLevel(logging.WARNING)
+    from daemon.logs import configure_logging
+
+    configure_logging("warning", "json")
+
+    server = await find_server()
+    try:
+        syncd = await _in_scratch_db(server, True, lambda u: bench_syncd(u, n))
+        print(f"syncd:         {n} jobs, enqueue {syncd['enqueue_per_s']}/s, "
+              f"run {syncd['jobs_per_s']} jobs/s", flush=True)
+        pgq = await _in_scratch_db(server, False, lambda u: bench_pgqueuer(u, n))
+        print(f"pgqueuer:      {n} jobs, enqueue {pgq['enqueue_per_s']}/s, "
+              f"run {pgq['jobs_per_s']} jobs/s", flush=True)
+        proc = await _in_scratch_db(server, False,
+                                    lambda u: bench_procrastinate(u, n_procrastinate))
+        print(f"procrastinate: {n_procrastinate} jobs, enqueue {proc['enqueue_per_s']}/s, "
+              f"run {proc['jobs_per_s']} jobs/s", flush=True)
+        shares = await _in_scratch_db(server, True, lambda u: bench_lane_shares(u, per_lane))
+        print(f"lane shares under saturation (weights 8:4:2:1): {shares}", flush=True)
+    finally:
+        await server.close()
+
+    result = {
+        "jobs": n,
+        "syncd_jobs_per_s": syncd["jobs_per_s"],
+        "pgqueuer_jobs_per_s": pgq["jobs_per_s"],
+        "procrastinate_jobs_per_s": proc["jobs_per_s"],
+        "ratio_vs_pgqueuer": round(syncd["jobs_per_s"] / pgq["jobs_per_s"], 3),
+        "ratio_vs_procrastinate": round(syncd["jobs_per_s"] / proc["jobs_per_s"], 3),
+        "syncd_enqueue_per_s": syncd["enqueue_per_s"],
+        "pgqueuer_enqueue_per_s": pgq["enqueue_per_s"],
+        "procrastinate_enqueue_per_s": proc["enqueue_per_s"],
+        "enqueue_ratio_vs_pgqueuer": round(syncd["enqueue_per_s"] / pgq["enqueue_per_s"], 3),
+        "lane_shares": shares,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
