@@ -130,7 +130,8 @@ class MailchimpEmulator(Emulator):
                 "Content-Type": "application/x-www-form-urlencoded"}
 
     def webhook_event(self, collection: str, record_id: str, change: str) -> bytes:
-        member = self._find_member(record_id) if collection == "customer" else None
+        member = (self._find_member(record_id.rsplit("/", 1)[-1])
+                  if collection == "customer" else None)
         kind = {"created": "subscribe", "subscribed": "subscribe",
                 "deleted": "unsubscribe", "unsubscribed": "unsubscribe"}.get(change, "profile")
         fired = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -257,8 +258,9 @@ class MailchimpEmulator(Emulator):
             "timestamp_opt": _now(),
             "last_changed": _now(),
         }
-        self.put("customer", f"{list_id}/{member['id']}", member,
-                 change="created" if change else None)
+        self.put("customer", f"{list_id}/{member['id']}", member)
+        if change:
+            self.notify_change("customer", member["id"], "created")
         return member
 
     def _update_member(self, member: dict[str, Any], body: Mapping[str, Any],
@@ -278,7 +280,8 @@ class MailchimpEmulator(Emulator):
         if status is not None:
             member["status"] = status
         member["last_changed"] = _now()
-        self.put("customer", f"{list_id}/{member['id']}", member, change="updated")
+        self.put("customer", f"{list_id}/{member['id']}", member)
+        self.notify_change("customer", member["id"], "updated")
         return member
 
     @staticmethod
@@ -546,11 +549,10 @@ class MailchimpEmulator(Emulator):
             if "price" in v and not isinstance(v["price"], int | float):
                 return self._invalid("Variant price must be a number.")
         key = f"{store['id']}/{pid}"
-        existed = key in self.collection("product")
         product = {**dict(body), "id": pid, "currency_code": store["currency_code"],
                    "published_at_foreign": body.get("published_at_foreign", ""),
                    "updated_at": _now()}
-        self.put("product", key, product, change="updated" if existed else "created")
+        self.put("product", key, product)  # store changes send no audience webhook
         return web.json_response(product)
 
     async def _delete_product(self, request: web.Request) -> web.Response:
@@ -565,7 +567,6 @@ class MailchimpEmulator(Emulator):
             return self._not_found("store")
         if self.collection(collection).pop(f"{store['id']}/{rid}", None) is None:
             return self._not_found(collection)
-        self.notify_change(collection, rid, "deleted")
         return web.Response(status=204)
 
     async def _create_order(self, request: web.Request) -> web.Response:
@@ -588,7 +589,7 @@ class MailchimpEmulator(Emulator):
         order = {**dict(body), "id": oid, "store_id": store["id"],
                  "processed_at_foreign": body.get("processed_at_foreign", _now()),
                  "updated_at_foreign": _now()}
-        self.put("transaction", key, order, change="created")
+        self.put("transaction", key, order)
         return web.json_response(order)
 
     def _order_problem(self, store: Mapping[str, Any],
@@ -636,6 +637,6 @@ class MailchimpEmulator(Emulator):
             return self._invalid("The request body is not valid JSON.")
         order.update({k: v for k, v in body.items() if k not in ("id", "store_id")})
         order["updated_at_foreign"] = _now()
-        self.put("transaction", key, order, change="updated")
+        self.put("transaction", key, order)
         return web.json_response(order)
 
