@@ -127,6 +127,7 @@ class MailchimpClient:
             default_retry_after=CAPABILITIES.rate_limit.default_retry_after,
             default_headers={"Accept": "application/json"},
         )
+        self._store_checked = False
 
     @property
     def api_calls(self) -> int:
@@ -158,9 +159,24 @@ class MailchimpClient:
         if self.options.store_id is None:
             return [_failed(r, ErrorKind.PERMANENT, f"mailchimp: pushing {entity.value} needs "
                             "options.store_id (the e-commerce store)") for r in records]
+        await self._ensure_store()
         if entity is Entity.PRODUCT:
             return [await self._push_product(r) for r in records]
         return [await self._push_order(r) for r in records]
+
+    async def _ensure_store(self) -> None:
+        """Create the e-commerce store, connected to the audience, when it does not exist."""
+        if self._store_checked:
+            return
+        store = self.options.store_id
+        resp = await self.http.request("GET", f"/ecommerce/stores/{store}",
+                                       params={"fields": "id,list_id"}, accept={404})
+        if resp.status_code == 404:
+            await self.http.json("POST", "/ecommerce/stores", json_body={
+                "id": store, "list_id": self.options.list_id, "name": store,
+                "platform": "syncd", "currency_code": self.options.store_currency})
+            log.info("mailchimp.store_created", store_id=store, list_id=self.options.list_id)
+        self._store_checked = True
 
     async def _remove(self, entity: Entity, record: OutboundRecord) -> RecordResult:
         """Archive a member, or delete a store product or order."""
@@ -206,14 +222,16 @@ class MailchimpClient:
         results: dict[str, RecordResult] = {}
         fresh: list[OutboundRecord] = []
         upserts: list[OutboundRecord] = []
+        seen: set[str] = set()
         for record in records:
             email = record.payload.get("email_address")
             if not isinstance(email, str) or "@" not in email:
                 results[record.local_id] = _failed(
                     record, ErrorKind.PERMANENT, "mailchimp: email_address is missing or invalid")
-            elif record.remote_id:
-                upserts.append(record)
+            elif record.remote_id or email.strip().lower() in seen:
+                upserts.append(record)  # a second local record with one e-mail adopts it
             else:
+                seen.add(email.strip().lower())
                 fresh.append(record)
         if fresh:
             batch_results, existing = await self._batch_subscribe(fresh)

@@ -169,6 +169,7 @@ class MailchimpEmulator(Emulator):
             web.patch(lp + "/members/{hash}", w(self._patch_member)),
             web.delete(lp + "/members/{hash}", w(self._archive_member)),
             web.post(lp + "/members/{hash}/tags", w(self._member_tags)),
+            web.post("/3.0/ecommerce/stores", w(self._create_store)),
             web.get(sp, w(self._get_store)),
             web.get(sp + "/products/{product_id}", w(self._get_product)),
             web.put(sp + "/products/{product_id}", w(self._put_product)),
@@ -516,6 +517,24 @@ class MailchimpEmulator(Emulator):
         return web.Response(status=204)
 
     # --- e-commerce ---------------------------------------------------------------------
+
+    async def _create_store(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        if not isinstance(body, Mapping):
+            return self._invalid("The request body is not valid JSON.")
+        missing = [k for k in ("id", "list_id", "name", "currency_code") if not body.get(k)]
+        if missing:
+            return self._invalid("The resource submitted could not be validated.",
+                                 [{"field": k, "message": "Required."} for k in missing])
+        lst = self.collection("list").get(str(body["list_id"]))
+        if lst is None or lst.get("account") != request.get(ACCOUNT):
+            return self._invalid("The list does not exist.")
+        if str(body["id"]) in self.collection("store"):
+            return self.error_response(400, "Bad Request",
+                                       "A store with the provided ID already exists.")
+        store = {**dict(body), "account": request.get(ACCOUNT), "created_at": _now()}
+        self.put("store", str(body["id"]), store)
+        return web.json_response({k: v for k, v in store.items() if k != "account"})
 
     async def _get_store(self, request: web.Request) -> web.Response:
         store = self._store(request)

@@ -343,3 +343,25 @@ async def test_archive_member_and_delete_product(env: Env) -> None:
     assert env.emulator.collection("product") == {}
     [again] = await client.push(Entity.PRODUCT, [delete])  # already gone: still ok
     assert again.ok
+
+
+async def test_missing_store_is_created_on_the_audience(env: Env) -> None:
+    client = env.client(store_id="new-store", store_currency="EUR")
+    [result] = await client.push(Entity.PRODUCT, [product(1)])
+    assert result.ok
+    store = env.emulator.collection("store")["new-store"]
+    assert store["list_id"] == DEFAULT_LIST_ID
+    assert store["currency_code"] == "EUR"
+    [again] = await client.push(Entity.PRODUCT, [product(2)])
+    assert again.ok
+    gets = [r for r in env.emulator.requests if r.method == "GET"
+            and r.path == "/3.0/ecommerce/stores/new-store"]
+    assert len(gets) == 1  # checked once per client
+
+
+async def test_two_records_with_one_email_share_the_member(env: Env) -> None:
+    results = await env.client().push(Entity.CUSTOMER, [
+        member(1, email="same@example.com"), member(2, email="Same@Example.com")])
+    assert [r.action for r in results] == ["created", "adopted"]
+    assert results[0].remote_id == results[1].remote_id
+    assert len(env.members()) == 1
