@@ -331,3 +331,29 @@ async def test_429_without_documented_wait_backs_off_with_jitter() -> None:
     assert calls == 2
     assert http.limiter.paused_until is None  # no account-wide pause
     assert 0.0 <= clock.now() <= 0.5
+
+
+async def test_a_429_holds_every_concurrent_request_of_the_account() -> None:
+    import asyncio
+
+    calls: list[float] = []
+    clock = ManualClock()
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        calls.append(clock.now())
+        if len(calls) == 1:
+            return httpx.Response(429, headers={"Retry-After": "5"})
+        return httpx.Response(200)
+
+    http, client, _ = _make(handler, clock=clock)
+    async with client:
+        first = asyncio.create_task(http.request("GET", "/a"))
+        await clock.settle()
+        assert len(calls) == 1
+        second = asyncio.create_task(http.request("GET", "/b"))
+        await clock.advance(4.9)
+        assert len(calls) == 1  # neither the retry nor the other request went out
+        await clock.advance(0.1)
+        await asyncio.gather(first, second)
+    assert len(calls) == 3
+    assert calls[1:] == [5.0, 5.0]
