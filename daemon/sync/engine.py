@@ -26,7 +26,7 @@ import httpx
 
 from daemon.credentials import CredentialError, CredentialStore
 from daemon.logs import get_logger
-from daemon.mapping import apply_mapping, content_hash
+from daemon.mapping import content_hash
 from daemon.provider import (
     ClientContext,
     Credentials,
@@ -44,6 +44,7 @@ from daemon.provider import (
 from daemon.queue.types import LeaseLost
 from daemon.source import SourceReader, SourceRecord, UnknownVenue, Venue
 from daemon.sql import queries
+from daemon.sync.compiled import compile_mapping
 from daemon.sync.keys import idempotency_key
 from daemon.sync.mappings import ResolvedMapping, resolve_mappings
 from daemon.sync.pacing import Pacer, push_concurrency, push_rate
@@ -479,7 +480,7 @@ class _Run:
                     er: EntityReport, *, since: datetime | None, include: Sequence[str],
                     max_changed: list[datetime | None]) -> AsyncIterator[_Planned]:
         seen: set[str] | None = set() if since is None else None
-        rules = mapping.rules
+        rules = compile_mapping(mapping.rules)
         venue_id, name, etype = self.venue_id, self.name, entity.value
         async for chunk in self.engine.source.read(entity, self.venue, since=since,
                                                    include=include):
@@ -506,7 +507,8 @@ class _Run:
             async for planned in self._plan_missing(entity, seen, policy, er):
                 yield planned
 
-    def _plan_one(self, rec: SourceRecord, rules: Mapping[str, Any], link: _Link | None,
+    def _plan_one(self, rec: SourceRecord, rules: Callable[[Mapping[str, Any]], dict[str, Any]],
+                  link: _Link | None,
                   policy: DeletePolicy, er: EntityReport) -> _Planned | None:
         etype = rec.entity.value
         if rec.deleted:
@@ -519,7 +521,7 @@ class _Run:
                 return None
             assert link is not None
             return self._removal(rec.entity, rec.local_id, link, action, rec.changed_at)
-        payload = apply_mapping(rules, rec.data)
+        payload = rules(rec.data)
         digest = content_hash(payload)
         action = decide(link, digest, False, policy)
         if action == "skip":
