@@ -108,7 +108,7 @@ BEGIN
         SELECT l.lane, l.pass, l.weight
           FROM unnest(p_lanes, p_passes, p_weights) AS l(lane, pass, weight)
     ), cand AS (
-        SELECT c.id, c.venue_id, c.provider, lanes.pass + c.k / lanes.weight AS vtime
+        SELECT c.id, c.venue_id, c.provider, lanes.lane, lanes.pass + c.k / lanes.weight AS vtime
           FROM lanes
           CROSS JOIN LATERAL (
               SELECT q.id, q.venue_id, q.provider,
@@ -124,11 +124,13 @@ BEGIN
                LIMIT p_limit * 2
           ) c
     ), one_each AS (
-        SELECT DISTINCT ON (venue_id, provider) id, vtime
-          FROM cand ORDER BY venue_id, provider, vtime
+        SELECT DISTINCT ON (venue_id, provider) id, lane, vtime
+          FROM cand ORDER BY venue_id, provider, vtime, syncd_lane_rank(lane)
     )
+    -- Equal virtual times go to the higher lane.
     SELECT array_agg(id) INTO v_chosen
-      FROM (SELECT id FROM one_each ORDER BY vtime LIMIT p_limit) AS chosen;
+      FROM (SELECT id FROM one_each
+             ORDER BY vtime, syncd_lane_rank(lane), id LIMIT p_limit) AS chosen;
 
     IF v_chosen IS NULL THEN
         RETURN;

@@ -143,3 +143,16 @@ async def test_only_one_scheduler_leads_and_another_takes_over(db_url: str) -> N
         await asyncio.gather(*tasks)
         for p in pools:
             await p.close()
+
+
+async def test_pruning_keeps_each_schedules_latest_tick(pool: asyncpg.Pool) -> None:
+    await _integration(pool, {"products": {"cron": "0 * * * *"}})  # type: ignore[arg-type]
+    sched = Scheduler(pool, retention_seconds=3600)
+    for hours in range(3):
+        await sched.fire_due(NOW + timedelta(hours=hours))
+    await pool.execute("UPDATE schedule_ticks SET fired_at = now() - interval '2 days'")
+    assert await sched.prune() == 2
+    assert await pool.fetchval("SELECT tick FROM schedule_ticks") == datetime(
+        2024, 3, 10, 14, 0, tzinfo=UTC)
+    # The kept tick still stops a re-fire.
+    assert await Scheduler(pool).fire_due(NOW + timedelta(hours=2)) == []
