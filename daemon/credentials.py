@@ -108,8 +108,15 @@ class EmulatorTokens:
     def __init__(self, base_urls: Mapping[str, str], timeout: float = 10.0) -> None:
         self.base_urls = dict(base_urls)
         self.timeout = timeout
+        self._cache: dict[str, Credentials] = {}
 
     async def token(self, venue_id: str, provider: str) -> Credentials | None:
+        cached = self._cache.get(provider)
+        if cached is not None:
+            return cached
+        return await self._fetch(provider)
+
+    async def _fetch(self, provider: str) -> Credentials | None:
         import httpx
 
         base = self.base_urls.get(provider)
@@ -120,12 +127,16 @@ class EmulatorTokens:
         if response.status_code != 200:
             return None
         data = response.json()
-        return Credentials(access_token=data.get("access_token"), api_key=data.get("api_key"),
-                           account={str(k): str(v) for k, v in
-                                    (data.get("account") or {}).items()})
+        credentials = Credentials(access_token=data.get("access_token"),
+                                  api_key=data.get("api_key"),
+                                  account={str(k): str(v) for k, v in
+                                           (data.get("account") or {}).items()})
+        self._cache[provider] = credentials
+        return credentials
 
     async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
-        return await self.token(venue_id, provider)
+        self._cache.pop(provider, None)
+        return await self._fetch(provider)
 
 
 def resolve_reference(key: str, reference: str) -> str:
