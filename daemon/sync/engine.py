@@ -269,7 +269,8 @@ class _Run:
                     problems = "; ".join(p.message for p in mapping.problems)
                     raise SyncError(f"the {entity.value} mapping of {self.name} is unusable: "
                                     f"{problems}")
-                if not mapping.rules:
+                pulls = self.caps.supports(entity, Direction.PULL)
+                if not mapping.rules and not pulls:
                     if explicit:
                         raise SyncError(f"no {entity.value} mapping for {self.name}")
                     continue
@@ -282,7 +283,7 @@ class _Run:
                 support = self.caps.entities[entity]
                 entity_report = EntityReport(entity)
                 report.entities.append(entity_report)
-                if self.caps.supports(entity, Direction.PUSH):
+                if self.caps.supports(entity, Direction.PUSH) and mapping.rules:
                     await self._push_entity(entity, support, mapping, entity_report, full=full)
                 if (self.caps.supports(entity, Direction.PULL) and not report.dry_run
                         and not self.stop.is_set()):
