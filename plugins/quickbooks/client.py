@@ -300,16 +300,15 @@ class QuickBooksClient:
         if missing:
             for found in await self._find(kind, "Id", [m for m in missing if m]):
                 tokens[str(found["Id"])] = str(found.get("SyncToken", "0"))
+        fresh = [r for r in pending if not r.remote_id]
         for record in linked:
             rid = str(record.remote_id)
-            if rid not in tokens:
-                results[record.local_id] = RecordResult(
-                    local_id=record.local_id, ok=False, error_kind=ErrorKind.PERMANENT,
-                    error=f"quickbooks: linked {kind} {rid} no longer exists")
+            if rid not in tokens:  # deleted in QuickBooks: create it again
+                log.info("quickbooks.linked_missing", kind=kind, remote_id=rid)
+                fresh.append(record)
                 continue
             ops.append(_Op(record, "update", self._update_body(
                 bodies[record.local_id], rid, tokens[rid]), "updated"))
-        fresh = [r for r in pending if not r.remote_id]
         if entity is Entity.TRANSACTION and fresh:
             fresh = await self._adopt_by_doc_number(kind, fresh, bodies, ops)
         ops.extend(_Op(r, "create", bodies[r.local_id], "created") for r in fresh)
@@ -418,7 +417,9 @@ class QuickBooksClient:
             kind_of = classify_fault(ftype, code)
             if kind_of is ErrorKind.AUTH:
                 raise HTTPError(f"quickbooks: {text}", ErrorKind.AUTH, code=code)
-            if code in (CODE_DUPLICATE_NAME, CODE_STALE_OBJECT) and allow_retry:
+            if allow_retry and (code in (CODE_DUPLICATE_NAME, CODE_STALE_OBJECT) or (
+                    code == CODE_NOT_FOUND and op.operation == "update"
+                    and op.record.operation == "upsert")):
                 retry.append((op, code))
                 continue
             results[local] = RecordResult(local_id=local, ok=False, error_kind=kind_of,
@@ -430,6 +431,9 @@ class QuickBooksClient:
                             results: dict[str, RecordResult]) -> list[_Op]:
         ops: list[_Op] = []
         stale = [op for op, code in retry if code == CODE_STALE_OBJECT]
+        # Linked, but deleted in QuickBooks since: create it again.
+        ops.extend(_Op(op.record, "create", bodies[op.record.local_id], "created")
+                   for op, code in retry if code == CODE_NOT_FOUND)
         dupes = [op for op, code in retry if code == CODE_DUPLICATE_NAME]
         if stale:
             current = {str(f["Id"]): str(f.get("SyncToken", "0")) for f in await self._find(

@@ -370,3 +370,19 @@ async def test_archive_customer_and_delete_sale(env: Env) -> None:
     [refused] = await client.push(Entity.CUSTOMER, [wrong])
     assert not refused.ok
     assert refused.error_kind is ErrorKind.PERMANENT
+
+
+async def test_linked_sale_deleted_in_quickbooks_is_created_again(env: Env) -> None:
+    client = env.client()
+    [sold] = await client.push(Entity.TRANSACTION, [sale(1)])
+    env.emulator.collection("transaction").clear()  # deleted by the bookkeeper
+    again = sale(1)
+    relinked = OutboundRecord(entity=again.entity, local_id=again.local_id,
+                              payload=again.payload, content_hash=again.content_hash,
+                              idempotency_key=again.idempotency_key + ":2",
+                              remote_id=sold.remote_id, remote_version=sold.remote_version)
+    [result] = await client.push(Entity.TRANSACTION, [relinked])
+    assert result.ok
+    assert result.action == "created"
+    assert result.remote_id != sold.remote_id
+    assert len(env.stored("transaction")) == 1
