@@ -409,6 +409,8 @@ class _Run:
         rate = push_rate(self.rate_limit, batch_size) * self.settings.rate_margin
         self.concurrency = push_concurrency(self.rate_limit, entity.value, rate)
         pacer = Pacer(rate, burst=min(self.rate_limit.burst, self.concurrency))
+        self._pace = _Pace(rate, self.rate_limit.requests_per_second * self.settings.rate_margin,
+                           self.client.api_calls if self.client is not None else 0)
         queue: asyncio.Queue[list[_Planned] | None] = asyncio.Queue(self.concurrency * 2)
         self._retryable = False
         max_changed: list[datetime | None] = [watermark]
@@ -476,6 +478,7 @@ class _Run:
     _retryable = False
     _auth_error: str | None = None
     _total: int | None = None
+    _pace: _Pace
 
     async def _plan(self, entity: Entity, mapping: ResolvedMapping, policy: DeletePolicy,
                     er: EntityReport, *, since: datetime | None, include: Sequence[str],
@@ -615,6 +618,7 @@ class _Run:
                                         error_kind=ErrorKind.PERMANENT, error=reason)
                            for p in pending]
             er.batches += 1
+            self._pace.observe(client.api_calls, pacer)
             if len(results) != len(pending):
                 reason = (f"the {self.name} plugin returned {len(results)} results for "
                           f"{len(pending)} records")
@@ -819,6 +823,26 @@ class _Run:
                 error = report.error or (
                     f"{report.failed} records failed" if report.failed else None)
                 await conn.execute(_Q["integration_ran"], self.venue_id, self.name, ok, error)
+
+
+class _Pace:
+    """Learns how many HTTP calls one push makes and keeps pushes x calls inside the
+    provider's request rate (a Stripe create that first looks the e-mail up makes two)."""
+
+    def __init__(self, push_rate: float, request_rate: float, base: int) -> None:
+        self.push_rate = push_rate
+        self.request_rate = request_rate
+        self.pushes = 0
+        self.base = base
+
+    def observe(self, client_calls: int, pacer: Pacer) -> None:
+        """After a push: ``client_calls`` is the client's running total of HTTP calls.
+        Totals, not per-push differences, since pushes overlap."""
+        self.pushes += 1
+        if client_calls < self.base:  # a new client after a credentials refresh
+            self.base, self.pushes = 0, 1
+        per_push = max(1.0, (client_calls - self.base) / self.pushes)
+        pacer.set_rate(min(self.push_rate, self.request_rate / per_push))
 
 
 def _stored_hash(planned: _Planned) -> str | None:

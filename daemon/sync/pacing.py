@@ -77,6 +77,12 @@ class Pacer:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def set_rate(self, rate: float) -> None:
+        """Change the spacing from now on (the engine learns how many HTTP calls a push
+        makes and slows pushes so that the calls stay inside the request rate)."""
+        if rate > 0:
+            self.interval = 1.0 / rate
+
     def pause(self, seconds: float) -> None:
         """No call starts for ``seconds`` (a 429 asked us to wait)."""
         until = time.monotonic() + max(0.0, seconds)

@@ -141,3 +141,16 @@ def test_concurrency_follows_a_slow_rate() -> None:
     qbo = RateLimit(requests_per_second=10, max_concurrency=10)
     assert push_concurrency(qbo, "customer", rate=40 / 60) == 2
     assert push_concurrency(qbo, "customer", rate=100.0) == 10
+
+
+def test_pace_slows_pushes_that_make_several_calls() -> None:
+    from daemon.sync.engine import _Pace
+
+    pacer = Pacer(rate=10.0)
+    pace = _Pace(push_rate=10.0, request_rate=10.0, base=5)
+    pace.observe(7, pacer)  # first push made two calls
+    assert pacer.interval == pytest.approx(0.2)
+    pace.observe(8, pacer)  # then one: 3 calls over 2 pushes
+    assert pacer.interval == pytest.approx(0.15)
+    pace.observe(1, pacer)  # a new client after a refresh
+    assert pacer.interval == pytest.approx(0.1)
