@@ -284,9 +284,8 @@ class _TemplateIndex:
         self.by_name: dict[tuple[str, str], DesiredTemplate] = {}
         self.by_type: dict[tuple[str, str], DesiredTemplate] = {}
         self.default: dict[str, DesiredTemplate] = {}
-        # Config templates sort after plugin ones here so that they win ties.
-        ordered = sorted(templates, key=lambda t: (not t.origin.startswith("plugin:"), t.name),
-                         reverse=True)
+        # Config templates come first so that they win ties; then by name.
+        ordered = sorted(templates, key=lambda t: (t.origin.startswith("plugin:"), t.name))
         for t in ordered:
             self.by_name[t.key] = t
             if t.venue_type is not None:

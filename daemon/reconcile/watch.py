@@ -46,7 +46,24 @@ class ReconcileStatus:
 
     @property
     def healthy(self) -> bool:
+        """The last attempt succeeded: the files on disk are what is in force."""
         return self.last_success_at is not None and self.last_error is None
+
+    @property
+    def ready(self) -> bool:
+        """A revision is in force (possibly an older one while the files are invalid)."""
+        return self.revision_id is not None
+
+    def metrics(self) -> dict[str, float]:
+        """Gauge values for the metrics endpoint."""
+        return {
+            "syncd_config_revision": float(self.revision_id or 0),
+            "syncd_config_healthy": 1.0 if self.healthy else 0.0,
+            "syncd_config_last_success_timestamp_seconds":
+                self.last_success_at.timestamp() if self.last_success_at else 0.0,
+            "syncd_config_reconcile_attempts_total": float(self.attempts),
+            "syncd_config_reconcile_failures_total": float(self.failures),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -100,8 +117,12 @@ class Reconciler:
         self._wake.set()
 
     async def _revision_in_force(self) -> None:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow(queries("config.sql")["latest_revision"])
+        try:
+            async with self.pool.acquire() as conn:
+                row = await conn.fetchrow(queries("config.sql")["latest_revision"])
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("config.revision_unknown", error=f"{type(exc).__name__}: {exc}")
+            return
         if row is not None:
             self.status = replace(self.status, revision_id=row["id"],
                                   content_hash=row["content_hash"])

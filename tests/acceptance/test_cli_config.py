@@ -145,3 +145,11 @@ def test_config_dir_from_the_environment(syncd: Run, config: Path, tmp_path: Pat
     missing = syncd("validate", "--config", str(tmp_path / "nope"))
     assert missing.returncode == 1
     assert "does not exist" in missing.stderr
+
+
+def test_plan_on_an_unmigrated_database_shows_everything_new(
+        syncd: Run, config: Path, empty_db_url: str) -> None:
+    done = syncd("plan", "--config", str(config), env=env_for(empty_db_url))
+    assert done.returncode == 2, done.stderr
+    assert "not migrated yet" in done.stdout
+    assert "0 unchanged" in done.stdout

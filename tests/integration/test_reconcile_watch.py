@@ -125,3 +125,16 @@ async def _is(value: Awaitable[object], expected: object) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_status_metrics_and_readiness(pool: asyncpg.Pool, plugins: Plugins,
+                                            config: Path) -> None:
+    rec = Reconciler(pool, plugins, config)
+    assert not rec.status.ready
+    assert rec.status.metrics()["syncd_config_revision"] == 0.0
+    assert await rec.reconcile_once()
+    assert rec.status.ready
+    metrics = rec.status.metrics()
+    assert metrics["syncd_config_revision"] == float(rec.status.revision_id or -1)
+    assert metrics["syncd_config_healthy"] == 1.0
+    assert metrics["syncd_config_reconcile_attempts_total"] == 1.0
