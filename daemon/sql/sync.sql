@@ -31,9 +31,14 @@ SET usage_count = usage_count + 1, last_used_at = now(), updated_at = now()
 WHERE id = $1
 
 -- name: links_for
-SELECT local_id, remote_id, content_hash, remote_version, state
-FROM entity_links
-WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3 AND local_id = ANY($4::text[])
+-- A join on unnest, not "local_id = ANY($4)": once Postgres switches the prepared statement
+-- to a generic plan, ANY over a 2,000-element array became a scan testing every link
+-- against every id (seconds per chunk); the join keeps one index probe per id.
+SELECT l.local_id, l.remote_id, l.content_hash, l.remote_version, l.state
+FROM unnest($4::text[]) AS u(local_id)
+JOIN entity_links l
+  ON l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
+ AND l.local_id = u.local_id
 
 -- name: unsettled_ids
 SELECT local_id FROM entity_links

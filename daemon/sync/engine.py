@@ -13,6 +13,7 @@ its idempotency key makes the retry replay rather than duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -485,14 +486,7 @@ class _Run:
                     max_changed: list[datetime | None]) -> AsyncIterator[_Planned]:
         seen: set[str] | None = set() if since is None else None
         rules = compile_mapping(mapping.rules)
-        venue_id, name, etype = self.venue_id, self.name, entity.value
-        async for chunk in self.engine.source.read(entity, self.venue, since=since,
-                                                   include=include):
-            ids = [r.local_id for r in chunk]
-            async with self.pool.acquire() as conn:
-                rows = await conn.fetch(_Q["links_for"], venue_id, name, etype, ids)
-            links = {r["local_id"]: _Link(r["remote_id"], r["content_hash"],
-                                          r["remote_version"], r["state"]) for r in rows}
+        async for chunk, links in self._chunks_with_links(entity, since, include):
             for rec in chunk:
                 er.scanned += 1
                 if seen is not None:
@@ -510,6 +504,45 @@ class _Run:
         if seen is not None and policy != "leave":
             async for planned in self._plan_missing(entity, seen, policy, er):
                 yield planned
+
+    async def _chunks_with_links(self, entity: Entity, since: datetime | None,
+                                 include: Sequence[str]
+                                 ) -> AsyncIterator[tuple[list[SourceRecord], dict[str, _Link]]]:
+        """Source chunks with their links, read ahead: the next chunk and its links are
+        fetched while the current one is mapped and hashed."""
+        ahead: asyncio.Queue[tuple[list[SourceRecord], dict[str, _Link]] | None] = (
+            asyncio.Queue(2))
+        venue_id, name, etype = self.venue_id, self.name, entity.value
+
+        async def fetch() -> None:
+            try:
+                async for chunk in self.engine.source.read(entity, self.venue, since=since,
+                                                           include=include):
+                    ids = [r.local_id for r in chunk]
+                    async with self.pool.acquire() as conn:
+                        rows = await conn.fetch(_Q["links_for"], venue_id, name, etype, ids)
+                    links = {r["local_id"]: _Link(r["remote_id"], r["content_hash"],
+                                                  r["remote_version"], r["state"])
+                             for r in rows}
+                    await ahead.put((chunk, links))
+                    if self.stop.is_set():
+                        break
+            finally:
+                await ahead.put(None)
+
+        reader = asyncio.create_task(fetch())
+        try:
+            while True:
+                item = await ahead.get()
+                if item is None:
+                    break
+                yield item
+            await reader  # re-raise a failure of the read
+        finally:
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
 
     def _plan_one(self, rec: SourceRecord, rules: Callable[[Mapping[str, Any]], dict[str, Any]],
                   link: _Link | None,
