@@ -39,22 +39,33 @@ class Position:
 
 @dataclass(slots=True)
 class Located:
-    """A document as plain data with the position of every key and value."""
+    """A document as plain data with the position of every key and value.
+
+    Positions are kept as the parser's marks and turned into :class:`Position` on demand:
+    most documents are valid and never need one.
+    """
 
     data: Any
-    #: Where the value at a key path starts.
-    values: dict[KeyPath, Position] = field(default_factory=dict)
+    #: Where the value at a key path starts (parser marks, 0-based).
+    _values: dict[KeyPath, Any] = field(default_factory=dict)
     #: Where the key of a mapping entry starts (absent for list items and the root).
-    keys: dict[KeyPath, Position] = field(default_factory=dict)
+    _keys: dict[KeyPath, Any] = field(default_factory=dict)
+
+    def value_position(self, path: KeyPath) -> Position | None:
+        mark = self._values.get(path)
+        return Position(mark.line + 1, mark.column + 1) if mark is not None else None
+
+    def key_position(self, path: KeyPath) -> Position | None:
+        mark = self._keys.get(path)
+        return Position(mark.line + 1, mark.column + 1) if mark is not None else None
 
     def position(self, path: KeyPath, *, key: bool = False) -> Position:
         """The closest known position for ``path`` (walking up to the root)."""
         probe = path
         while True:
-            if key and probe in self.keys:
-                return self.keys[probe]
-            if probe in self.values:
-                return self.values[probe]
+            found = (self.key_position(probe) if key else None) or self.value_position(probe)
+            if found is not None:
+                return found
             if not probe:
                 return Position(1, 1)
             probe = probe[:-1]
@@ -78,50 +89,53 @@ def _pos(node: Node) -> Position:
 class _Builder:
     def __init__(self, yaml: YAML) -> None:
         self._constructor = yaml.constructor
-        self.values: dict[KeyPath, Position] = {}
-        self.keys: dict[KeyPath, Position] = {}
+        self.values: dict[KeyPath, Any] = {}
+        self.keys: dict[KeyPath, Any] = {}
+
+    def scalar(self, node: ScalarNode) -> Any:
+        tag: str = node.tag or ""
+        if tag == _STR:
+            return node.value
+        if tag == _NULL:
+            return None
+        if tag == _BOOL:
+            return node.value.lower() == "true"
+        if tag == _INT and node.value.isdigit() and not node.value.startswith("0"):
+            return int(node.value)
+        if not tag.startswith(_CORE):
+            raise YamlError(f"unsupported tag {tag!r}", _pos(node), _NO_TAGS)
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "cannot read this value"
+            raise YamlError(f"invalid value: {problem}", _pos(node)) from None
 
     def build(self, node: Node, path: KeyPath) -> Any:
-        self.values[path] = _pos(node)
+        self.values[path] = node.start_mark
         if isinstance(node, ScalarNode):
-            tag: str = node.tag or ""
-            if tag == _STR:
-                return node.value
-            if tag == _NULL:
-                return None
-            if tag == _BOOL:
-                return node.value.lower() == "true"
-            if tag == _INT and node.value.isdigit() and not node.value.startswith("0"):
-                return int(node.value)
-            if not tag.startswith(_CORE):
-                raise YamlError(f"unsupported tag {tag!r}", _pos(node), _NO_TAGS)
-            try:
-                return self._constructor.construct_object(node, deep=True)
-            except YAMLError as exc:
-                problem = getattr(exc, "problem", None) or "cannot read this value"
-                raise YamlError(f"invalid value: {problem}", _pos(node)) from None
+            return self.scalar(node)
         if node.tag not in (_SEQ, _MAP):
             raise YamlError(f"unsupported tag {node.tag!r}", _pos(node), _NO_TAGS)
         if isinstance(node, SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
         if isinstance(node, MappingNode):
-            out: dict[Any, Any] = {}
+            out: dict[str, Any] = {}
             for key_node, value_node in node.value:
                 if key_node.tag == _MERGE:
                     raise YamlError("merge keys (<<) are not supported", _pos(key_node),
                                     "write the keys out in full")
                 if not isinstance(key_node, ScalarNode):
                     raise YamlError("a mapping key must be a plain value", _pos(key_node))
-                key = self.build(key_node, (*path, "<key>"))
-                if not isinstance(key, str | int | bool) or key is None:
+                raw = self.scalar(key_node)
+                if raw is None or not isinstance(raw, str | int | bool):
                     raise YamlError("a mapping key must be text", _pos(key_node))
+                key = raw if isinstance(raw, str) else str(raw)
                 if key in out:
                     raise YamlError(f"duplicate key {key!r}", _pos(key_node),
                                     "each key may appear once in a mapping")
-                child = (*path, key if isinstance(key, str) else str(key))
-                self.keys[child] = _pos(key_node)
-                out[key if isinstance(key, str) else str(key)] = self.build(value_node, child)
-            self.values.pop((*path, "<key>"), None)
+                child = (*path, key)
+                self.keys[child] = key_node.start_mark
+                out[key] = self.build(value_node, child)
             return out
         raise YamlError(f"unsupported node {type(node).__name__}", _pos(node))
 
@@ -139,7 +153,7 @@ def parse_yaml(text: str) -> Located:
     except YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", Position(1, 1)) from None
     if node is None:
-        return Located(None, {(): Position(1, 1)})
+        return Located(None)
     builder = _Builder(yaml)
     data = builder.build(node, ())
     return Located(data, builder.values, builder.keys)

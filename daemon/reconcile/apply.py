@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import shutil
 import subprocess
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,32 +112,42 @@ def _clears_default(change: Change) -> bool:
 
 async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id: int,
                               ids: dict[tuple[str, str], UUID]) -> int:
+    """Write the integration changes, batched per kind of statement."""
     q = queries("config.sql")
-    written = 0
+    inserts: list[tuple[Any, ...]] = []
+    updates: list[tuple[Any, ...]] = []
+    disables: list[tuple[Any, ...]] = []
+    deletes: list[tuple[Any, ...]] = []
+    uses: Counter[UUID] = Counter()
     for change in plan.of("integration"):
         want = change.desired
         if change.action == "disable":
-            await conn.execute(q["disable_integration"], change.row_id, revision_id)
-        elif change.action == "delete":
-            await conn.execute(q["delete_integration"], change.row_id)
+            disables.append((change.row_id, revision_id))
+            continue
+        if change.action == "delete":
+            deletes.append((change.row_id,))
+            continue
+        assert isinstance(want, DesiredIntegration)
+        template_id = ids.get((want.provider, want.template)) if want.template else None
+        args = (want.venue_name, want.venue_type, want.timezone, want.enabled,
+                want.environment, want.credentials, want.schedules, want.field_mappings,
+                want.options, template_id, want.spec_hash, revision_id)
+        if change.action == "create":
+            inserts.append((want.venue_id, want.provider, *args))
+            assigned = template_id is not None
         else:
-            assert isinstance(want, DesiredIntegration)
-            template_id = ids.get((want.provider, want.template)) if want.template else None
-            args = (want.venue_name, want.venue_type, want.timezone, want.enabled,
-                    want.environment, want.credentials, want.schedules, want.field_mappings,
-                    want.options, template_id, want.spec_hash, revision_id)
-            if change.action == "create":
-                await conn.fetchval(q["insert_integration"], want.venue_id, want.provider,
-                                    *args)
-                assigned = template_id is not None
-            else:
-                await conn.execute(q["update_integration"], change.row_id, *args)
-                assigned = template_id is not None and any(
-                    f.field == "template" for f in change.fields)
-            if assigned:
-                await conn.execute(q["record_template_use"], template_id)
-        written += 1
-    return written
+            updates.append((change.row_id, *args))
+            assigned = template_id is not None and any(
+                f.field == "template" for f in change.fields)
+        if assigned and template_id is not None:
+            uses[template_id] += 1
+    for name, rows in (("insert_integration", inserts), ("update_integration", updates),
+                       ("disable_integration", disables), ("delete_integration", deletes)):
+        if rows:
+            await conn.executemany(q[name], rows)
+    if uses:
+        await conn.executemany(q["record_template_use"], sorted(uses.items()))
+    return len(inserts) + len(updates) + len(disables) + len(deletes)
 
 
 async def apply_desired(

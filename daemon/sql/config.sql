@@ -47,7 +47,7 @@ DELETE FROM field_mapping_templates WHERE id = $1
 
 -- name: record_template_use
 UPDATE field_mapping_templates
-   SET usage_count = usage_count + 1, last_used_at = now()
+   SET usage_count = usage_count + $2, last_used_at = now()
  WHERE id = $1
 
 -- name: insert_integration
@@ -57,7 +57,6 @@ INSERT INTO integration_configs
         managed_by, spec_hash, config_revision_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
         CASE WHEN $12::uuid IS NULL THEN NULL ELSE now() END, 'config', $13, $14)
-RETURNING id
 
 -- name: update_integration
 UPDATE integration_configs

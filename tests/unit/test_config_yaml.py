@@ -8,10 +8,11 @@ from daemon.config._yaml import Position, YamlError, parse_yaml
 def test_positions_of_keys_and_values() -> None:
     doc = parse_yaml("venue:\n  name: Laugh\nintegrations:\n  - provider: square\n")
     assert doc.data == {"venue": {"name": "Laugh"}, "integrations": [{"provider": "square"}]}
-    assert doc.keys[("venue", "name")] == Position(2, 3)
-    assert doc.values[("venue", "name")] == Position(2, 9)
-    assert doc.values[("integrations", 0)] == Position(4, 5)
-    assert doc.values[("integrations", 0, "provider")] == Position(4, 15)
+    assert doc.key_position(("venue", "name")) == Position(2, 3)
+    assert doc.value_position(("venue", "name")) == Position(2, 9)
+    assert doc.value_position(("integrations", 0)) == Position(4, 5)
+    assert doc.value_position(("integrations", 0, "provider")) == Position(4, 15)
+    assert doc.key_position(("integrations", 0)) is None
 
 
 def test_position_falls_back_to_the_nearest_parent() -> None:
@@ -47,3 +48,8 @@ def test_python_tags_are_not_constructed() -> None:
 
 def test_empty_document() -> None:
     assert parse_yaml("").data is None
+
+
+def test_keys_equal_as_text_are_duplicates() -> None:
+    with pytest.raises(YamlError, match="duplicate key '1'"):
+        parse_yaml("1: a\n'1': b\n")
