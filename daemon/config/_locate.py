@@ -29,6 +29,17 @@ _HINTS: dict[str, str] = {
     "dict_type": "a mapping of key: value lines",
     "list_type": "a list of '- ' items",
     "model_type": "a mapping of key: value lines",
+    "literal_error": "use one of the values listed",
+    "enum": "use one of the values listed",
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "float_parsing": "a number",
+    "string_too_short": "it must not be empty",
+    "string_too_long": "shorten it",
+    "string_pattern_mismatch": "see docs/config-reference.md for the accepted form",
+    "missing": "add it",
+    "extra_forbidden": "remove it, or check its spelling and indentation",
+    "empty_mappings": "map at least one entity: product, customer or transaction",
 }
 
 

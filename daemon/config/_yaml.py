@@ -149,7 +149,9 @@ def parse_yaml(text: str) -> Located:
         mark = exc.problem_mark or exc.context_mark
         position = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlError(f"invalid YAML: {problem}", position) from None
+        raise YamlError(f"invalid YAML: {problem}", position,
+                        "check the indentation, quoting and brackets here and just above"
+                        ) from None
     except YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", Position(1, 1)) from None
     if node is None:

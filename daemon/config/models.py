@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     WithJsonSchema,
     field_validator,
 )
@@ -167,13 +168,13 @@ class IntegrationSpec(_Strict):
     """One venue's use of one provider."""
 
     provider: str = Field(description="A loaded provider plugin's name.")
-    enabled: bool = True
+    enabled: StrictBool = True
     environment: Literal["production", "sandbox"] = "production"
     credentials: Credentials = Field(default_factory=dict)
     schedules: dict[Entity, ScheduleSpec] = Field(default_factory=dict)
     mapping: MappingSpec = Field(default_factory=MappingSpec)
     options: dict[str, Any] = Field(default_factory=dict)
-    removed: bool = Field(default=False,
+    removed: StrictBool = Field(default=False,
                           description="Tombstone: disable this integration on purpose.")
 
 
@@ -212,7 +213,7 @@ class TemplateFile(_Strict):
     provider: str
     venue_type: VenueType | None = None
     description: str = ""
-    default: bool = Field(default=False,
+    default: StrictBool = Field(default=False,
                           description="The provider's fallback template (one per provider).")
     mappings: dict[Entity, dict[str, FieldRule]] = Field(default_factory=dict)
     validation_rules: dict[Entity, ValidationRules] = Field(default_factory=dict)

@@ -370,3 +370,25 @@ def test_broken_plugin_template_does_not_block_the_config(tmp_path: Path) -> Non
         broken, SmallProvider("testoauth", AuthKind.OAUTH)))])
     desired = load(tmp_path, plugins, {"templates/comedy.yaml": COMEDY})
     assert ("testprov", "bad") not in {t.key for t in desired.templates}
+
+
+@pytest.mark.parametrize(("old", "new", "key", "fragment"), [
+    ("    environment: sandbox\n", "    environment: sandbox\n    enabled: \"yes\"\n",
+     "integrations[0].enabled", "valid boolean"),
+    ("    environment: sandbox\n", "    environment: staging\n",
+     "integrations[0].environment", "'production' or 'sandbox'"),
+    ("  name: The Laugh Cellar\n", "  name: 42\n", "venue.name", "valid string"),
+    ("  timezone: America/Chicago\n", "  timezone: Mars/Olympus\n", "venue.timezone",
+     "unknown time zone"),
+    ("schedules:\n      product:", "schedules:\n      tickets: {cron: '0 * * * *'}\n      product:",
+     "integrations[0].schedules.tickets", "invalid key 'tickets'"),
+])
+def test_wrong_types_and_values_are_located_with_hints(
+        tmp_path: Path, plugins: Plugins, old: str, new: str, key: str, fragment: str) -> None:
+    assert old in GOOD
+    found = problems(tmp_path, plugins, {"venues/laugh.yaml": GOOD.replace(old, new, 1),
+                                         "templates/comedy.yaml": COMEDY})
+    p = only(found)
+    assert p.key == key
+    assert fragment in p.message
+    assert p.hint
