@@ -259,7 +259,9 @@ class StripeClient:
                         "default_price_data": {"unit_amount": amount, "currency": currency}})
                 action = "created"
             except HTTPError as exc:
-                if exc.code != "resource_already_exists":
+                # The code for a duplicate custom id is not documented; Stripe's error-code
+                # list has resource_already_exists, and its message says "already exists".
+                if exc.code != "resource_already_exists" and "already exists" not in str(exc):
                     raise
                 action = "adopted"
         if product is None:
