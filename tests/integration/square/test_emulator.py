@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlparse
 
-from daemon.provider import WebhookRequest
+from daemon.provider import Entity, WebhookRequest
 from plugins.square.emulator import CLIENT_ID, CLIENT_SECRET
 from plugins.square.provider import SquareProvider
-from tests.integration.square.conftest import Square
+from tests.integration.square.conftest import Square, outbound
 
 PROVIDER = SquareProvider()
 
@@ -93,9 +94,6 @@ async def test_expired_tokens_get_401(square: Square) -> None:
 async def test_signed_webhooks_verify_and_parse(square: Square) -> None:
     await square.configure(webhook_secret="sq-key")
     client = await square.client()
-    from daemon.provider import Entity
-    from tests.integration.square.conftest import outbound
-
     [made] = await client.push(Entity.CUSTOMER, [outbound(Entity.CUSTOMER, 1)])
     data = (await square.control.post("/_emulator/webhook", json={
         "collection": "customer", "id": made.remote_id, "change": "updated",
@@ -112,3 +110,24 @@ async def test_signed_webhooks_verify_and_parse(square: Square) -> None:
     moved = WebhookRequest(headers=data["headers"], body=data["body"].encode(),
                            url="https://elsewhere.example/hook", received_at=datetime.now(UTC))
     assert not PROVIDER.verify_webhook(moved, "sq-key").ok
+
+
+async def test_a_concurrent_catalog_write_gets_429(square: Square) -> None:
+    square.emulator.catalog_write_seconds = 0.5
+    creds = await square.credentials()
+    headers = {"Authorization": f"Bearer {creds.access_token}"}
+    url = square.server.url + "/v2/catalog/batch-upsert"
+
+    def body(key: str) -> dict[str, object]:
+        return {"idempotency_key": key, "batches": [{"objects": [
+            {"type": "ITEM", "id": "#a", "item_data": {"name": key}}]}]}
+
+    first = asyncio.create_task(square.http.post(url, json=body("k1"), headers=headers))
+    await asyncio.sleep(0.1)
+    second = await square.http.post(url, json=body("k2"), headers=headers)
+    assert second.status_code == 429
+    assert second.json()["errors"][0] == {"category": "RATE_LIMIT_ERROR",
+                                          "code": "RATE_LIMITED",
+                                          "detail": "Rate limit exceeded."}
+    assert "Retry-After" not in second.headers
+    assert (await first).status_code == 200
