@@ -88,6 +88,8 @@ class DesiredIntegration:
     environment: str
     credentials: dict[str, str]
     schedules: dict[str, dict[str, str]]
+    #: The integration's overrides, ``{entity: {target: rule | None}}`` (None removes the
+    #: template's target); the template itself is referenced by name.
     field_mappings: dict[str, Any]
     options: dict[str, Any]
     #: Name of the template the mapping started from (same provider), if any.

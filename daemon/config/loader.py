@@ -433,7 +433,11 @@ def _effective_mapping(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
             if target not in merged and template is not None:
                 checker.add(item, mpath, f"{entity.value}: template {template.name!r} "
                             f"requires {target!r} to be mapped", "map it in overrides")
-        result[entity.value] = {t: rule_json(r) for t, r in sorted(merged.items())}
+    # Stored as the integration's overrides, the template by reference (template_id): the
+    # sync engine merges them, and a template edit reaches every integration using it.
+    for entity, rules in sorted(overrides.items()):
+        result[entity.value] = {t: rule_json(r) if r is not None else None
+                                for t, r in sorted(rules.items())}
     return template, result
 
 

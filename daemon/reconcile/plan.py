@@ -115,12 +115,19 @@ def diff_columns(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
     out: list[FieldChange] = []
     for key in sorted(set(before) | set(after), key=str):
         path = f"{prefix}.{key}" if prefix else str(key)
-        b, a = before.get(key), after.get(key)
+        b, a = before.get(key, _ABSENT), after.get(key, _ABSENT)
         if isinstance(b, dict) and isinstance(a, dict):
             out.extend(diff_columns(b, a, path))
-        elif b != a or isinstance(a, bool) != isinstance(b, bool):
-            out.append(FieldChange(path, b, a))
+        elif b is _ABSENT or a is _ABSENT or b != a or \
+                isinstance(a, bool) != isinstance(b, bool):
+            out.append(FieldChange(path, None if b is _ABSENT else b,
+                                   None if a is _ABSENT else a))
     return out
+
+
+#: A key missing on one side (a null value is not the same as no key: a null override
+#: removes a template's target).
+_ABSENT: Any = object()
 
 
 def _label(d: DesiredIntegration) -> str:

@@ -125,8 +125,11 @@ async def test_rows_hold_the_resolved_spec(conn: asyncpg.Connection, load: Load)
     assert row["credentials"] == {"api_key": "env:TESTPROV_KEY"}
     assert row["schedules"]["product"] == {"cron": "*/15 * * * *", "lane": "HIGH",
                                            "direction": "push"}
-    assert row["field_mappings"]["customer"]["email"] == {
-        "from": "customer.email", "transforms": [{"name": "lowercase"}]}
+    assert row["field_mappings"] == {}  # no overrides: the template applies as it is
+    mappings = await conn.fetchval(
+        "SELECT mappings FROM field_mapping_templates WHERE name = 'comedy'")
+    assert mappings["customer"]["email"] == {"from": "customer.email",
+                                             "transforms": [{"name": "lowercase"}]}
     assert row["options"] == {"list_id": "list-1", "batch_limit": 50}
     assert row["usage_count"] == 1
     other = await conn.fetchval(

@@ -85,6 +85,12 @@ def test_drift_is_flagged_when_the_row_kept_the_config_hash() -> None:
     assert "drift" in render_plan(plan)
 
 
+def test_a_null_override_differs_from_no_override() -> None:
+    changes = diff_columns({"customer": {}}, {"customer": {"note": None}})
+    assert [(f.field, f.before, f.after) for f in changes] == [("customer.note", None, None)]
+    assert not diff_columns({"customer": {"note": None}}, {"customer": {"note": None}})
+
+
 def test_bool_and_int_are_different_values() -> None:
     assert diff_columns({"x": 1}, {"x": True})
     assert not diff_columns({"x": 1}, {"x": 1.0})

@@ -45,9 +45,10 @@ def test_shipped_config_covers_every_feature(desired: DesiredState) -> None:
     used = {d.template for d in items}
     assert any(not origins[name].startswith("plugin:") for name in used if name)  # config
     assert any(origins[name].startswith("plugin:") for name in used if name)  # plugin
-    transforms = [r for d in items for m in d.field_mappings.values() for r in m.values()
-                  if "transforms" in r]
-    assert transforms
+    overrides = [r for d in items for m in d.field_mappings.values() for r in m.values()]
+    assert any(r is None for r in overrides)  # a removed template target
+    assert any(r is not None and "transforms" in r for r in overrides)
+    assert any(r is not None and "const" in r for r in overrides)
 
 
 def test_shipped_files_match_the_json_schema() -> None:
