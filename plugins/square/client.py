@@ -208,6 +208,13 @@ class SquareClient:
     # --- push ----------------------------------------------------------------------------
 
     async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        calls = self.api_calls
+        results = await self._push(entity, records)
+        log.info("square.pushed", entity=entity.value, records=len(records),
+                 failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
+        return results
+
+    async def _push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
         if not records:
             return []
         if entity is Entity.PRODUCT:

@@ -112,7 +112,7 @@ def parse(request: WebhookRequest) -> list[InboundChange]:
         remote_id = payment.get("order_id") or remote_id
         change = "updated"
     if family == "catalog":
-        remote_id = remote_id or "catalog"
+        remote_id = "catalog"  # Square does not say which objects changed
         change = "updated"
     if not isinstance(remote_id, str) or not remote_id:
         return []

@@ -193,6 +193,7 @@ class StripeClient:
         else:
             raise ProviderError(f"stripe: {entity.value} is not supported (see the plugin's "
                                 "unsupported list)", ErrorKind.PERMANENT)
+        calls = self.api_calls
         limit = asyncio.Semaphore(STRIPE_CAPABILITIES.rate_limit.max_concurrency)
 
         async def guarded(record: OutboundRecord) -> RecordResult:
@@ -209,7 +210,10 @@ class StripeClient:
         for outcome in outcomes:  # a whole-call failure (auth, retries exhausted) wins
             if isinstance(outcome, BaseException):
                 raise outcome
-        return [o for o in outcomes if isinstance(o, RecordResult)]
+        results = [o for o in outcomes if isinstance(o, RecordResult)]
+        log.info("stripe.pushed", entity=entity.value, records=len(records),
+                 failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
+        return results
 
     # products
 

@@ -260,3 +260,18 @@ async def test_connection_and_pull_with_pagination(square: Square) -> None:
     assert len({c.remote_id for c in pulled}) == 150
     lists = [r for r in (await square.requests())[before:] if r["path"] == "/v2/customers"]
     assert len(lists) == 2
+
+
+async def test_one_log_line_per_push_without_secrets(square: Square) -> None:
+    from structlog.testing import capture_logs
+
+    creds = await square.credentials()
+    client = await square.client(creds)
+    with capture_logs() as logs:
+        await client.push(Entity.CUSTOMER, [outbound(Entity.CUSTOMER, 1)])
+    [line] = [e for e in logs if e["event"] == "square.pushed"]
+    assert line["records"] == 1
+    assert line["failed"] == 0
+    assert line["api_calls"] >= 1
+    assert creds.access_token
+    assert creds.access_token not in repr(logs)

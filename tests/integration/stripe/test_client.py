@@ -180,3 +180,16 @@ async def test_connect_account_header_and_pull_pagination(stripe: Stripe) -> Non
     pages = [r for r in (await stripe.requests())[before:] if r["path"] == "/v1/customers"]
     assert len(pages) == 2
     assert {r["account"] for r in pages} == {"acct_1EmulatorConnected"}
+
+
+async def test_one_log_line_per_push_without_secrets(stripe: Stripe) -> None:
+    from structlog.testing import capture_logs
+
+    creds = await stripe.credentials()
+    client = await stripe.client(creds)
+    with capture_logs() as logs:
+        await client.push(Entity.PRODUCT, [outbound(Entity.PRODUCT, 1)])
+    [line] = [e for e in logs if e["event"] == "stripe.pushed"]
+    assert (line["records"], line["failed"], line["api_calls"]) == (1, 0, 1)
+    assert creds.api_key
+    assert creds.api_key not in repr(logs)
