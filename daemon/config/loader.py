@@ -29,7 +29,13 @@ from daemon.config.desired import (
     rule_json,
     spec_hash,
 )
-from daemon.config.models import IntegrationSpec, TemplateFile, VenueFile, VenueSpec
+from daemon.config.models import (
+    IntegrationSpec,
+    ScheduleSpec,
+    TemplateFile,
+    VenueFile,
+    VenueSpec,
+)
 from daemon.config.problems import ConfigInvalid, ConfigProblem, format_path
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
@@ -363,6 +369,11 @@ def _check_schedules(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
             checker.add(item, (*path, "direction"), f"{provider.name} cannot "
                         f"{schedule.direction.value} {entity.value}",
                         "it supports: " + ", ".join(offered))
+        if schedule.on_delete is not None and \
+                schedule.on_delete not in support.delete_policies:
+            checker.add(item, (*path, "on_delete"), f"{provider.name} cannot "
+                        f"{schedule.on_delete} a deleted {entity.value}",
+                        "it supports: " + ", ".join(sorted(support.delete_policies)))
 
 
 def _check_options(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
@@ -441,6 +452,13 @@ def _effective_mapping(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
     return template, result
 
 
+def _schedule_json(schedule: ScheduleSpec) -> dict[str, str]:
+    out = {"cron": schedule.cron, "lane": schedule.lane, "direction": schedule.direction.value}
+    if schedule.on_delete is not None:
+        out["on_delete"] = schedule.on_delete
+    return out
+
+
 def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checker
                   ) -> tuple[list[DesiredIntegration], list[Tombstone]]:
     integrations: list[DesiredIntegration] = []
@@ -490,8 +508,7 @@ def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checke
                 venue_id=venue.id, provider=spec.provider, venue_name=venue.name,
                 venue_type=venue_type, timezone=venue.timezone, enabled=spec.enabled,
                 environment=spec.environment, credentials=dict(sorted(spec.credentials.items())),
-                schedules={e.value: {"cron": s.cron, "lane": s.lane,
-                                     "direction": s.direction.value}
+                schedules={e.value: _schedule_json(s)
                            for e, s in sorted(spec.schedules.items())},
                 field_mappings=mappings, options=options,
                 template=template.name if template else None, origin=item.file)

@@ -154,6 +154,9 @@ class ScheduleSpec(_Strict):
     lane: Lane = Field(default="NORMAL", description="Queue lane of the scheduled jobs.")
     direction: Direction = Field(default=Direction.PUSH,
                                  description="push, pull or both.")
+    on_delete: Literal["delete", "archive", "leave"] | None = Field(
+        default=None, description="What a record deleted at the source does at the provider "
+        "(unset: leave it).")
 
 
 class MappingSpec(_Strict):

@@ -40,7 +40,7 @@ class SmallOptions(BaseModel):
 
 _PRODUCT = EntitySupport(
     entity=Entity.PRODUCT, directions=frozenset({Direction.PUSH}), remote_kind="item",
-    batch_size=100,
+    batch_size=100, delete_policies=frozenset({"archive", "leave"}),
     fields=(FieldSpec("title", required=True), FieldSpec("price", "money"),
             FieldSpec("currency", "currency"), FieldSpec("starts", "datetime"),
             FieldSpec("note")))

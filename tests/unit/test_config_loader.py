@@ -28,7 +28,7 @@ integrations:
       api_key: env:TESTPROV_KEY
       webhook_secret: file:/run/secrets/testprov
     schedules:
-      product: {{cron: "*/15 * * * *", lane: HIGH}}
+      product: {{cron: "*/15 * * * *", lane: HIGH, on_delete: archive}}
       customer: {{cron: "0 * * * *", direction: both}}
     mapping:
       template: comedy
@@ -101,6 +101,8 @@ def test_valid_config_resolves_every_integration(tmp_path: Path, plugins: Plugin
     assert prov.field_mappings == {"customer": {"first": None,
                                                 "source": {"const": "ticketing"}}}
     assert prov.options == {"list_id": "abc", "batch_limit": 50}
+    assert prov.schedules["product"] == {"cron": "*/15 * * * *", "lane": "HIGH",
+                                         "direction": "push", "on_delete": "archive"}
     assert prov.credentials == {"api_key": "env:TESTPROV_KEY",
                                 "webhook_secret": "file:/run/secrets/testprov"}
     oauth = by_provider["testoauth"]
@@ -266,13 +268,22 @@ def test_duplicate_venue_ids_across_files(tmp_path: Path, plugins: Plugins) -> N
 
 
 def test_direction_the_provider_cannot_do(tmp_path: Path, plugins: Plugins) -> None:
-    bad = GOOD.replace('product: {cron: "*/15 * * * *", lane: HIGH}',
-                       'product: {cron: "*/15 * * * *", lane: HIGH, direction: both}')
+    bad = GOOD.replace("lane: HIGH, on_delete: archive}",
+                       "lane: HIGH, on_delete: archive, direction: both}")
     p = only(problems(tmp_path, plugins, {"venues/laugh.yaml": bad,
                                           "templates/comedy.yaml": COMEDY}))
     assert p.key == "integrations[0].schedules.product.direction"
     assert p.message == "testprov cannot both product"
     assert p.hint == "it supports: push"
+
+
+def test_delete_policy_the_provider_cannot_do(tmp_path: Path, plugins: Plugins) -> None:
+    bad = GOOD.replace("on_delete: archive", "on_delete: delete")
+    p = only(problems(tmp_path, plugins, {"venues/laugh.yaml": bad,
+                                          "templates/comedy.yaml": COMEDY}))
+    assert p.key == "integrations[0].schedules.product.on_delete"
+    assert p.message == "testprov cannot delete a deleted product"
+    assert p.hint == "it supports: archive, leave"
 
 
 def test_entity_the_provider_does_not_sync(tmp_path: Path, plugins: Plugins) -> None:

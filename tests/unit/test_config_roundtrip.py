@@ -53,7 +53,9 @@ def integrations(draw: st.DrawFn) -> dict[str, Any]:
                                           refs, max_size=2)))
     entities = draw(st.lists(st.sampled_from(list(Entity)), unique=True, max_size=3))
     out["schedules"] = {e.value: {"cron": draw(crons), "lane": draw(st.sampled_from(LANES)),
-                                  "direction": draw(st.sampled_from(["push", "pull", "both"]))}
+                                  "direction": draw(st.sampled_from(["push", "pull", "both"])),
+                                  **draw(st.sampled_from([{}, {"on_delete": "archive"},
+                                                          {"on_delete": "leave"}]))}
                         for e in entities}
     mapping: dict[str, Any] = {}
     if draw(st.booleans()):

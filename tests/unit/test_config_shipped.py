@@ -40,6 +40,7 @@ def test_shipped_config_covers_every_feature(desired: DesiredState) -> None:
     schedules = [s for d in items for s in d.schedules.values()]
     assert {s["lane"] for s in schedules} == {"CRITICAL", "HIGH", "NORMAL", "LOW"}
     assert {s["direction"] for s in schedules} == {"push", "both"}
+    assert {s.get("on_delete") for s in schedules} >= {"delete", "archive"}
     assert any(d.options for d in items)
     origins = {t.name: t.origin for t in desired.templates}
     used = {d.template for d in items}
