@@ -8,6 +8,7 @@ given twice in one mapping is an error, not a silent overwrite.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ _INT = "tag:yaml.org,2002:int"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
 _CORE = "tag:yaml.org,2002:"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _NO_TAGS = "config files use plain YAML values; remove the tag"
 
 
@@ -102,13 +104,20 @@ class _Builder:
             return node.value.lower() == "true"
         if tag == _INT and node.value.isdigit() and not node.value.startswith("0"):
             return int(node.value)
+        if tag == _TIMESTAMP:
+            return node.value  # dates stay text: YAML 1.2's core schema has no timestamps
         if not tag.startswith(_CORE):
             raise YamlError(f"unsupported tag {tag!r}", _pos(node), _NO_TAGS)
         try:
-            return self._constructor.construct_object(node, deep=True)
+            value = self._constructor.construct_object(node, deep=True)
         except YAMLError as exc:
             problem = getattr(exc, "problem", None) or "cannot read this value"
             raise YamlError(f"invalid value: {problem}", _pos(node)) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise YamlError("not a finite number", _pos(node), "use a plain number")
+        if isinstance(value, bytes):
+            raise YamlError("binary values are not supported", _pos(node), _NO_TAGS)
+        return value
 
     def build(self, node: Node, path: KeyPath) -> Any:
         self.values[path] = node.start_mark

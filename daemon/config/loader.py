@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,7 +262,8 @@ def _plugin_templates(plugins: Plugins, config: Mapping[tuple[str, str], _Parsed
                 out.append(DesiredTemplate(
                     provider=spec.provider, name=spec.name, description=spec.description,
                     venue_type=spec.venue_type, mappings=_template_json(mappings),
-                    validation_rules=dict(spec.validation_rules),
+                    # JSON-shaped, as the database gives it back (tuples become lists).
+                    validation_rules=json.loads(json.dumps(dict(spec.validation_rules))),
                     is_default=spec.is_default and spec.provider not in config_defaults,
                     origin=f"plugin:{plugins.provider_plugin.get(name, name)}"))
         except Exception as exc:  # a broken plugin template must not block the config

@@ -273,3 +273,28 @@ async def test_concurrent_applies_are_serialised(pool: asyncpg.Pool, load: Load)
     assert sum(1 for r in results if r is not None) == 1
     async with pool.acquire() as c:
         assert await c.fetchval("SELECT count(*) FROM integration_configs") == 6
+
+
+async def test_a_failure_mid_apply_leaves_nothing_behind(
+        conn: asyncpg.Connection, load: Load, config: Path) -> None:
+    await apply_desired(conn, load())
+    (config / "venues" / "b.yaml").write_text(
+        venue_yaml(VENUE_B, "Riverside Music Hall", cron="*/5 * * * *"))
+    (config / "venues" / "d.yaml").write_text(
+        venue_yaml("1d2c3b4a-5e6f-4a7b-8c9d-0e1f2a3b4c5d", "Late Addition"))
+    await conn.execute("""
+        CREATE FUNCTION refuse_late() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.venue_name = 'Late Addition' THEN RAISE EXCEPTION 'refused by test'; END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER refuse_late BEFORE INSERT ON integration_configs
+          FOR EACH ROW EXECUTE FUNCTION refuse_late();
+    """)
+    with pytest.raises(asyncpg.RaiseError, match="refused by test"):
+        await apply_desired(conn, load())
+    assert await conn.fetchval("SELECT count(*) FROM config_revisions") == 1
+    assert await conn.fetchval(
+        "SELECT schedules->'product'->>'cron' FROM integration_configs "
+        "WHERE venue_id = $1 AND provider = 'testprov'", uuid.UUID(VENUE_B)) == "*/15 * * * *"
+    assert await conn.fetchval("SELECT count(*) FROM integration_configs") == 6

@@ -46,6 +46,14 @@ def test_python_tags_are_not_constructed() -> None:
         parse_yaml("a: !!python/object/apply:os.system ['true']\n")
 
 
+def test_dates_stay_text_and_odd_numbers_are_refused() -> None:
+    assert parse_yaml("a: 2024-05-01\n").data == {"a": "2024-05-01"}
+    with pytest.raises(YamlError, match="finite"):
+        parse_yaml("a: .nan\n")
+    with pytest.raises(YamlError, match="binary"):
+        parse_yaml("a: !!binary aGVsbG8=\n")
+
+
 def test_empty_document() -> None:
     assert parse_yaml("").data is None
 
