@@ -17,7 +17,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -85,6 +85,9 @@ class _Link:
     content_hash: str | None
     remote_version: str | None
     state: str
+
+
+_Chunk = tuple[list[SourceRecord], dict[str, _Link]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,14 +423,16 @@ class _Run:
         async def produce() -> None:
             try:
                 batch: list[_Planned] = []
-                async for planned in self._plan(entity, mapping, policy, er, since=since,
-                                                include=include, max_changed=max_changed):
-                    batch.append(planned)
-                    if len(batch) >= batch_size:
-                        await queue.put(batch)
-                        batch = []
-                    if self.stop.is_set():
-                        return
+                plans = self._plan(entity, mapping, policy, er, since=since,
+                                   include=include, max_changed=max_changed)
+                async with contextlib.aclosing(plans):
+                    async for planned in plans:
+                        batch.append(planned)
+                        if len(batch) >= batch_size:
+                            await queue.put(batch)
+                            batch = []
+                        if self.stop.is_set():
+                            return
                 if batch:
                     await queue.put(batch)
             finally:
@@ -483,35 +488,37 @@ class _Run:
 
     async def _plan(self, entity: Entity, mapping: ResolvedMapping, policy: DeletePolicy,
                     er: EntityReport, *, since: datetime | None, include: Sequence[str],
-                    max_changed: list[datetime | None]) -> AsyncIterator[_Planned]:
+                    max_changed: list[datetime | None]) -> AsyncGenerator[_Planned, None]:
         seen: set[str] | None = set() if since is None else None
         rules = compile_mapping(mapping.rules)
-        async for chunk, links in self._chunks_with_links(entity, since, include):
-            for rec in chunk:
-                er.scanned += 1
-                if seen is not None:
-                    seen.add(rec.local_id)
-                if rec.changed_at is not None and (max_changed[0] is None
-                                                   or rec.changed_at > max_changed[0]):
-                    max_changed[0] = rec.changed_at
-                planned = self._plan_one(rec, rules, links.get(rec.local_id), policy, er)
-                if planned is not None:
-                    yield planned
-            if self.progress:
-                self.progress(entity, er.scanned, er.sent, self._total)
-            if self.stop.is_set():
-                return
+        chunks = self._chunks_with_links(entity, since, include)
+        async with contextlib.aclosing(chunks):
+            async for chunk, links in chunks:
+                for rec in chunk:
+                    er.scanned += 1
+                    if seen is not None:
+                        seen.add(rec.local_id)
+                    if rec.changed_at is not None and (max_changed[0] is None
+                                                       or rec.changed_at > max_changed[0]):
+                        max_changed[0] = rec.changed_at
+                    planned = self._plan_one(rec, rules, links.get(rec.local_id), policy, er)
+                    if planned is not None:
+                        yield planned
+                if self.progress:
+                    self.progress(entity, er.scanned, er.sent, self._total)
+                if self.stop.is_set():
+                    return
         if seen is not None and policy != "leave":
-            async for planned in self._plan_missing(entity, seen, policy, er):
-                yield planned
+            missing = self._plan_missing(entity, seen, policy, er)
+            async with contextlib.aclosing(missing):
+                async for planned in missing:
+                    yield planned
 
     async def _chunks_with_links(self, entity: Entity, since: datetime | None,
-                                 include: Sequence[str]
-                                 ) -> AsyncIterator[tuple[list[SourceRecord], dict[str, _Link]]]:
+                                 include: Sequence[str]) -> AsyncGenerator[_Chunk, None]:
         """Source chunks with their links, read ahead: the next chunk and its links are
         fetched while the current one is mapped and hashed."""
-        ahead: asyncio.Queue[tuple[list[SourceRecord], dict[str, _Link]] | None] = (
-            asyncio.Queue(2))
+        ahead: asyncio.Queue[_Chunk | None] = asyncio.Queue(2)
         venue_id, name, etype = self.venue_id, self.name, entity.value
 
         async def fetch() -> None:
@@ -585,7 +592,7 @@ class _Run:
         return _Planned(record, changed_at, 0)
 
     async def _plan_missing(self, entity: Entity, seen: set[str], policy: DeletePolicy,
-                            er: EntityReport) -> AsyncIterator[_Planned]:
+                            er: EntityReport) -> AsyncGenerator[_Planned, None]:
         """Links whose source row is gone (hard-deleted): found only by a full check."""
         after = ""
         while True:

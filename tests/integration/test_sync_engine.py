@@ -381,3 +381,31 @@ async def test_a_plugin_bug_fails_its_batch_not_the_run(world: World,
     assert report.entities[0].failed == 10  # the batch holding that record
     assert report.entities[0].created == CUSTOMERS - 10
     assert "plugin failed: KeyError" in report.errors[0].error
+
+
+async def test_a_cancelled_run_stops_between_batches_and_leaves_nothing_running(
+        world: World) -> None:
+    import asyncio
+    import gc
+
+    problems: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, ctx: problems.append(ctx["message"]))
+    checks = 0
+
+    def cancelled() -> bool:
+        nonlocal checks
+        checks += 1
+        return checks > 2
+
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER,
+                                    cancelled=cancelled)
+    assert report.outcome is RunOutcome.CANCELLED
+    assert 0 < report.entities[0].created < CUSTOMERS
+    gc.collect()
+    await asyncio.sleep(0.05)
+    assert problems == []
+    assert (await world.pool.fetchval("SELECT status FROM sync_logs")) == "cancelled"
+    # The watermark did not move: the next run picks up what was left.
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
+    assert report.entities[0].created == CUSTOMERS - 20
