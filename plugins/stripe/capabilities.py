@@ -6,9 +6,11 @@ turns them into form-encoded Stripe calls:
 - product -> a ``Product`` with a deterministic ``id`` (create, or update when it exists),
   and its ``default_price`` (prices are immutable: a changed price is a new ``Price`` that
   becomes the product's default);
-- customer -> a ``Customer`` (adopted by exact ``GET /v1/customers?email=`` lookup).
+- customer -> a ``Customer`` (adopted by exact ``GET /v1/customers?email=`` lookup);
+- transaction -> an ``Invoice`` with one invoice item, finalized and paid out of band (the
+  platform took the money; Stripe records the sale against the customer).
 
-Ticket sales are not pushed to Stripe (see ``unsupported``). Facts and sources:
+Facts and sources:
 ``docs/providers/stripe.md`` and the shared provider reference.
 """
 
@@ -28,6 +30,7 @@ from daemon.provider import (
 __all__ = [
     "CUSTOMER_FIELDS",
     "IDEMPOTENCY_KEY_MAX",
+    "INVOICE_FIELDS",
     "PRODUCT_FIELDS",
     "STRIPE_CAPABILITIES",
 ]
@@ -62,6 +65,20 @@ CUSTOMER_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("metadata.marketing_opt_in", "string", max_length=500),
 )
 
+INVOICE_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("customer_email", "email", required=True, max_length=512,
+              description="the buyer; adopted by exact e-mail lookup or created"),
+    FieldSpec("customer_name", "string", max_length=256,
+              description="name for a customer created for the sale"),
+    FieldSpec("description", "string", required=True, max_length=500,
+              description="the invoice line, e.g. the event's name"),
+    FieldSpec("amount", "money", required=True, description="what the buyer paid, minor units"),
+    FieldSpec("currency", "currency", required=True, description="ISO 4217, any case"),
+    FieldSpec("metadata.order_id", "string", max_length=500),
+    FieldSpec("metadata.event_id", "string", max_length=500),
+    FieldSpec("metadata.venue_id", "string", max_length=500),
+)
+
 STRIPE_CAPABILITIES = Capabilities(
     provider="stripe",
     display_name="Stripe",
@@ -85,6 +102,15 @@ STRIPE_CAPABILITIES = Capabilities(
             delete_policies=frozenset({"delete", "leave"}),
             notes="adopts an existing customer by exact e-mail lookup before creating",
         ),
+        Entity.TRANSACTION: EntitySupport(
+            entity=Entity.TRANSACTION,
+            directions=frozenset({Direction.PUSH}),
+            remote_kind="invoice paid out of band",
+            batch_size=1,
+            fields=INVOICE_FIELDS,
+            notes="a draft invoice with one invoice item, finalized and marked paid out of "
+                  "band (the platform took the money); write-once like a receipt",
+        ),
     },
     # docs.stripe.com/rate-limits: 25 req/s in test mode (100 in live mode) per account;
     # we stay at the test-mode figure so one setting is safe in both modes.
@@ -106,8 +132,8 @@ STRIPE_CAPABILITIES = Capabilities(
     credential_keys=("api_key",),
     webhooks=True,
     unsupported=(
-        "transactions: Stripe records money it moves itself; ticket sales paid through the "
-        "platform are not pushed (out-of-band invoices would need four calls per sale)",
+        "changing a sale after its invoice was paid (invoices are write-once)",
+        "charging buyers: sales are recorded as invoices paid out of band, no money moves",
         "pulling changes from Stripe (push only; webhooks are parsed into inbound changes)",
         "batch calls (Stripe v1 has none; records go one per call within the rate limit)",
         "deleting products (Stripe keeps products with prices; they are archived instead)",

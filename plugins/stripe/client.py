@@ -9,6 +9,8 @@ concurrently within the account's rate limit (the shared limiter enforces it).
   product's ``default_price``, and the old one is archived.
 - Customers are adopted by an exact ``GET /v1/customers?email=`` lookup (read-after-write
   consistent, unlike search) before one is created.
+- Sales become invoices paid out of band: the buyer (adopted by e-mail or created), a draft
+  invoice, one invoice item on it, finalize, and ``pay`` with ``paid_out_of_band``.
 - Every POST carries an ``Idempotency-Key`` derived from the record's version key, so a retry
   after a lost response replays Stripe's first answer instead of writing twice.
 """
@@ -190,6 +192,8 @@ class StripeClient:
             one = self._push_product
         elif entity is Entity.CUSTOMER:
             one = self._push_customer
+        elif entity is Entity.TRANSACTION:
+            one = self._push_sale
         else:
             raise ProviderError(f"stripe: {entity.value} is not supported (see the plugin's "
                                 "unsupported list)", ErrorKind.PERMANENT)
@@ -364,11 +368,73 @@ class StripeClient:
                            ErrorKind.RETRYABLE)
         return RecordResult(record.local_id, ok=True, remote_id=customer_id, action="created")
 
+    # transactions
+
+    async def _push_sale(self, record: OutboundRecord) -> RecordResult:
+        """A sale as an invoice paid out of band: customer, draft, item, finalize, pay.
+
+        Every step has its own idempotency key, so a retry after any lost answer replays
+        the steps already done and finishes the rest.
+        """
+        if record.operation != "upsert":
+            return RecordResult(record.local_id, ok=True, remote_id=record.remote_id,
+                                action="unchanged")
+        if record.remote_id:
+            return _failed(record, "a paid Stripe invoice cannot be changed; refund or credit "
+                           "it in Stripe")
+        p = record.payload
+        email = str(p.get("customer_email") or "").strip()
+        description = str(p.get("description") or "").strip()
+        amount = _amount(p.get("amount"))
+        currency = str(p.get("currency") or self.options.currency or "").lower()
+        if not email:
+            return _failed(record, "customer_email is required")
+        if not description:
+            return _failed(record, "description is required")
+        if amount is None or amount < 0:
+            return _failed(record, "amount must be a whole number of minor units >= 0")
+        if not re.fullmatch(r"[a-z]{3}", currency):
+            return _failed(record, "currency must be an ISO 4217 code")
+        metadata = p.get("metadata")
+        meta = {k: _scalar(v) for k, v in metadata.items() if v is not None} \
+            if isinstance(metadata, Mapping) else {}
+        customer_id = await self._find_customer(email)
+        if customer_id is None:
+            made = await self._call("POST", "/v1/customers", params={
+                "email": email, "name": p.get("customer_name")},
+                idempotency_key=_key(record.idempotency_key, "customer"))
+            customer_id = str(made.get("id") or "")
+            if not customer_id:
+                return _failed(record, "Stripe returned a customer without an id",
+                               ErrorKind.RETRYABLE)
+        invoice = await self._call("POST", "/v1/invoices", params={
+            "customer": customer_id, "collection_method": "send_invoice",
+            "days_until_due": 30, "auto_advance": False, "currency": currency,
+            "pending_invoice_items_behavior": "exclude", "metadata": meta},
+            idempotency_key=_key(record.idempotency_key, "invoice"))
+        invoice_id = invoice.get("id")
+        if not isinstance(invoice_id, str):
+            return _failed(record, "Stripe returned an invoice without an id",
+                           ErrorKind.RETRYABLE)
+        await self._call("POST", "/v1/invoiceitems", params={
+            "customer": customer_id, "invoice": invoice_id, "amount": amount,
+            "currency": currency, "description": description, "metadata": meta},
+            idempotency_key=_key(record.idempotency_key, "item"))
+        final = await self._call("POST", f"/v1/invoices/{invoice_id}/finalize",
+                                 params={"auto_advance": False},
+                                 idempotency_key=_key(record.idempotency_key, "finalize"))
+        if final.get("status") != "paid":  # a zero total is paid on finalizing
+            await self._call("POST", f"/v1/invoices/{invoice_id}/pay",
+                             params={"paid_out_of_band": True},
+                             idempotency_key=_key(record.idempotency_key, "pay"))
+        return RecordResult(record.local_id, ok=True, remote_id=invoice_id, action="created")
+
     # --- pull ----------------------------------------------------------------------------
 
     async def pull(self, entity: Entity, since: datetime | None) -> AsyncIterator[InboundChange]:
         """Customers or products created since ``since``, newest first, every page."""
-        paths = {Entity.CUSTOMER: "/v1/customers", Entity.PRODUCT: "/v1/products"}
+        paths: dict[Entity, str] = {Entity.CUSTOMER: "/v1/customers",
+                                    Entity.PRODUCT: "/v1/products"}
         path = paths.get(entity)
         if path is None:
             return

@@ -13,7 +13,11 @@ shaped like ``spec3.yaml``/``fixtures3.json``. What is emulated:
   ``resource_already_exists``; update; retrieve; list; delete, refused while the product has
   prices), ``/v1/prices`` (create, retrieve, list by product, update of mutable fields only:
   amounts are immutable), ``/v1/customers`` (create, update, retrieve, delete, list with exact
-  case-sensitive ``email``), ``GET /v1/account``.
+  case-sensitive ``email``), ``GET /v1/account``, and invoices for ticket sales:
+  ``POST /v1/invoices`` (drafts; ``send_invoice`` needs ``days_until_due``),
+  ``POST /v1/invoiceitems`` (onto a draft of the same customer and currency),
+  ``POST /v1/invoices/{id}/finalize`` and ``/pay`` (``paid_out_of_band`` only), stored in
+  the ``transaction`` collection.
 - Unknown parameters are refused (400, ``param`` names them), as Stripe does.
 - ``Idempotency-Key`` (<= 255 chars): a replay returns the first response with
   ``Idempotent-Replayed: true``; other parameters give 400 ``idempotency_error``.
@@ -63,6 +67,14 @@ _PRICE_UPDATE_PARAMS = {"active", "lookup_key", "metadata", "nickname", "tax_beh
                         "transfer_lookup_key", "expand"}
 _CUSTOMER_PARAMS = {"email", "name", "phone", "description", "metadata", "address",
                     "preferred_locales", "expand"}
+_INVOICE_PARAMS = {"customer", "auto_advance", "collection_method", "days_until_due",
+                   "due_date", "currency", "description", "metadata", "footer",
+                   "pending_invoice_items_behavior", "statement_descriptor", "expand"}
+_INVOICE_ITEM_PARAMS = {"customer", "invoice", "amount", "currency", "description",
+                        "metadata", "quantity", "unit_amount", "discountable", "expand"}
+_FINALIZE_PARAMS = {"auto_advance", "expand"}
+_PAY_PARAMS = {"paid_out_of_band", "forgive", "off_session", "payment_method", "source",
+               "mandate", "expand"}
 
 
 def _id(prefix: str, length: int = 14) -> str:
@@ -233,6 +245,11 @@ class StripeEmulator(Emulator):
             web.post("/v1/customers/{id}", self._write(self.update_customer)),
             web.get("/v1/customers/{id}", self.get_customer),
             web.delete("/v1/customers/{id}", self._write(self.delete_customer)),
+            web.post("/v1/invoices", self._write(self.create_invoice)),
+            web.get("/v1/invoices/{id}", self.get_invoice),
+            web.post("/v1/invoices/{id}/finalize", self._write(self.finalize_invoice)),
+            web.post("/v1/invoices/{id}/pay", self._write(self.pay_invoice)),
+            web.post("/v1/invoiceitems", self._write(self.create_invoice_item)),
         ]
 
     # --- plumbing ------------------------------------------------------------------------
@@ -658,4 +675,192 @@ class StripeEmulator(Emulator):
         del self.collection("customer")[customer_id]
         self.notify_change("customer", customer_id, "deleted")
         return {"id": customer_id, "object": "customer", "deleted": True}
+
+    # --- invoices (ticket sales recorded as invoices paid out of band) --------------------
+    # Invoices live in the "transaction" collection: they are what syncd pushes for sales.
+
+    def _invoice(self, invoice_id: str) -> dict[str, Any]:
+        invoice = self.collection("transaction").get(invoice_id)
+        if invoice is None:
+            raise self._missing("invoice", invoice_id)
+        return invoice
+
+    def create_invoice(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_params(params, _INVOICE_PARAMS)
+        customer_id = params.get("customer")
+        if not customer_id:
+            raise _Invalid("Missing required param: customer.", "customer", "parameter_missing")
+        customer = self.collection("customer").get(str(customer_id))
+        if customer is None:
+            raise _Invalid(f"No such customer: '{customer_id}'", "customer", "resource_missing")
+        method = params.get("collection_method", "charge_automatically")
+        if method not in ("charge_automatically", "send_invoice"):
+            raise _Invalid("Invalid collection_method", "collection_method")
+        now = int(time.time())
+        due: int | None = None
+        if method == "send_invoice":
+            days = params.get("days_until_due")
+            if params.get("due_date"):
+                due = int(params["due_date"])
+            elif isinstance(days, str) and days.isdigit():
+                due = now + int(days) * 86400
+            else:
+                raise _Invalid("Invoices with collection_method=send_invoice need "
+                               "days_until_due or due_date.", "days_until_due")
+        auto_advance = _bool(params.get("auto_advance", "false"))
+        currency = str(params.get("currency") or customer.get("currency") or "usd")
+        invoice_id = _id("in_", 24)
+        invoice: dict[str, Any] = {
+            "id": invoice_id, "object": "invoice", "account_country": "US",
+            "account_name": None, "account_tax_ids": None, "amount_due": 0, "amount_paid": 0,
+            "amount_remaining": 0, "amount_shipping": 0, "application": None,
+            "application_fee_amount": None, "attempt_count": 0, "attempted": False,
+            "auto_advance": bool(auto_advance),
+            "automatic_tax": {"enabled": False, "status": None}, "billing_reason": "manual",
+            "charge": None, "collection_method": method, "created": now, "currency": currency,
+            "custom_fields": None, "customer": customer["id"],
+            "customer_address": customer.get("address"),
+            "customer_email": customer.get("email"), "customer_name": customer.get("name"),
+            "customer_phone": customer.get("phone"), "customer_shipping": None,
+            "customer_tax_exempt": "none", "customer_tax_ids": [],
+            "default_payment_method": None, "default_source": None, "default_tax_rates": [],
+            "description": params.get("description") or None, "discount": None,
+            "discounts": [], "due_date": due, "effective_at": None, "ending_balance": None,
+            "footer": params.get("footer") or None, "from_invoice": None,
+            "hosted_invoice_url": None, "invoice_pdf": None, "last_finalization_error": None,
+            "latest_revision": None,
+            "lines": {"object": "list", "data": [], "has_more": False,
+                      "url": f"/v1/invoices/{invoice_id}/lines"},
+            "livemode": False, "metadata": {}, "next_payment_attempt": None, "number": None,
+            "on_behalf_of": None, "paid": False, "paid_out_of_band": False,
+            "payment_intent": None,
+            "payment_settings": {"default_mandate": None, "payment_method_options": None,
+                                 "payment_method_types": None},
+            "period_end": now, "period_start": now, "post_payment_credit_notes_amount": 0,
+            "pre_payment_credit_notes_amount": 0, "quote": None, "receipt_number": None,
+            "rendering_options": None, "shipping_cost": None, "shipping_details": None,
+            "starting_balance": 0, "statement_descriptor": params.get("statement_descriptor")
+            or None, "status": "draft",
+            "status_transitions": {"finalized_at": None, "marked_uncollectible_at": None,
+                                   "paid_at": None, "voided_at": None},
+            "subscription": None, "subscription_details": {"metadata": None},
+            "subtotal": 0, "subtotal_excluding_tax": 0, "tax": None, "test_clock": None,
+            "total": 0, "total_discount_amounts": [], "total_excluding_tax": 0,
+            "total_tax_amounts": [], "transfer_data": None, "webhooks_delivered_at": None,
+        }
+        self._seq[invoice_id] = self._next()
+        invoice["metadata"] = self._metadata(params, {})
+        if params.get("pending_invoice_items_behavior", "exclude") == "include":
+            for item in self.collection("invoiceitem").values():
+                if item["customer"] == customer["id"] and item["invoice"] is None:
+                    self._attach(invoice, item)
+        return self.put("transaction", invoice_id, invoice, change="created")
+
+    def _attach(self, invoice: dict[str, Any], item: dict[str, Any]) -> None:
+        item["invoice"] = invoice["id"]
+        line = {
+            "id": _id("il_", 24), "object": "line_item", "amount": item["amount"],
+            "amount_excluding_tax": item["amount"], "currency": item["currency"],
+            "description": item["description"], "discount_amounts": [], "discountable": True,
+            "discounts": [], "invoice_item": item["id"], "livemode": False,
+            "metadata": dict(item["metadata"]), "period": item["period"],
+            "price": item["price"], "proration": False,
+            "proration_details": {"credited_items": None}, "quantity": item["quantity"],
+            "subscription": None, "tax_amounts": [], "tax_rates": [], "type": "invoiceitem",
+            "unit_amount_excluding_tax": item["unit_amount_decimal"],
+        }
+        invoice["lines"]["data"].append(line)
+        total = sum(int(x["amount"]) for x in invoice["lines"]["data"])
+        invoice.update({"subtotal": total, "subtotal_excluding_tax": total, "total": total,
+                        "total_excluding_tax": total, "amount_due": total,
+                        "amount_remaining": total})
+
+    def create_invoice_item(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_params(params, _INVOICE_ITEM_PARAMS)
+        customer_id = str(params.get("customer") or "")
+        if customer_id not in self.collection("customer"):
+            raise _Invalid(f"No such customer: '{customer_id}'", "customer",
+                           "resource_missing")
+        raw = params.get("amount")
+        if not isinstance(raw, str) or not re.fullmatch(r"-?\d+", raw):
+            raise _Invalid("Invalid integer: " + str(raw), "amount")
+        currency = params.get("currency")
+        if not isinstance(currency, str) or not re.fullmatch(r"[a-z]{3}", currency):
+            raise _Invalid("Invalid currency: " + str(currency), "currency")
+        invoice = None
+        if params.get("invoice"):
+            invoice = self._invoice(str(params["invoice"]))
+            if invoice["customer"] != customer_id:
+                raise _Invalid("The invoice belongs to another customer.", "invoice")
+            if invoice["status"] != "draft":
+                raise _Invalid("You can only add invoice items to draft invoices.", "invoice",
+                               "invoice_not_editable")
+            if invoice["currency"] != currency:
+                raise _Invalid("The invoice item currency must match the invoice's.",
+                               "currency")
+        amount, now = int(raw), int(time.time())
+        price = {"id": _id("price_", 24), "object": "price", "active": False,
+                 "billing_scheme": "per_unit", "created": now, "currency": currency,
+                 "custom_unit_amount": None, "livemode": False, "lookup_key": None,
+                 "metadata": {}, "nickname": None, "product": _id("prod_"), "recurring": None,
+                 "tax_behavior": "unspecified", "tiers_mode": None, "transform_quantity": None,
+                 "type": "one_time", "unit_amount": amount, "unit_amount_decimal": str(amount)}
+        item: dict[str, Any] = {
+            "id": _id("ii_", 24), "object": "invoiceitem", "amount": amount,
+            "currency": currency, "customer": customer_id, "date": now,
+            "description": params.get("description") or None, "discountable": True,
+            "discounts": [], "invoice": None, "livemode": False, "metadata": {},
+            "period": {"end": now, "start": now}, "price": price, "proration": False,
+            "quantity": 1, "subscription": None, "tax_rates": [], "test_clock": None,
+            "unit_amount": amount, "unit_amount_decimal": str(amount),
+        }
+        item["metadata"] = self._metadata(params, {})
+        self.collection("invoiceitem")[item["id"]] = item
+        if invoice is not None:
+            self._attach(invoice, item)
+        return self._public(item)
+
+    def finalize_invoice(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_params(params, _FINALIZE_PARAMS)
+        invoice = self._invoice(request.match_info["id"])
+        if invoice["status"] != "draft":
+            raise _Invalid("This invoice is already finalized, you can't re-finalize a "
+                           "non-draft invoice.", None, "invoice_already_finalized")
+        now = int(time.time())
+        invoice["status"] = "open"
+        invoice["number"] = f"{invoice['id'][-8:].upper()}-0001"
+        invoice["effective_at"] = now
+        invoice["status_transitions"]["finalized_at"] = now
+        invoice["hosted_invoice_url"] = f"https://invoice.stripe.com/i/{invoice['id']}"
+        if "auto_advance" in params:
+            invoice["auto_advance"] = bool(_bool(params["auto_advance"]))
+        if invoice["amount_due"] == 0:
+            invoice.update({"status": "paid", "paid": True})
+            invoice["status_transitions"]["paid_at"] = now
+        self.notify_change("transaction", invoice["id"], "updated")
+        return self._public(invoice)
+
+    def pay_invoice(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
+        self._check_params(params, _PAY_PARAMS)
+        invoice = self._invoice(request.match_info["id"])
+        if invoice["status"] == "paid":
+            raise _Invalid("Invoice is already paid", None, "invoice_already_paid")
+        if invoice["status"] != "open":
+            raise _Invalid("You can only pay open invoices.", None, "invoice_not_open")
+        if _bool(params.get("paid_out_of_band")) is not True:
+            raise _Invalid("The emulator records out-of-band payments only; pass "
+                           "paid_out_of_band=true.", "paid_out_of_band")
+        now = int(time.time())
+        invoice.update({"status": "paid", "paid": True, "paid_out_of_band": True,
+                        "amount_paid": invoice["amount_due"], "amount_remaining": 0,
+                        "attempted": True})
+        invoice["status_transitions"]["paid_at"] = now
+        self.notify_change("transaction", invoice["id"], "updated")
+        return self._public(invoice)
+
+    async def get_invoice(self, request: web.Request) -> web.Response:
+        invoice = self.collection("transaction").get(request.match_info["id"])
+        if invoice is None:
+            return self._invalid(self._missing("invoice", request.match_info["id"]))
+        return web.json_response(self._public(invoice))
 

@@ -42,6 +42,17 @@ def _mappings(unit_label: str) -> dict[str, Any]:
             "metadata.marketing_opt_in": {"from": "customer.marketing_opt_in",
                                           "transforms": ["to_string"]},
         },
+        "transaction": {
+            "customer_email": {"from": "customer.email", "transforms": ["strip", "lowercase"]},
+            "customer_name": "customer.full_name",
+            "description": {"from": "event.name", "transforms": [{"name": "truncate",
+                                                                   "length": 500}]},
+            "amount": "order.amount",
+            "currency": {"from": "order.currency", "transforms": ["lowercase"]},
+            "metadata.order_id": "order.id",
+            "metadata.event_id": "event.id",
+            "metadata.venue_id": "venue.id",
+        },
     }
 
 
@@ -55,7 +66,8 @@ def stripe_templates() -> tuple[TemplateSpec, ...]:
             venue_type=venue_type,
             is_default=venue_type == "standard",
             description=f"Stripe for {venue_type.replace('_', ' ')} venues: events as products "
-                        f"priced per {label}, buyers as customers",
+                        f"priced per {label}, buyers as customers, sales as invoices paid out of "
+                        "band",
         )
         for venue_type, label in VENUE_UNIT_LABELS.items()
     )

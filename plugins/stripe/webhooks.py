@@ -29,9 +29,11 @@ _ENTITIES: Mapping[str, Entity] = {
     "customer": Entity.CUSTOMER,
     "product": Entity.PRODUCT,
     "price": Entity.PRODUCT,
+    "invoice": Entity.TRANSACTION,
 }
 _CHANGES: Mapping[str, Change] = {"created": "created", "updated": "updated",
-                                  "deleted": "deleted"}
+                                  "deleted": "deleted", "paid": "updated",
+                                  "finalized": "updated"}
 
 
 def sign(body: bytes, timestamp: int, secret: str) -> str:

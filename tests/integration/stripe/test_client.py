@@ -193,3 +193,47 @@ async def test_one_log_line_per_push_without_secrets(stripe: Stripe) -> None:
     assert (line["records"], line["failed"], line["api_calls"]) == (1, 0, 1)
     assert creds.api_key
     assert creds.api_key not in repr(logs)
+
+
+async def test_a_sale_is_an_invoice_paid_out_of_band(stripe: Stripe) -> None:
+    client = await stripe.client()
+    await client.push(Entity.CUSTOMER, [outbound(Entity.CUSTOMER, 1)])
+    [result] = await client.push(Entity.TRANSACTION, [outbound(Entity.TRANSACTION, 1)])
+    assert result.ok, result.error
+    [invoice] = await stripe.store("transaction")
+    assert invoice["id"] == result.remote_id
+    assert (invoice["status"], invoice["paid_out_of_band"]) == ("paid", True)
+    assert (invoice["amount_paid"], invoice["currency"]) == (5000, "usd")
+    assert invoice["metadata"]["order_id"] == "or-1"
+    assert invoice["lines"]["data"][0]["description"] == "Show 1"
+    [customer] = await stripe.store("customer")  # the buyer was adopted, not duplicated
+    assert invoice["customer"] == customer["id"]
+
+    [again] = await client.push(Entity.TRANSACTION, [
+        outbound(Entity.TRANSACTION, 1, remote_id=result.remote_id, **{"order.amount": 1})])
+    assert not again.ok
+    assert again.error_kind is ErrorKind.PERMANENT
+
+
+async def test_sale_retry_after_reset_after_commit_leaves_one_paid_invoice(
+        stripe: Stripe) -> None:
+    client = await stripe.client()
+    record = outbound(Entity.TRANSACTION, 2)
+    await stripe.configure(reset_after_commit_rate=1.0)
+    with pytest.raises(ProviderError):
+        await client.push(Entity.TRANSACTION, [record])
+    await stripe.configure(reset_after_commit_rate=0.0)
+    [again] = await client.push(Entity.TRANSACTION, [record])
+    assert again.ok, again.error
+    [invoice] = await stripe.store("transaction")
+    assert invoice["status"] == "paid"
+    assert len(invoice["lines"]["data"]) == 1
+    assert len(await stripe.store("customer")) == 1
+
+
+async def test_a_sale_in_a_bad_currency_fails_alone(stripe: Stripe) -> None:
+    client = await stripe.client()
+    [bad] = await client.push(Entity.TRANSACTION, [
+        outbound(Entity.TRANSACTION, 1, **{"order.currency": "dollars"})])
+    assert not bad.ok
+    assert bad.error_kind is ErrorKind.PERMANENT

@@ -52,6 +52,8 @@ CASES = [
     (StripeProvider(), Entity.PRODUCT, {"name": "A", "price": {"unit_amount": 100,
                                                                "currency": "usd"}}),
     (StripeProvider(), Entity.CUSTOMER, {"email": "a@b.co"}),
+    (StripeProvider(), Entity.TRANSACTION, {"customer_email": "a@b.co", "description": "A",
+                                            "amount": 100, "currency": "usd"}),
 ]
 
 

@@ -16,12 +16,10 @@ def test_it_is_a_provider() -> None:
     assert isinstance(PROVIDER, Provider)
 
 
-def test_no_batch_endpoints_and_no_transactions() -> None:
+def test_no_batch_endpoints() -> None:
     entities = PROVIDER.capabilities.entities
-    assert entities[Entity.PRODUCT].batch_size == 1
-    assert entities[Entity.CUSTOMER].batch_size == 1
-    assert Entity.TRANSACTION not in entities
-    assert any(u.startswith("transactions") for u in PROVIDER.capabilities.unsupported)
+    assert {e.batch_size for e in entities.values()} == {1}
+    assert entities[Entity.TRANSACTION].remote_kind == "invoice paid out of band"
 
 
 def test_rate_limit_is_the_test_mode_figure() -> None:
