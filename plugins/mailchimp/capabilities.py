@@ -129,7 +129,7 @@ CAPABILITIES = Capabilities(
     # Mailchimp documents 10 simultaneous connections per user and no request rate; the
     # rate here only smooths bursts. Retry-After is not documented and a 429 is about
     # connections, which free up as calls finish: 0 means back off with jitter per request.
-    rate_limit=RateLimit(requests_per_second=10.0, burst=10, max_concurrency=10,
+    rate_limit=RateLimit(requests_per_second=25.0, burst=25, max_concurrency=10,
                          default_retry_after=0.0),
     auth=AuthKind.API_KEY,
     oauth=OAuthSpec(

@@ -307,7 +307,10 @@ class MailchimpClient:
                 if self.options.skip_merge_validation else None)
             remote_id = str(member.get("id") if isinstance(member, Mapping) else "") or (
                 subscriber_hash(body["email_address"]))
-            if tags:
+            have = {str(t.get("name")) for t in (member.get("tags") or [])
+                    if isinstance(t, Mapping)} if isinstance(member, Mapping) else set()
+            tags = [t for t in tags or [] if t not in have]
+            if tags:  # only the tags the member lacks: usually no call at all
                 await self.http.request(
                     "POST", f"/lists/{self.options.list_id}/members/{remote_id}/tags",
                     json_body={"tags": [{"name": t, "status": "active"} for t in tags]})

@@ -80,9 +80,10 @@ class MailchimpEmulator(Emulator):
             "created_at": _now()})
 
     def rate_limit(self) -> tuple[float, float]:
-        # Mailchimp documents connections, not a rate; a bucket of 10/s stands in for it so
-        # rate_limit_scale can provoke 429s, and connections are counted as well.
-        return (10.0, 10.0)
+        # Mailchimp documents connections, not a rate; a bucket of 25/s (the client's
+        # smoothing rate) stands in for it so rate_limit_scale can provoke 429s, and
+        # connections are counted as well.
+        return (25.0, 25.0)
 
     def error_response(self, status: int, code: str, message: str,
                        errors: list[dict[str, str]] | None = None) -> web.Response:
