@@ -474,6 +474,10 @@ class Emulator:
         self.requests.append(record)
         try:
             response = await self._handle(request, handler, record)
+        except web.HTTPException as exc:  # redirects and aiohttp's own 404/405
+            record.status = exc.status
+            record.account = record.account or request.get(ACCOUNT)
+            raise
         except _ConnectionDropped:
             record.status = 0
             record.account = record.account or request.get(ACCOUNT)
