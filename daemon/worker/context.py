@@ -15,13 +15,14 @@ _Q = queries("queue.sql")
 class RunContext:
     """Lease checks for one run of one job."""
 
-    __slots__ = ("_cancelled", "job", "lease_seconds", "pool")
+    __slots__ = ("_cancelled", "_lost", "job", "lease_seconds", "pool")
 
     def __init__(self, pool: asyncpg.Pool, job: Job, lease_seconds: float) -> None:
         self.pool = pool
         self.job = job
         self.lease_seconds = lease_seconds
         self._cancelled = False
+        self._lost = False
 
     async def assert_lease(self, conn: asyncpg.Connection) -> None:
         """Lock the job row in ``conn``'s transaction and check the lease is still ours.
@@ -34,12 +35,23 @@ class RunContext:
             _Q["assert_lease"], self.job.id, self.job.lease_token, self.lease_seconds
         )
         if held is None:
-            self._cancelled = True
+            self.lose()
             raise LeaseLost(f"job {self.job.id}: lease lost")
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled
 
+    @property
+    def lost(self) -> bool:
+        """True once this worker knows the lease is no longer its own."""
+        return self._lost
+
     def cancel(self) -> None:
+        """Shutdown grace ran out."""
+        self._cancelled = True
+
+    def lose(self) -> None:
+        """The lease was lost: nothing this run produces may be recorded."""
+        self._lost = True
         self._cancelled = True

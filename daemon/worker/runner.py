@@ -159,7 +159,7 @@ class Worker:
             jobs: list[Job] = []
             try:
                 jobs = await self._exchange(batch, want)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # the loop must outlive any one failure
                 # Unrecorded results: the leases run out and the jobs are reclaimed and run
                 # again (at least once, never lost).
                 log.error("worker.exchange_failed", error=_describe(exc),
@@ -184,7 +184,7 @@ class Worker:
     async def _idle_timeout(self) -> float:
         try:
             due = await self.pool.fetchval(_Q["next_due"], list(LANES))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except Exception:  # only a hint: fall back to the poll interval
             return self.config.poll_seconds
         if due is None:
             return self.config.poll_seconds
@@ -231,7 +231,7 @@ class Worker:
             return
         except Exception as exc:
             result = JobResult(Outcome.RETRY, error=_describe(exc))
-        if entry.ctx.cancelled:
+        if entry.ctx.lost:
             self._running.pop(job.id, None)
             self._wake.set()
             return
@@ -280,7 +280,7 @@ class Worker:
             await self._heartbeat()
 
     async def _heartbeat(self) -> None:
-        entries = [e for e in self._running.values() if not e.ctx.cancelled]
+        entries = [e for e in self._running.values() if not e.ctx.lost]
         if not entries:
             return
         try:
@@ -288,7 +288,7 @@ class Worker:
                 _Q["heartbeat"], [e.job.id for e in entries], [e.job.lease_token for e in entries],
                 self.config.lease_seconds,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # the loop must outlive any one failure
             log.error("worker.heartbeat_failed", error=_describe(exc))
             return
         renewed = {r["id"] for r in rows}
@@ -297,7 +297,7 @@ class Worker:
             if e.job.id not in renewed and e.job.id in self._running and e.task is not None \
                     and not e.task.done():
                 log.warning("job.lease_lost", job_id=e.job.id, owner=self.owner)
-                e.ctx.cancel()
+                e.ctx.lose()
                 e.task.cancel()
                 self._running.pop(e.job.id, None)
                 self._wake.set()
@@ -314,7 +314,7 @@ class Worker:
                 if time.monotonic() - last_prune > self.config.prune_every_seconds:
                     last_prune = time.monotonic()
                     await prune_finished(self.pool, older_than_s=self.config.retention_seconds)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:  # the loop must outlive any one failure
                 log.error("worker.maintenance_failed", error=_describe(exc))
             await asyncio.sleep(self.config.maintenance_seconds)
 
