@@ -69,6 +69,7 @@ class Scheduler:
         jitter_seconds: float = 0.0,
         retention_seconds: float = 14 * 86400.0,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        max_attempts: int | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.pool = pool
@@ -76,6 +77,7 @@ class Scheduler:
         self.jitter_seconds = jitter_seconds
         self.retention_seconds = retention_seconds
         self.ttl_seconds = ttl_seconds
+        self.max_attempts = max_attempts
         self.clock = clock or (lambda: datetime.now(UTC))
         self.is_leader = False
         self._stop = asyncio.Event()
@@ -141,6 +143,7 @@ class Scheduler:
                 correlation_id=f"schedule:{integration_id}:{entity}:{tick.isoformat()}",
                 run_at=tick + timedelta(seconds=delay),
                 ttl_seconds=self.ttl_seconds,
+                max_attempts=self.max_attempts,
             )
             if job_id is not None:
                 await conn.execute(_Q["set_tick_job"], integration_id, entity, tick, job_id)

@@ -41,6 +41,7 @@ async def run_worker_process(
             jitter_seconds=settings.scheduler_jitter_seconds,
             retention_seconds=settings.queue_retention_days * 86400.0,
             ttl_seconds=settings.queue_job_ttl_seconds,
+            max_attempts=settings.queue_max_attempts,
         )
         if scheduler
         else None

@@ -111,3 +111,30 @@ async def test_sigterm_releases_jobs_that_outlast_the_grace_period(
     assert tuple(row) == ("pending", 0, None)
     assert await conn.fetchval("SELECT count(*) FROM results") == 0
     assert "worker.released" in (tmp_path / "w.log").read_text()
+
+
+async def test_the_worker_schedules_and_runs_cron_ticks(
+    conn: asyncpg.Connection, db_url: str, tmp_path: Path
+) -> None:
+    await conn.execute("CREATE TABLE results (job_id bigint, owner text)")
+    await conn.execute(
+        "INSERT INTO integration_configs (venue_id, provider, timezone, schedules) "
+        "VALUES ($1, 'square', 'Australia/Sydney', $2)",
+        uuid.uuid4(), {"products": {"cron": "* * * * *", "lane": "HIGH"}},
+    )
+    proc = _start(db_url, "cron", hang=False, log=tmp_path / "cron.log")
+    try:
+        await _wait_for(conn, "SELECT count(*) > 0 FROM sync_queue WHERE status = 'completed'")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    job = await conn.fetchrow("SELECT * FROM sync_queue ORDER BY id LIMIT 1")
+    assert (job["entity_type"], job["lane"], job["payload"]["trigger"]) == (
+        "products", "HIGH", "schedule")
+    assert await conn.fetchval("SELECT job_id FROM schedule_ticks ORDER BY tick LIMIT 1") \
+        == job["id"]
+    assert await conn.fetchval("SELECT owner FROM results WHERE job_id = $1", job["id"]) \
+        == "cron"
