@@ -187,3 +187,23 @@ async def test_shutdown_hands_back_jobs_that_outlast_the_grace_period(
     assert seen_cancel == [True]
     row = await pool.fetchrow("SELECT * FROM sync_queue WHERE id = $1", job_id)
     assert (row["status"], row["attempts"], row["lease_token"]) == ("pending", 0, None)
+
+
+async def test_heartbeats_keep_a_long_job_from_being_reclaimed(pool: asyncpg.Pool) -> None:
+    async def handler(job: Job, ctx: JobContext) -> JobResult:
+        await asyncio.sleep(2.5)  # well past the one-second lease
+        return JobResult(Outcome.COMPLETED)
+
+    job_id = await _one(pool)
+    config = dataclasses.replace(FAST, lease_seconds=1.0, heartbeat_seconds=0.2,
+                                 maintenance_seconds=0.1)
+    # A second worker keeps reclaiming expired leases all along.
+    watcher = Worker(pool, handler, config, owner="watcher")
+    watcher_task = asyncio.create_task(watcher.run())
+    try:
+        await _run_until(Worker(pool, handler, config, owner="runner"), _status(pool, job_id))
+    finally:
+        watcher.stop()
+        await asyncio.wait_for(watcher_task, 30)
+    row = await pool.fetchrow("SELECT * FROM sync_queue WHERE id = $1", job_id)
+    assert (row["status"], row["attempts"], row["error_kind"]) == ("completed", 1, None)
