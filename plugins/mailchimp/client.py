@@ -141,6 +141,14 @@ class MailchimpClient:
     async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
         if not records:
             return []
+        calls = self.api_calls
+        results = await self._push(entity, records)
+        log.info("mailchimp.pushed", entity=entity.value, records=len(records),
+                 failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
+        return results
+
+    async def _push(self, entity: Entity, records: Sequence[OutboundRecord]
+                    ) -> list[RecordResult]:
         support = CAPABILITIES.entities.get(entity)
         if support is None:
             raise ProviderError(f"mailchimp does not sync {entity.value}", ErrorKind.PERMANENT)
@@ -152,7 +160,7 @@ class MailchimpClient:
         if removals:
             done = {r.local_id: await self._remove(entity, r) for r in removals}
             upserts = [r for r in records if r.operation == "upsert"]
-            pushed = {r.local_id: r for r in await self.push(entity, upserts)} if upserts else {}
+            pushed = {r.local_id: r for r in await self._push(entity, upserts)} if upserts else {}
             return [done.get(r.local_id) or pushed[r.local_id] for r in records]
         if entity is Entity.CUSTOMER:
             return await self._push_members(records)

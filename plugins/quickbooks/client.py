@@ -265,6 +265,14 @@ class QuickBooksClient:
     async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
         if not records:
             return []
+        calls = self.api_calls
+        results = await self._push(entity, records)
+        log.info("quickbooks.pushed", entity=entity.value, records=len(records),
+                 failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
+        return results
+
+    async def _push(self, entity: Entity, records: Sequence[OutboundRecord]
+                    ) -> list[RecordResult]:
         if entity not in CAPABILITIES.entities:
             raise ProviderError(f"quickbooks does not sync {entity.value}", ErrorKind.PERMANENT)
         if len(records) > BATCH_MAX:

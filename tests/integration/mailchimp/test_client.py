@@ -365,3 +365,16 @@ async def test_two_records_with_one_email_share_the_member(env: Env) -> None:
     assert [r.action for r in results] == ["created", "adopted"]
     assert results[0].remote_id == results[1].remote_id
     assert len(env.members()) == 1
+
+
+async def test_one_log_line_per_push_without_secrets(env: Env) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        await env.client().push(Entity.CUSTOMER, [member(1), member(2)])
+    pushed = [e for e in logs if e["event"] == "mailchimp.pushed"]
+    assert len(pushed) == 1
+    assert pushed[0]["records"] == 2
+    assert pushed[0]["failed"] == 0
+    assert pushed[0]["api_calls"] == 1
+    assert env.api_key not in repr(logs)

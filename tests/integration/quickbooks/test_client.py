@@ -386,3 +386,15 @@ async def test_linked_sale_deleted_in_quickbooks_is_created_again(env: Env) -> N
     assert result.action == "created"
     assert result.remote_id != sold.remote_id
     assert len(env.stored("transaction")) == 1
+
+
+async def test_one_log_line_per_push_without_secrets(env: Env) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        await env.client().push(Entity.CUSTOMER, [customer(1), customer(2, email="bad")])
+    pushed = [e for e in logs if e["event"] == "quickbooks.pushed"]
+    assert pushed == [{"event": "quickbooks.pushed", "log_level": "info",
+                       "component": "syncd.quickbooks", "entity": "customer", "records": 2,
+                       "failed": 1, "api_calls": 1}]
+    assert env.token not in repr(logs)
