@@ -76,6 +76,10 @@ def verify(request: WebhookRequest, secret: str) -> WebhookVerdict:
             given = base64.b64decode(header.strip(), validate=True)
         except (binascii.Error, ValueError):
             return WebhookVerdict(ok=False, reason="signature is not base64")
+        if base64.b64encode(given).decode("ascii") != header.strip():
+            # Non-canonical base64 (altered padding bits) decodes to the same bytes; a
+            # signature Intuit made is canonical, so anything else was tampered with.
+            return WebhookVerdict(ok=False, reason="signature is not canonical base64")
         expected = hmac.new(secret.encode("utf-8"), request.body, hashlib.sha256).digest()
         if not hmac.compare_digest(expected, given):
             return WebhookVerdict(ok=False, reason="signature mismatch")

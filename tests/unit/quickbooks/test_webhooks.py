@@ -102,3 +102,16 @@ def test_broken_payloads_parse_to_nothing() -> None:
     for raw in (b"", b"{", b"[]", b"null", b'{"eventNotifications": 3}',
                 b'[{"specversion": "1.0", "type": "x"}]', b"\xff"):
         assert provider.parse_webhook(delivery(raw)) == []
+
+
+def test_non_canonical_base64_is_refused() -> None:
+    good = sign(classic(), VERIFIER)
+    assert good.endswith("=")
+    # The last character before the padding carries 2 unused bits: changing them leaves the
+    # decoded bytes alone, but the header is no longer what Intuit sent.
+    last = good[-2]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    twin = alphabet[alphabet.index(last) ^ 1]
+    forged = good[:-2] + twin + "="
+    assert base64.b64decode(forged) == base64.b64decode(good)
+    assert not provider.verify_webhook(delivery(classic(), header=forged), VERIFIER).ok
