@@ -522,6 +522,9 @@ class _Run:
         venue_id, name, etype = self.venue_id, self.name, entity.value
 
         async def fetch() -> None:
+            # The end marker is queued on completion or failure, never after a cancel: the
+            # reader is cancelled when its consumer has gone, and a put on a full queue
+            # would then wait forever.
             try:
                 async for chunk in self.engine.source.read(entity, self.venue, since=since,
                                                            include=include):
@@ -534,8 +537,12 @@ class _Run:
                     await ahead.put((chunk, links))
                     if self.stop.is_set():
                         break
-            finally:
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
                 await ahead.put(None)
+                raise
+            await ahead.put(None)
 
         reader = asyncio.create_task(fetch())
         try:

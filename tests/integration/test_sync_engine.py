@@ -409,3 +409,22 @@ async def test_a_cancelled_run_stops_between_batches_and_leaves_nothing_running(
     # The watermark did not move: the next run picks up what was left.
     report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
     assert report.entities[0].created == CUSTOMERS - 20
+
+
+async def test_cancelling_while_the_read_ahead_is_full_does_not_hang(world: World) -> None:
+    import asyncio
+
+    from daemon.source import SourceReader, SourceSettings
+
+    world.engine.source = SourceReader(world.pool, SourceSettings(chunk_size=2))
+    checks = 0
+
+    def cancelled() -> bool:
+        nonlocal checks
+        checks += 1
+        return checks > 1
+
+    report = await asyncio.wait_for(
+        world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER,
+                         cancelled=cancelled), timeout=30)
+    assert report.outcome is RunOutcome.CANCELLED
