@@ -420,7 +420,13 @@ class _Run:
         max_changed: list[datetime | None] = [watermark]
         self._total = total
 
+        async def ends() -> None:
+            for _ in range(self.concurrency):
+                await queue.put(None)
+
         async def produce() -> None:
+            # End markers go to the workers on completion or failure, never after a cancel
+            # (the workers are being cancelled too; a put on a full queue would wait forever).
             try:
                 batch: list[_Planned] = []
                 plans = self._plan(entity, mapping, policy, er, since=since,
@@ -432,12 +438,16 @@ class _Run:
                             await queue.put(batch)
                             batch = []
                         if self.stop.is_set():
-                            return
-                if batch:
+                            break
+                if batch and not self.stop.is_set():
                     await queue.put(batch)
-            finally:
-                for _ in range(self.concurrency):
-                    await queue.put(None)
+            except asyncio.CancelledError:
+                raise
+            except BaseException:
+                self.stop.set()
+                await ends()
+                raise
+            await ends()
 
         async def consume() -> None:
             while True:
