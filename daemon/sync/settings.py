@@ -22,7 +22,7 @@ class SyncSettings(BaseSettings):
         description="Incremental runs re-read rows changed this long before the watermark, "
                     "so a transaction that committed late is not missed.")
     rate_margin: float = Field(
-        default=0.95, gt=0, le=1,
+        default=0.97, gt=0, le=1,
         description="Fraction of a provider's documented request rate the engine uses.")
     max_attempts: int = Field(
         default=4, ge=1,
