@@ -33,6 +33,9 @@ Control API (stable: the conformance kit depends on it):
 ``PATCH /_emulator/settings``  JSON subset of EmulatorSettings fields; answers the settings
 ``GET /_emulator/requests``    the request log
 ``GET /_emulator/credentials`` ``{"access_token"|"api_key": ..., "account": {...}}``
+``POST /_emulator/provision`` ``{"kind","id","attributes"?}``: create an account resource that
+                               exists before syncd connects (a Mailchimp list, a Square
+                               location); 404 for kinds the emulator does not have
 ``POST /_emulator/webhook``    ``{"collection","id","change","timestamp"?,"url"?}``: build and
                                sign the provider's webhook for that change, POST it to
                                ``settings.webhook_url`` when set, answer
@@ -552,7 +555,26 @@ class Emulator:
             web.get(p + "requests", self._control_requests),
             web.get(p + "credentials", self._control_credentials),
             web.post(p + "webhook", self._control_webhook),
+            web.post(p + "provision", self._control_provision),
         ]
+
+    def provision(self, kind: str, rid: str, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Create an account resource that exists before syncd connects (a Mailchimp list,
+        a Square location), as a person sets up a sandbox by hand. Answers the resource, or
+        None when this emulator has no such kind. Subclasses override."""
+        return None
+
+    async def _control_provision(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            kind, rid = str(body["kind"]), str(body["id"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "send {\"kind\": ..., \"id\": ...}"},
+                                     status=400)
+        made = self.provision(kind, rid, body.get("attributes") or {})
+        if made is None:
+            return web.json_response({"error": f"no resource kind {kind!r} here"}, status=404)
+        return web.json_response(made)
 
     async def _control_store(self, request: web.Request) -> web.Response:
         return web.json_response({name: list(records.values())

@@ -79,6 +79,15 @@ class MailchimpEmulator(Emulator):
             "currency_code": "USD", "platform": "syncd", "account": self.default_account,
             "created_at": _now()})
 
+    def provision(self, kind: str, rid: str, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+        if kind != "list":
+            return None
+        record = {"id": rid, "name": str(attrs.get("name", "Ticket buyers")),
+                  "account": self.default_account, "stats": {"member_count": 0},
+                  "date_created": _now()}
+        self.put("list", rid, record)
+        return record
+
     def rate_limit(self) -> tuple[float, float]:
         # Mailchimp documents connections, not a rate; a bucket of 25/s (the client's
         # smoothing rate) stands in for it so rate_limit_scale can provoke 429s, and

@@ -185,12 +185,20 @@ class QuickBooksEmulator(Emulator):
         self._batch_minute.clear()
         self._deleted.clear()
         self._ids.clear()
-        for account in (
-            {"Name": "Services", "AccountType": "Income", "AccountSubType": "ServiceFeeIncome"},
-            {"Name": "Undeposited Funds", "AccountType": "Other Current Asset",
-             "AccountSubType": "UndepositedFunds"},
+        # The chart of accounts of Intuit's sandbox company, with the ids Intuit's own request
+        # examples use (IncomeAccountRef 79 "Sales of Product Income", 35 "Checking"...).
+        for rid, account in (
+            ("1", {"Name": "Services", "AccountType": "Income",
+                   "AccountSubType": "ServiceFeeIncome"}),
+            ("4", {"Name": "Undeposited Funds", "AccountType": "Other Current Asset",
+                   "AccountSubType": "UndepositedFunds"}),
+            ("35", {"Name": "Checking", "AccountType": "Bank", "AccountSubType": "Checking"}),
+            ("79", {"Name": "Sales of Product Income", "AccountType": "Income",
+                    "AccountSubType": "SalesOfProductIncome"}),
+            ("80", {"Name": "Cost of Goods Sold", "AccountType": "Cost of Goods Sold",
+                    "AccountSubType": "SuppliesMaterialsCogs"}),
         ):
-            self._insert("Account", DEFAULT_REALM, dict(account), notify=False)
+            self._insert("Account", DEFAULT_REALM, dict(account), notify=False, rid=rid)
 
     def rate_limit(self) -> tuple[float, float]:
         return (10.0, 10.0)  # 10 requests/s per realm+app
@@ -280,8 +288,12 @@ class QuickBooksEmulator(Emulator):
         return rid if realm == DEFAULT_REALM else f"{realm}:{rid}"
 
     def _insert(self, kind: str, realm: str, body: dict[str, Any], *,
-                notify: bool = True) -> dict[str, Any]:
-        rid = self._next_id(realm, _COLLECTION[kind])
+                notify: bool = True, rid: str | None = None) -> dict[str, Any]:
+        if rid is None:
+            rid = self._next_id(realm, _COLLECTION[kind])
+        else:
+            key = f"{realm}/{_COLLECTION[kind]}"
+            self._ids[key] = max(self._ids.get(key, 0), int(rid))
         now = _now()
         if kind in ("Item", "Customer", "Vendor", "Account"):
             body.setdefault("Active", True)

@@ -120,6 +120,15 @@ class SquareEmulator(Emulator):
 
     # --- base hooks ----------------------------------------------------------------------
 
+    def provision(self, kind: str, rid: str, attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+        if kind != "location":
+            return None
+        location = {**self._locations[LOCATION_ID], "id": rid,
+                    "name": str(attrs.get("name", "Box Office")),
+                    "currency": str(attrs.get("currency", "USD"))}
+        self._locations[rid] = location
+        return location
+
     def _issue_default_token(self) -> Any:
         ttl = self.settings.access_token_ttl
         return self.tokens.issue_access(self.default_account, ttl if ttl is not None
