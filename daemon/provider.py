@@ -15,13 +15,15 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import httpx
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from aiohttp import web
+
+_M = TypeVar("_M", bound=BaseModel)
 
 __all__ = [
     "AuthKind",
@@ -47,6 +49,7 @@ __all__ = [
     "TemplateSpec",
     "WebhookRequest",
     "WebhookVerdict",
+    "minor_units",
 ]
 
 
@@ -230,6 +233,27 @@ class RecordResult:
     error: str | None = None
     retry_after: float | None = None
 
+    @classmethod
+    def failure(cls, record: OutboundRecord, error: str,
+                kind: ErrorKind = ErrorKind.PERMANENT) -> RecordResult:
+        """``record`` failed alone, for ``error``; a permanent failure unless told otherwise."""
+        return cls(record.local_id, ok=False, remote_id=record.remote_id,
+                   error_kind=kind, error=error)
+
+
+def minor_units(value: Any) -> int | None:
+    """An amount in minor units from a mapped value (an int or a string of digits), or None.
+
+    Booleans, decimals and anything else are refused: money travels as integers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
 
 @dataclass(frozen=True, slots=True)
 class InboundChange:
@@ -322,6 +346,21 @@ class ClientContext:
     base_url: str | None = None
     environment: Literal["production", "sandbox"] = "production"
     refresh: Any = None  # Callable[[], Awaitable[Credentials | None]]
+
+    def options_as(self, model: type[_M]) -> _M:
+        """The integration's options as the provider's options model."""
+        if isinstance(self.options, model):
+            return self.options
+        raw = self.options.model_dump() if isinstance(self.options, BaseModel) else self.options
+        return model.model_validate(dict(raw))
+
+    def base_url_for(self, capabilities: Capabilities) -> str:
+        """The override if set, else the sandbox or production host the provider declares."""
+        if self.base_url:
+            return self.base_url
+        if self.environment == "sandbox" and capabilities.sandbox_base_url:
+            return capabilities.sandbox_base_url
+        return capabilities.base_url
 
 
 @runtime_checkable

@@ -38,6 +38,7 @@ from daemon.provider import (
     OutboundRecord,
     ProviderError,
     RecordResult,
+    minor_units,
 )
 from daemon.ratelimit import default_registry
 from plugins.square.capabilities import (
@@ -49,6 +50,8 @@ from plugins.square.capabilities import (
     SQUARE_CAPABILITIES,
     SQUARE_VERSION,
 )
+
+_failed = RecordResult.failure
 
 __all__ = ["SquareClient", "fit_key"]
 
@@ -102,11 +105,6 @@ def _text(value: Any) -> str | None:
     return text if text != "" else None
 
 
-def _failed(record: OutboundRecord, message: str,
-            kind: ErrorKind = ErrorKind.PERMANENT) -> RecordResult:
-    return RecordResult(record.local_id, ok=False, remote_id=record.remote_id,
-                        error_kind=kind, error=message)
-
 
 def _nested(payload: Mapping[str, Any], *path: str) -> Any:
     value: Any = payload
@@ -117,15 +115,6 @@ def _nested(payload: Mapping[str, Any], *path: str) -> Any:
     return value
 
 
-def _amount(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
-
 
 class SquareClient:
     """One Square seller account."""
@@ -134,13 +123,9 @@ class SquareClient:
         from plugins.square.provider import SquareOptions
 
         self.ctx = ctx
-        options = ctx.options
-        self.options = options if isinstance(options, SquareOptions) else \
-            SquareOptions.model_validate(dict(options) if isinstance(options, Mapping)
-                                         else options.model_dump())
+        self.options = ctx.options_as(SquareOptions)
         caps = SQUARE_CAPABILITIES
-        base = ctx.base_url or (caps.sandbox_base_url if ctx.environment == "sandbox"
-                                else caps.base_url) or caps.base_url
+        base = ctx.base_url_for(caps)
         creds = ctx.credentials
         self.account = (creds.account.get("merchant_id") or ctx.venue_id or "default")
         self.http = ProviderHTTP(
@@ -249,7 +234,7 @@ class SquareClient:
             return "name is required"
         if len(name) > 512:
             return "name is longer than 512 characters"
-        amount = _amount(_nested(payload, "variation", "price_money", "amount"))
+        amount = minor_units(_nested(payload, "variation", "price_money", "amount"))
         if amount is None or amount < 0:
             return "variation.price_money.amount must be a whole number of minor units >= 0"
         currency = _text(_nested(payload, "variation", "price_money", "currency"))
@@ -268,7 +253,7 @@ class SquareClient:
                 variation_id = str(variations[0]["id"])
         vdata: dict[str, Any] = {
             "name": variation_name, "pricing_type": "FIXED_PRICING",
-            "price_money": {"amount": _amount(_nested(p, "variation", "price_money", "amount")),
+            "price_money": {"amount": minor_units(_nested(p, "variation", "price_money", "amount")),
                             "currency": str(_nested(p, "variation", "price_money", "currency"))
                             .upper()},
         }
@@ -541,10 +526,10 @@ class SquareClient:
                            "and paid; change the sale in Square (refund or new sale)")
         p = record.payload
         name = _text(_nested(p, "line_item", "name"))
-        total = _amount(_nested(p, "total_money", "amount"))
+        total = minor_units(_nested(p, "total_money", "amount"))
         currency = (_text(_nested(p, "total_money", "currency")) or "").upper()
         reference = _text(p.get("reference_id"))
-        quantity = _amount(_nested(p, "line_item", "quantity")) or 1
+        quantity = minor_units(_nested(p, "line_item", "quantity")) or 1
         if not name:
             return _failed(record, "line_item.name is required")
         if total is None or total < 0:

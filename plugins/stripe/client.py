@@ -40,9 +40,12 @@ from daemon.provider import (
     OutboundRecord,
     ProviderError,
     RecordResult,
+    minor_units,
 )
 from daemon.ratelimit import default_registry
 from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX, STRIPE_CAPABILITIES
+
+_failed = RecordResult.failure
 
 __all__ = ["StripeClient", "encode_form", "product_id_for"]
 
@@ -99,20 +102,6 @@ def _describe(response: httpx.Response) -> tuple[str, str | None]:
         return (response.text[:300] or response.reason_phrase or "no body"), None
 
 
-def _failed(record: OutboundRecord, message: str,
-            kind: ErrorKind = ErrorKind.PERMANENT) -> RecordResult:
-    return RecordResult(record.local_id, ok=False, remote_id=record.remote_id,
-                        error_kind=kind, error=message)
-
-
-def _amount(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 class StripeClient:
@@ -122,10 +111,7 @@ class StripeClient:
         from plugins.stripe.provider import StripeOptions
 
         self.ctx = ctx
-        options = ctx.options
-        self.options = options if isinstance(options, StripeOptions) else \
-            StripeOptions.model_validate(dict(options) if isinstance(options, Mapping)
-                                         else options.model_dump())
+        self.options = ctx.options_as(StripeOptions)
         caps = STRIPE_CAPABILITIES
         base = ctx.base_url or caps.base_url
         headers: dict[str, str] = {}
@@ -237,7 +223,7 @@ class StripeClient:
     def _price_of(self, payload: Mapping[str, Any]) -> tuple[int, str] | str:
         price = payload.get("price")
         price = price if isinstance(price, Mapping) else {}
-        amount = _amount(price.get("unit_amount"))
+        amount = minor_units(price.get("unit_amount"))
         currency = str(price.get("currency") or self.options.currency or "").lower()
         if amount is None or amount < 0:
             return "price.unit_amount must be a whole number of minor units >= 0"
@@ -385,7 +371,7 @@ class StripeClient:
         p = record.payload
         email = str(p.get("customer_email") or "").strip()
         description = str(p.get("description") or "").strip()
-        amount = _amount(p.get("amount"))
+        amount = minor_units(p.get("amount"))
         currency = str(p.get("currency") or self.options.currency or "").lower()
         if not email:
             return _failed(record, "customer_email is required")
