@@ -53,7 +53,8 @@ def test_failure_keeps_the_record_and_link() -> None:
     record = OutboundRecord(Entity.CUSTOMER, "c1", {}, "h", "k", remote_id="r1")
     result = RecordResult.failure(record, "rejected")
     assert (result.local_id, result.ok, result.remote_id) == ("c1", False, "r1")
-    assert result.error_kind is ErrorKind.PERMANENT and result.error == "rejected"
+    assert result.error_kind is ErrorKind.PERMANENT
+    assert result.error == "rejected"
     assert RecordResult.failure(record, "later", ErrorKind.RETRYABLE).error_kind is \
         ErrorKind.RETRYABLE
 
