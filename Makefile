@@ -22,7 +22,10 @@ lint: $(VENV)
 
 bench: $(VENV)
 	$(VENV)/bin/pip install -e '.[test,bench]'
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
+	@# As modules (python -m bench.NAME): run as files, bench/queue.py would shadow the
+	@# standard library's queue module for the other scripts.
+	@for b in bench/*.py; do n=$$(basename $$b .py); echo "== $$n"; \
+		$(PY) -m bench.$$n --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis
