@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
-from daemon.mapping import apply_mapping, content_hash, parse_entity_mapping
-from daemon.provider import (
-    ClientContext,
-    Credentials,
-    EmulatorSettings,
-    Entity,
-    OutboundRecord,
-)
-from daemon.testing.emulator import EmulatorServer
+from daemon.provider import EmulatorSettings, Entity, OutboundRecord
 from plugins.square.client import SquareClient
 from plugins.square.emulator import SquareEmulator
 from plugins.square.provider import SquareProvider
+from tests.integration.emulated import Emulated, emulated, mapped, with_payload
+
+__all__ = ["Square", "outbound", "source", "with_payload"]
 
 PROVIDER = SquareProvider()
 TEMPLATE = next(t for t in PROVIDER.default_templates() if t.is_default)
+
+Square = Emulated[SquareEmulator, SquareClient]
 
 
 def source(entity: Entity, i: int, **overrides: Any) -> dict[str, Any]:
@@ -49,58 +44,10 @@ def source(entity: Entity, i: int, **overrides: Any) -> dict[str, Any]:
 
 def outbound(entity: Entity, i: int, *, remote_id: str | None = None,
              **overrides: Any) -> OutboundRecord:
-    mapping = parse_entity_mapping(TEMPLATE.mappings[entity.value])
-    payload = apply_mapping(mapping, source(entity, i, **overrides))
-    digest = content_hash(payload)
-    return OutboundRecord(entity=entity, local_id=f"{entity.value}-{i}", payload=payload,
-                          content_hash=digest, idempotency_key=f"int1:{entity.value}:{i}:{digest}",
-                          remote_id=remote_id)
-
-
-def with_payload(record: OutboundRecord, payload: Mapping[str, Any]) -> OutboundRecord:
-    digest = content_hash(payload)
-    return OutboundRecord(entity=record.entity, local_id=record.local_id, payload=payload,
-                          content_hash=digest,
-                          idempotency_key=f"int1:{record.entity.value}:{record.local_id}:{digest}",
-                          remote_id=record.remote_id)
-
-
-@dataclass
-class Square:
-    server: EmulatorServer
-    emulator: SquareEmulator
-    control: httpx.AsyncClient
-    http: httpx.AsyncClient
-
-    async def credentials(self) -> Credentials:
-        data = (await self.control.get("/_emulator/credentials")).json()
-        return Credentials(access_token=data["access_token"], account=data["account"])
-
-    async def client(self, credentials: Credentials | None = None,
-                     options: Mapping[str, Any] | None = None) -> SquareClient:
-        creds = credentials or await self.credentials()
-        return SquareClient(ClientContext(venue_id="v1", credentials=creds,
-                                          options=dict(options or {}), http=self.http,
-                                          base_url=self.server.url, environment="sandbox"))
-
-    async def configure(self, **changes: Any) -> None:
-        response = await self.control.patch("/_emulator/settings", json=changes)
-        assert response.status_code == 200, response.text
-
-    async def store(self, collection: str) -> list[dict[str, Any]]:
-        data = (await self.control.get("/_emulator/store")).json()
-        records: list[dict[str, Any]] = data.get(collection, [])
-        return records
-
-    async def requests(self) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = (await self.control.get("/_emulator/requests")).json()
-        return data
+    return mapped(TEMPLATE, entity, source(entity, i, **overrides), i, remote_id)
 
 
 @pytest.fixture
 async def square() -> AsyncIterator[Square]:
-    emulator = SquareEmulator(EmulatorSettings(seed=7))
-    async with (EmulatorServer(emulator) as server,
-                httpx.AsyncClient(base_url=server.url, timeout=10) as control,
-                httpx.AsyncClient(timeout=10) as http):
-        yield Square(server, emulator, control, http)
+    async with emulated(SquareEmulator(EmulatorSettings(seed=7)), SquareClient) as harness:
+        yield harness

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
-from daemon.mapping import apply_mapping, content_hash, parse_entity_mapping
-from daemon.provider import (
-    ClientContext,
-    Credentials,
-    EmulatorSettings,
-    Entity,
-    OutboundRecord,
-)
-from daemon.testing.emulator import EmulatorServer
+from daemon.provider import EmulatorSettings, Entity, OutboundRecord
 from plugins.stripe.client import StripeClient
 from plugins.stripe.emulator import StripeEmulator
 from plugins.stripe.provider import StripeProvider
+from tests.integration.emulated import Emulated, emulated, mapped, with_payload
+
+__all__ = ["Stripe", "outbound", "source", "with_payload"]
 
 PROVIDER = StripeProvider()
 TEMPLATE = next(t for t in PROVIDER.default_templates() if t.is_default)
+
+Stripe = Emulated[StripeEmulator, StripeClient]
 
 
 def source(entity: Entity, i: int, **overrides: Any) -> dict[str, Any]:
@@ -53,58 +48,10 @@ def source(entity: Entity, i: int, **overrides: Any) -> dict[str, Any]:
 
 def outbound(entity: Entity, i: int, *, remote_id: str | None = None,
              **overrides: Any) -> OutboundRecord:
-    mapping = parse_entity_mapping(TEMPLATE.mappings[entity.value])
-    payload = apply_mapping(mapping, source(entity, i, **overrides))
-    digest = content_hash(payload)
-    return OutboundRecord(entity=entity, local_id=f"{entity.value}-{i}", payload=payload,
-                          content_hash=digest, idempotency_key=f"int1:{entity.value}:{i}:{digest}",
-                          remote_id=remote_id)
-
-
-def with_payload(record: OutboundRecord, payload: Mapping[str, Any]) -> OutboundRecord:
-    digest = content_hash(payload)
-    return OutboundRecord(entity=record.entity, local_id=record.local_id, payload=payload,
-                          content_hash=digest,
-                          idempotency_key=f"int1:{record.entity.value}:{record.local_id}:{digest}",
-                          remote_id=record.remote_id)
-
-
-@dataclass
-class Stripe:
-    server: EmulatorServer
-    emulator: StripeEmulator
-    control: httpx.AsyncClient
-    http: httpx.AsyncClient
-
-    async def credentials(self) -> Credentials:
-        data = (await self.control.get("/_emulator/credentials")).json()
-        return Credentials(api_key=data["api_key"], account=data["account"])
-
-    async def client(self, credentials: Credentials | None = None,
-                     options: Mapping[str, Any] | None = None) -> StripeClient:
-        creds = credentials or await self.credentials()
-        return StripeClient(ClientContext(venue_id="v1", credentials=creds,
-                                          options=dict(options or {}), http=self.http,
-                                          base_url=self.server.url, environment="sandbox"))
-
-    async def configure(self, **changes: Any) -> None:
-        response = await self.control.patch("/_emulator/settings", json=changes)
-        assert response.status_code == 200, response.text
-
-    async def store(self, collection: str) -> list[dict[str, Any]]:
-        data = (await self.control.get("/_emulator/store")).json()
-        records: list[dict[str, Any]] = data.get(collection, [])
-        return records
-
-    async def requests(self) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = (await self.control.get("/_emulator/requests")).json()
-        return data
+    return mapped(TEMPLATE, entity, source(entity, i, **overrides), i, remote_id)
 
 
 @pytest.fixture
 async def stripe() -> AsyncIterator[Stripe]:
-    emulator = StripeEmulator(EmulatorSettings(seed=7))
-    async with (EmulatorServer(emulator) as server,
-                httpx.AsyncClient(base_url=server.url, timeout=10) as control,
-                httpx.AsyncClient(timeout=10) as http):
-        yield Stripe(server, emulator, control, http)
+    async with emulated(StripeEmulator(EmulatorSettings(seed=7)), StripeClient) as harness:
+        yield harness
