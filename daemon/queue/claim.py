@@ -1,4 +1,4 @@
-"""Claiming due jobs: one round trip to ``syncd_claim_jobs`` (migrations/0003_queue.sql)."""
+"""Claiming due jobs: one round trip to ``syncd_claim_jobs`` (migrations/0005_queue_indexes.sql)."""
 
 from __future__ import annotations
 

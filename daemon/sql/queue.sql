@@ -1,6 +1,10 @@
 -- Queries of the durable queue (daemon/queue/). Claiming is the function syncd_claim_jobs
--- (migrations/0003_queue.sql); everything that finishes a job checks the lease token, so a
--- worker that lost its lease changes nothing.
+-- (migrations/0003_queue.sql, last changed in 0005); everything that finishes a job checks the
+-- lease token, so a worker that lost its lease changes nothing.
+--
+-- Lease tokens are fresh random UUIDs, one per claim: a row whose token is among the tokens a
+-- worker holds is one of its own leases, so ids and tokens are matched as sets (one scan with
+-- a filter) where no per-job values go with them.
 
 -- name: enqueue
 INSERT INTO sync_queue (venue_id, provider, operation, entity_type, entity_id, payload,
@@ -39,15 +43,18 @@ ON CONFLICT DO NOTHING
 RETURNING id
 
 -- name: claim
-SELECT * FROM syncd_claim_jobs($1, $2, $3, $4::text[], $5::float8[], $6::float8[],
-                               $7::bigint[], $8::uuid[])
+-- Only the columns a Job is made of (and run_at, for the claim latency): the client decodes
+-- every column it is sent, payload's JSON included.
+SELECT id, venue_id, provider, entity_type, operation, payload, lane, attempts, max_attempts,
+       lease_token, correlation_id, entity_id, run_at
+  FROM syncd_claim_jobs($1, $2, $3, $4::text[], $5::float8[], $6::float8[],
+                        $7::bigint[], $8::uuid[])
 
 -- name: heartbeat
 -- Renew the leases this worker still holds; returns the ids renewed (the rest were lost).
 UPDATE sync_queue q
    SET lease_expires_at = now() + make_interval(secs => $3)
-  FROM unnest($1::bigint[], $2::uuid[]) AS d(id, token)
- WHERE q.id = d.id AND q.lease_token = d.token AND q.status = 'processing'
+ WHERE q.id = ANY ($1::bigint[]) AND q.lease_token = ANY ($2::uuid[]) AND q.status = 'processing'
 RETURNING q.id
 
 -- name: assert_lease
@@ -62,8 +69,7 @@ RETURNING id
 UPDATE sync_queue q
    SET status = 'completed', completed_at = now(),
        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-  FROM unnest($1::bigint[], $2::uuid[]) AS d(id, token)
- WHERE q.id = d.id AND q.lease_token = d.token AND q.status = 'processing'
+ WHERE q.id = ANY ($1::bigint[]) AND q.lease_token = ANY ($2::uuid[]) AND q.status = 'processing'
 RETURNING q.id
 
 -- name: fail_many
@@ -94,8 +100,7 @@ RETURNING q.id, q.status
 UPDATE sync_queue q
    SET status = 'pending', run_at = now(), attempts = greatest(q.attempts - 1, 0),
        lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
-  FROM unnest($1::bigint[], $2::uuid[]) AS d(id, token)
- WHERE q.id = d.id AND q.lease_token = d.token AND q.status = 'processing'
+ WHERE q.id = ANY ($1::bigint[]) AND q.lease_token = ANY ($2::uuid[]) AND q.status = 'processing'
 RETURNING q.id
 
 -- name: reclaim_expired

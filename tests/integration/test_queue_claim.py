@@ -124,6 +124,25 @@ async def test_racing_claimers_never_run_two_jobs_of_one_integration(
         await pool.close()
 
 
+async def test_a_claimer_that_loses_the_race_for_the_head_still_fills_its_batch(
+    pool: asyncpg.Pool,
+) -> None:
+    await _fill(pool, per_lane=30, lanes=("NORMAL",))
+    async with pool.acquire() as first, first.transaction():
+        # The first claim holds its rows (uncommitted) while a second claimer runs: both
+        # snapshots show the same head of the queue.
+        held = await claim_jobs(first, owner="a", limit=10, lanes=LaneScheduler(),
+                                lease_seconds=60)
+        second = await claim_jobs(pool, owner="b", limit=10, lanes=LaneScheduler(),
+                                  lease_seconds=60)
+    assert len(held) == 10
+    assert len(second) == 10
+    assert not {j.id for j in held} & {j.id for j in second}
+    # The second took the next jobs in due order, not some later ones.
+    ids = [r["id"] for r in await pool.fetch("SELECT id FROM sync_queue ORDER BY run_at, id")]
+    assert sorted(j.id for j in held + second) == ids[:20]
+
+
 async def test_a_fenced_worker_cannot_commit(pool: asyncpg.Pool) -> None:
     await pool.execute("CREATE TABLE results (job_id bigint, owner text)")
     job_id = await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x")
