@@ -9,7 +9,6 @@ An operator error (:class:`daemon.errors.SyncdError`) prints one line, never a t
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import inspect
 import pkgutil
@@ -20,6 +19,7 @@ from typing import Any
 from daemon import __version__
 from daemon.errors import SyncdError
 from daemon.logs import configure_logging
+from daemon.loop import run_async
 from daemon.plugins import await_me_maybe
 
 __all__ = ["build_parser", "main"]
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = func(args, ctx)
         if inspect.isawaitable(result):
-            result = asyncio.run(await_me_maybe(result))
+            result = run_async(await_me_maybe(result), settings.event_loop)
         return int(result or 0)
     except SyncdError as exc:
         print(f"syncd: error: {exc}", file=sys.stderr)

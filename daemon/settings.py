@@ -145,6 +145,12 @@ class Settings(BaseSettings):
             )
         return self
 
+    # --- runtime ----------------------------------------------------------------------
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        default="auto",
+        description="Event loop: uvloop where installed (auto), or force uvloop or asyncio.",
+    )
+
     # --- logging ----------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level of log events written."
