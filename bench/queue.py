@@ -1,19 +1,27 @@
 """Queue throughput: no-op jobs through syncd's queue, pgqueuer and procrastinate.
 
-Each runs on the same Postgres in a scratch database of its own: enqueue N jobs in bulk
-(enqueue rate), then drain them with one worker process in the peer's fast configuration
-(completed jobs/s). syncd runs with all its guarantees on: leases with fencing tokens, one
-running job per (venue, provider), weighted lanes, heartbeats and housekeeping. Its jobs are
-spread over many integrations (one venue each), as a real deployment's are.
+Each runs on the same Postgres, in the same event loop, in a scratch database of its own:
+enqueue N jobs in bulk (enqueue rate), then drain them in one process in the peer's fast
+configuration (completed jobs/s). syncd runs with all its guarantees on: leases with fencing
+tokens, one running job per (venue, provider), weighted lanes, heartbeats and housekeeping.
+Its jobs are spread over many integrations (one venue each), as a real deployment's are.
+
+syncd and pgqueuer run in alternating rounds (``--rounds``, default 3), each round on a fresh
+database, and the medians are reported: on a shared 2-core machine one run of either can be
+a quarter off its neighbour. pgqueuer runs ``PGQUEUER_CONSUMERS`` queue managers with a
+dequeue batch of 100 (the fastest of 1, 2 and 5 managers here; its own benchmark runs 5);
+procrastinate runs one worker with ``PROCRASTINATE_CONCURRENCY`` concurrent jobs, one round
+(it is two orders of magnitude slower). The event loop is uvloop when it is installed, as
+the ``syncd`` command runs, else asyncio's own (``--loop`` picks).
 
 Also measures lane shares under saturation: all four lanes full, the first quarter of the
 jobs drained, each lane's share of them (the weights 8:4:2:1 ask for .533/.267/.133/.067).
 
-    python bench/queue.py [--quick]
+    python -m bench.queue [--quick] [--rounds N] [--loop auto|uvloop|asyncio]
 
 The last line printed is a JSON object with syncd_jobs_per_s, pgqueuer_jobs_per_s,
-procrastinate_jobs_per_s, ratio_vs_pgqueuer, ratio_vs_procrastinate, the enqueue rates and
-the lane shares. Needs the ``bench`` extra: ``pip install -e '.[bench]'``.
+procrastinate_jobs_per_s, ratio_vs_pgqueuer, ratio_vs_procrastinate, the enqueue rates, each
+round's figures and the lane shares. Needs the ``bench`` extra: ``pip install -e '.[bench]'``.
 """
 
 # Imports follow the import-path fix below.
@@ -32,6 +40,7 @@ sys.path.insert(0, str(_HERE.parent))
 import argparse
 import asyncio
 import json
+import statistics
 import time
 import uuid
 from collections import Counter
@@ -41,6 +50,7 @@ from typing import Any
 import asyncpg
 
 from daemon.db import open_pool
+from daemon.loop import run_async
 from daemon.queue import Job, JobContext, JobResult, NewJob, Outcome, enqueue_many
 from daemon.testing.postgres import PostgresServer, find_server
 from daemon.worker import Worker, WorkerConfig
@@ -49,6 +59,10 @@ CHUNK = 1000
 # Worker configuration for the throughput run (one process).
 BATCH = 100
 CONCURRENCY = 200
+# The peers' fast configurations (see the module docstring).
+PGQUEUER_BATCH = 100
+PGQUEUER_CONSUMERS = 2
+PROCRASTINATE_CONCURRENCY = 10
 
 
 def _rate(n: int, seconds: float) -> float:
@@ -58,12 +72,12 @@ def _rate(n: int, seconds: float) -> float:
 async def bench_syncd(url: str, n: int) -> dict[str, float]:
     pool = await open_pool(url, min_size=4, max_size=12)
     try:
+        # The jobs are made before the clock starts, as the peers' inputs are.
+        chunks = [[NewJob(venue_id=uuid.uuid4(), provider="bench", entity_type="noop")
+                   for _ in range(min(CHUNK, n - start))] for start in range(0, n, CHUNK)]
         t0 = time.perf_counter()
-        for start in range(0, n, CHUNK):
-            await enqueue_many(pool, [
-                NewJob(venue_id=uuid.uuid4(), provider="bench", entity_type="noop")
-                for _ in range(min(CHUNK, n - start))
-            ])
+        for chunk in chunks:
+            await enqueue_many(pool, chunk)
         enqueue_s = time.perf_counter() - t0
         await pool.execute("ANALYZE sync_queue")
 
@@ -128,10 +142,9 @@ async def bench_pgqueuer(url: str, n: int) -> dict[str, float]:
     from pgqueuer.qm import QueueManager
     from pgqueuer.queries import Queries
 
-    conn = await asyncpg.connect(url)
+    conns = [await asyncpg.connect(url) for _ in range(PGQUEUER_CONSUMERS)]
     try:
-        driver = AsyncpgDriver(conn)
-        queries = Queries(driver)
+        queries = Queries(AsyncpgDriver(conns[0]))
         await queries.install()
         t0 = time.perf_counter()
         for start in range(0, n, CHUNK):
@@ -139,22 +152,28 @@ async def bench_pgqueuer(url: str, n: int) -> dict[str, float]:
             await queries.enqueue(["noop"] * size, [None] * size, [0] * size)
         enqueue_s = time.perf_counter() - t0
 
-        qm = QueueManager(queries)
         done = 0
+        managers = []
+        for conn in conns:
+            qm = QueueManager(Queries(AsyncpgDriver(conn)))
 
-        @qm.entrypoint("noop")
-        async def noop(job: Any) -> None:
-            nonlocal done
-            done += 1
+            @qm.entrypoint("noop")
+            async def noop(job: Any) -> None:
+                nonlocal done
+                done += 1
+
+            managers.append(qm)
 
         t0 = time.perf_counter()
-        await asyncio.wait_for(
-            qm.run(batch_size=100, mode=QueueExecutionMode.drain), timeout=600)
+        await asyncio.wait_for(asyncio.gather(*(
+            qm.run(batch_size=PGQUEUER_BATCH, mode=QueueExecutionMode.drain)
+            for qm in managers)), timeout=600)
         run_s = time.perf_counter() - t0
         assert done == n, f"pgqueuer ran {done} of {n}"
         return {"enqueue_per_s": _rate(n, enqueue_s), "jobs_per_s": _rate(n, run_s)}
     finally:
-        await conn.close()
+        for conn in conns:
+            await conn.close()
 
 
 async def bench_procrastinate(url: str, n: int) -> dict[str, float]:
@@ -176,7 +195,8 @@ async def bench_procrastinate(url: str, n: int) -> dict[str, float]:
         enqueue_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         await asyncio.wait_for(
-            app.run_worker_async(concurrency=10, wait=False, install_signal_handlers=False),
+            app.run_worker_async(concurrency=PROCRASTINATE_CONCURRENCY, wait=False,
+                                 install_signal_handlers=False),
             timeout=600,
         )
         run_s = time.perf_counter() - t0
@@ -193,11 +213,11 @@ async def _in_scratch_db(server: PostgresServer, migrated: bool,
         await server.drop_database(url)
 
 
-async def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small runs, under a minute")
-    parser.add_argument("--jobs", type=int, default=None, help="jobs for syncd and pgqueuer")
-    args = parser.parse_args(argv)
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return round(statistics.median(r[key] for r in runs), 1)
+
+
+async def main(args: argparse.Namespace) -> int:
     n = args.jobs or (20_000 if args.quick else 100_000)
     n_procrastinate = max(1000, n // 10)
     per_lane = 2_000 if args.quick else 10_000
@@ -209,15 +229,21 @@ async def main(argv: list[str] | None = None) -> int:
     from daemon.logs import configure_logging
 
     configure_logging("warning", "json")
+    print(f"event loop: {type(asyncio.get_running_loop()).__module__}", flush=True)
 
     server = await find_server()
+    syncd_runs: list[dict[str, float]] = []
+    pgq_runs: list[dict[str, float]] = []
     try:
-        syncd = await _in_scratch_db(server, True, lambda u: bench_syncd(u, n))
-        print(f"syncd:         {n} jobs, enqueue {syncd['enqueue_per_s']}/s, "
-              f"run {syncd['jobs_per_s']} jobs/s", flush=True)
-        pgq = await _in_scratch_db(server, False, lambda u: bench_pgqueuer(u, n))
-        print(f"pgqueuer:      {n} jobs, enqueue {pgq['enqueue_per_s']}/s, "
-              f"run {pgq['jobs_per_s']} jobs/s", flush=True)
+        for i in range(1, args.rounds + 1):
+            syncd = await _in_scratch_db(server, True, lambda u: bench_syncd(u, n))
+            syncd_runs.append(syncd)
+            print(f"round {i} syncd:    {n} jobs, enqueue {syncd['enqueue_per_s']}/s, "
+                  f"run {syncd['jobs_per_s']} jobs/s", flush=True)
+            pgq = await _in_scratch_db(server, False, lambda u: bench_pgqueuer(u, n))
+            pgq_runs.append(pgq)
+            print(f"round {i} pgqueuer: {n} jobs, enqueue {pgq['enqueue_per_s']}/s, "
+                  f"run {pgq['jobs_per_s']} jobs/s", flush=True)
         proc = await _in_scratch_db(server, False,
                                     lambda u: bench_procrastinate(u, n_procrastinate))
         print(f"procrastinate: {n_procrastinate} jobs, enqueue {proc['enqueue_per_s']}/s, "
@@ -227,22 +253,41 @@ async def main(argv: list[str] | None = None) -> int:
     finally:
         await server.close()
 
+    syncd_rate = _median(syncd_runs, "jobs_per_s")
+    pgq_rate = _median(pgq_runs, "jobs_per_s")
+    syncd_enqueue = _median(syncd_runs, "enqueue_per_s")
+    pgq_enqueue = _median(pgq_runs, "enqueue_per_s")
     result = {
         "jobs": n,
-        "syncd_jobs_per_s": syncd["jobs_per_s"],
-        "pgqueuer_jobs_per_s": pgq["jobs_per_s"],
+        "rounds": args.rounds,
+        "event_loop": type(asyncio.get_running_loop()).__module__,
+        "syncd_jobs_per_s": syncd_rate,
+        "pgqueuer_jobs_per_s": pgq_rate,
         "procrastinate_jobs_per_s": proc["jobs_per_s"],
-        "ratio_vs_pgqueuer": round(syncd["jobs_per_s"] / pgq["jobs_per_s"], 3),
-        "ratio_vs_procrastinate": round(syncd["jobs_per_s"] / proc["jobs_per_s"], 3),
-        "syncd_enqueue_per_s": syncd["enqueue_per_s"],
-        "pgqueuer_enqueue_per_s": pgq["enqueue_per_s"],
+        "ratio_vs_pgqueuer": round(syncd_rate / pgq_rate, 3),
+        "ratio_vs_procrastinate": round(syncd_rate / proc["jobs_per_s"], 3),
+        "round_ratios_vs_pgqueuer": [round(s["jobs_per_s"] / p["jobs_per_s"], 3)
+                                     for s, p in zip(syncd_runs, pgq_runs, strict=True)],
+        "syncd_enqueue_per_s": syncd_enqueue,
+        "pgqueuer_enqueue_per_s": pgq_enqueue,
         "procrastinate_enqueue_per_s": proc["enqueue_per_s"],
-        "enqueue_ratio_vs_pgqueuer": round(syncd["enqueue_per_s"] / pgq["enqueue_per_s"], 3),
+        "enqueue_ratio_vs_pgqueuer": round(syncd_enqueue / pgq_enqueue, 3),
         "lane_shares": shares,
     }
     print(json.dumps(result))
     return 0
 
 
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small runs, under a minute")
+    parser.add_argument("--jobs", type=int, default=None, help="jobs for syncd and pgqueuer")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating syncd/pgqueuer rounds; medians reported")
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    args = parser.parse_args(argv)
+    return run_async(main(args), args.loop)
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(run())
