@@ -99,6 +99,18 @@ class JobContext(Protocol):
         """
         ...
 
+    async def complete(self, conn: asyncpg.Connection) -> None:
+        """Inside the handler's own transaction: mark the job completed, fenced like
+        :meth:`assert_lease` (raises :class:`LeaseLost` when the lease is gone).
+
+        The completion commits with the handler's results or not at all, so a worker that
+        dies after that commit but before it could report leaves nothing to redo: the job
+        is never reclaimed and run a second time. Call it last: once it commits, the job's
+        integration is free for the next job. Whatever the handler then returns, the
+        worker's own recording finds the job no longer running and changes nothing.
+        """
+        ...
+
     @property
     def cancelled(self) -> bool:
         """True once the lease was lost or the shutdown grace period ran out."""

@@ -65,6 +65,15 @@ UPDATE sync_queue
  WHERE id = $1 AND lease_token = $2 AND status = 'processing'
 RETURNING id
 
+-- name: complete_in_transaction
+-- Inside the handler's transaction: the job is completed if and only if that transaction
+-- commits, together with whatever else it wrote.
+UPDATE sync_queue
+   SET status = 'completed', completed_at = now(),
+       lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+ WHERE id = $1 AND lease_token = $2 AND status = 'processing'
+RETURNING id
+
 -- name: complete_many
 UPDATE sync_queue q
    SET status = 'completed', completed_at = now(),

@@ -15,7 +15,7 @@ _Q = queries("queue.sql")
 class RunContext:
     """Lease checks for one run of one job."""
 
-    __slots__ = ("_cancelled", "_lost", "job", "lease_seconds", "pool")
+    __slots__ = ("_cancelled", "_lost", "completing", "job", "lease_seconds", "pool")
 
     def __init__(self, pool: asyncpg.Pool, job: Job, lease_seconds: float) -> None:
         self.pool = pool
@@ -23,6 +23,8 @@ class RunContext:
         self.lease_seconds = lease_seconds
         self._cancelled = False
         self._lost = False
+        #: :meth:`complete` ran (its transaction may still commit or roll back).
+        self.completing = False
 
     async def assert_lease(self, conn: asyncpg.Connection) -> None:
         """Lock the job row in ``conn``'s transaction and check the lease is still ours.
@@ -37,6 +39,15 @@ class RunContext:
         if held is None:
             self.lose()
             raise LeaseLost(f"job {self.job.id}: lease lost")
+
+    async def complete(self, conn: asyncpg.Connection) -> None:
+        """Mark the job completed in ``conn``'s transaction (see ``JobContext.complete``)."""
+        done = await conn.fetchval(_Q["complete_in_transaction"], self.job.id,
+                                   self.job.lease_token)
+        if done is None:
+            self.lose()
+            raise LeaseLost(f"job {self.job.id}: lease lost")
+        self.completing = True
 
     @property
     def cancelled(self) -> bool:

@@ -293,9 +293,10 @@ class Worker:
             return
         renewed = {r["id"] for r in rows}
         for e in entries:
-            # A job that finished while the heartbeat ran is not "lost".
+            # A job that finished while the heartbeat ran is not "lost", nor is one its
+            # handler completed in its own transaction.
             if e.job.id not in renewed and e.job.id in self._running and e.task is not None \
-                    and not e.task.done():
+                    and not e.task.done() and not e.ctx.completing:
                 log.warning("job.lease_lost", job_id=e.job.id, owner=self.owner)
                 e.ctx.lose()
                 e.task.cancel()

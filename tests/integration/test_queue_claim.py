@@ -205,3 +205,54 @@ async def test_a_retry_absorbs_a_twin_enqueued_while_it_ran(pool: asyncpg.Pool) 
     assert [tuple(r) for r in rows] == [(first, "pending")]
     remaining = await pool.fetch("SELECT id, lane, attempts, last_error FROM sync_queue")
     assert [tuple(r) for r in remaining] == [(first, "HIGH", 1, "boom")]
+
+
+async def test_complete_in_the_handlers_transaction_commits_or_rolls_back_with_it(
+    pool: asyncpg.Pool,
+) -> None:
+    await pool.execute("CREATE TABLE results (job_id bigint)")
+    await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x")
+    [job] = await claim_jobs(pool, owner="a", limit=1, lanes=LaneScheduler(), lease_seconds=60)
+    ctx = RunContext(pool, job, 60)
+
+    class Boom(Exception):
+        pass
+
+    async def complete_then_fail() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO results VALUES ($1)", job.id)
+            await ctx.complete(conn)
+            raise Boom
+
+    with pytest.raises(Boom):
+        await complete_then_fail()
+    # Rolled back: still running under the same lease, nothing written.
+    assert await pool.fetchval("SELECT status FROM sync_queue") == "processing"
+    assert await pool.fetchval("SELECT count(*) FROM results") == 0
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO results VALUES ($1)", job.id)
+        await ctx.complete(conn)
+    row = await pool.fetchrow("SELECT status, lease_token FROM sync_queue")
+    assert tuple(row) == ("completed", None)
+    # The worker's own recording afterwards finds nothing left to do.
+    assert await pool.fetch(Q["complete_many"], [job.id], [job.lease_token]) == []
+
+
+async def test_a_fenced_worker_cannot_complete(pool: asyncpg.Pool) -> None:
+    await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x")
+    lanes = LaneScheduler()
+    [old] = await claim_jobs(pool, owner="a", limit=1, lanes=lanes, lease_seconds=60)
+    await pool.execute("UPDATE sync_queue SET lease_expires_at = now() - interval '1 second'")
+    await reclaim_expired(pool)
+    [new] = await claim_jobs(pool, owner="b", limit=1, lanes=lanes, lease_seconds=60)
+    stale = RunContext(pool, old, 60)
+    async def complete_as_a() -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await stale.complete(conn)
+
+    with pytest.raises(LeaseLost):
+        await complete_as_a()
+    assert stale.cancelled
+    row = await pool.fetchrow("SELECT status, lease_owner FROM sync_queue WHERE id = $1", new.id)
+    assert tuple(row) == ("processing", "b")

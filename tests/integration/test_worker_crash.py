@@ -15,6 +15,8 @@ from pathlib import Path
 import asyncpg
 
 from daemon.queue import Job, JobContext, JobResult, Outcome, enqueue
+from daemon.queue.claim import claim_jobs
+from daemon.queue.lanes import LaneScheduler
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNCD = str(Path(sys.executable).parent / "syncd")
@@ -33,7 +35,21 @@ async def recording_handler(job: Job, ctx: JobContext) -> JobResult:
     return JobResult(Outcome.COMPLETED)
 
 
-def _start(db_url: str, name: str, *, hang: bool, log: Path) -> subprocess.Popen[bytes]:
+async def completing_handler(job: Job, ctx: JobContext) -> JobResult:
+    """Writes its result and completes the job in one transaction; with WORKER_HANG=1 it then
+    hangs, after the commit, before it could return."""
+    name = os.environ.get("WORKER_NAME", "?")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await conn.execute("INSERT INTO results (job_id, owner) VALUES ($1, $2)", job.id, name)
+        await ctx.complete(conn)
+    if os.environ.get("WORKER_HANG") == "1":
+        await ctx.pool.execute("INSERT INTO started (owner) VALUES ($1)", name)
+        await asyncio.sleep(3600)
+    return JobResult(Outcome.COMPLETED)
+
+
+def _start(db_url: str, name: str, *, hang: bool, log: Path,
+           handler: str = "recording_handler") -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SYNCD_") and k != "DATABASE_URL"}
     env.update({
@@ -50,7 +66,7 @@ def _start(db_url: str, name: str, *, hang: bool, log: Path) -> subprocess.Popen
     })
     with log.open("wb") as out:
         return subprocess.Popen(
-            [SYNCD, "worker", "--handler", f"{__name__}:recording_handler", "--owner", name],
+            [SYNCD, "worker", "--handler", f"{__name__}:{handler}", "--owner", name],
             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )
 
@@ -90,6 +106,47 @@ async def test_a_killed_workers_job_is_reclaimed_and_completed_once(
     assert row["attempts"] == 2
     assert row["error_kind"] == "lease"
     assert "first" in row["last_error"]
+
+
+async def test_a_job_completed_in_its_handlers_transaction_is_not_run_again(
+    conn: asyncpg.Connection, db_url: str, tmp_path: Path
+) -> None:
+    # The worker dies after the handler's transaction committed and before it could report:
+    # without the completion in that transaction, the job would be reclaimed and run twice.
+    await conn.execute("CREATE TABLE results (job_id bigint, owner text)")
+    await conn.execute("CREATE TABLE started (owner text)")
+    job_id = await enqueue(conn, venue_id=uuid.uuid4(), provider="square",
+                           entity_type="products")
+    first = _start(db_url, "first", hang=True, log=tmp_path / "first.log",
+                   handler="completing_handler")
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        await _wait_for(conn, "SELECT count(*) > 0 FROM started")
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+        # A sentinel job held by a vanished worker whose lease runs out after the first
+        # worker's would have: once the second worker has reclaimed and run it, a reclaim
+        # has passed over everything that expired before it.
+        sentinel = await enqueue(conn, venue_id=uuid.uuid4(), provider="square",
+                                 entity_type="products")
+        [held] = await claim_jobs(conn, owner="ghost", limit=1, lanes=LaneScheduler(),
+                                  lease_seconds=3)
+        assert held.id == sentinel
+        second = _start(db_url, "second", hang=False, log=tmp_path / "second.log",
+                        handler="completing_handler")
+        await _wait_for(conn, f"SELECT count(*) > 0 FROM results WHERE job_id = {sentinel}")
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0, (tmp_path / "second.log").read_text()
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert await conn.fetch("SELECT job_id, owner FROM results ORDER BY job_id") == [
+        (job_id, "first"), (sentinel, "second")]
+    row = await conn.fetchrow("SELECT status, attempts, error_kind FROM sync_queue "
+                              "WHERE id = $1", job_id)
+    assert tuple(row) == ("completed", 1, None)
 
 
 async def test_sigterm_releases_jobs_that_outlast_the_grace_period(
