@@ -48,27 +48,70 @@ async def completing_handler(job: Job, ctx: JobContext) -> JobResult:
     return JobResult(Outcome.COMPLETED)
 
 
-def _start(db_url: str, name: str, *, hang: bool, log: Path,
-           handler: str = "recording_handler") -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SYNCD_") and k != "DATABASE_URL"}
-    env.update({
-        "PYTHONPATH": str(ROOT),
-        "SYNCD_DATABASE_URL": db_url,
-        "SYNCD_LOG_FORMAT": "json",
-        "SYNCD_QUEUE_LEASE_SECONDS": "2",
-        "SYNCD_QUEUE_HEARTBEAT_SECONDS": "0.5",
-        "SYNCD_QUEUE_POLL_SECONDS": "0.2",
-        "SYNCD_SCHEDULER_POLL_SECONDS": "0.5",
-        "SYNCD_WORKER_GRACE_SECONDS": "5",
-        "WORKER_NAME": name,
-        "WORKER_HANG": "1" if hang else "0",
-    })
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [SYNCD, "worker", "--handler", f"{__name__}:{handler}", "--owner", name],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )
+class _Workers:
+    """``syncd worker`` subprocesses of one test, each logging to ``tmp_path/NAME.log``;
+    any still running when the block ends are killed."""
+
+    def __init__(self, db_url: str, tmp_path: Path, handler: str = "recording_handler"):
+        self.db_url = db_url
+        self.tmp_path = tmp_path
+        self.handler = handler
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> _Workers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+    def log(self, name: str) -> str:
+        return (self.tmp_path / f"{name}.log").read_text()
+
+    def start(self, name: str, *, hang: bool) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SYNCD_") and k != "DATABASE_URL"}
+        env.update({
+            "PYTHONPATH": str(ROOT),
+            "SYNCD_DATABASE_URL": self.db_url,
+            "SYNCD_LOG_FORMAT": "json",
+            "SYNCD_QUEUE_LEASE_SECONDS": "2",
+            "SYNCD_QUEUE_HEARTBEAT_SECONDS": "0.5",
+            "SYNCD_QUEUE_POLL_SECONDS": "0.2",
+            "SYNCD_SCHEDULER_POLL_SECONDS": "0.5",
+            "SYNCD_WORKER_GRACE_SECONDS": "5",
+            "WORKER_NAME": name,
+            "WORKER_HANG": "1" if hang else "0",
+        })
+        with (self.tmp_path / f"{name}.log").open("wb") as out:
+            proc = subprocess.Popen(
+                [SYNCD, "worker", "--handler", f"{__name__}:{self.handler}", "--owner", name],
+                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            )
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def kill(proc: subprocess.Popen[bytes]) -> None:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+
+    def stop(self, proc: subprocess.Popen[bytes], name: str) -> None:
+        """SIGTERM; the worker must exit 0."""
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, self.log(name)
+
+
+async def _one_job(conn: asyncpg.Connection) -> int:
+    """The tables the handlers write, and one job."""
+    await conn.execute("CREATE TABLE results (job_id bigint, owner text)")
+    await conn.execute("CREATE TABLE started (owner text)")
+    job_id = await enqueue(conn, venue_id=uuid.uuid4(), provider="square",
+                           entity_type="products")
+    assert job_id is not None
+    return job_id
 
 
 async def _wait_for(conn: asyncpg.Connection, sql: str, timeout: float = 60) -> None:
@@ -81,26 +124,15 @@ async def _wait_for(conn: asyncpg.Connection, sql: str, timeout: float = 60) -> 
 async def test_a_killed_workers_job_is_reclaimed_and_completed_once(
     conn: asyncpg.Connection, db_url: str, tmp_path: Path
 ) -> None:
-    await conn.execute("CREATE TABLE results (job_id bigint, owner text)")
-    await conn.execute("CREATE TABLE started (owner text)")
-    job_id = await enqueue(conn, venue_id=uuid.uuid4(), provider="square",
-                           entity_type="products")
-    first = _start(db_url, "first", hang=True, log=tmp_path / "first.log")
-    second: subprocess.Popen[bytes] | None = None
-    try:
+    job_id = await _one_job(conn)
+    with _Workers(db_url, tmp_path) as workers:
+        first = workers.start("first", hang=True)
         await _wait_for(conn, "SELECT count(*) > 0 FROM started")
-        first.send_signal(signal.SIGKILL)
-        first.wait(30)
+        workers.kill(first)
         assert await conn.fetchval("SELECT lease_owner FROM sync_queue") == "first"
-        second = _start(db_url, "second", hang=False, log=tmp_path / "second.log")
+        second = workers.start("second", hang=False)
         await _wait_for(conn, "SELECT status = 'completed' FROM sync_queue")
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0, (tmp_path / "second.log").read_text()
-    finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        workers.stop(second, "second")
     assert await conn.fetch("SELECT job_id, owner FROM results") == [(job_id, "second")]
     row = await conn.fetchrow("SELECT attempts, error_kind, last_error FROM sync_queue")
     assert row["attempts"] == 2
@@ -113,17 +145,11 @@ async def test_a_job_completed_in_its_handlers_transaction_is_not_run_again(
 ) -> None:
     # The worker dies after the handler's transaction committed and before it could report:
     # without the completion in that transaction, the job would be reclaimed and run twice.
-    await conn.execute("CREATE TABLE results (job_id bigint, owner text)")
-    await conn.execute("CREATE TABLE started (owner text)")
-    job_id = await enqueue(conn, venue_id=uuid.uuid4(), provider="square",
-                           entity_type="products")
-    first = _start(db_url, "first", hang=True, log=tmp_path / "first.log",
-                   handler="completing_handler")
-    second: subprocess.Popen[bytes] | None = None
-    try:
+    job_id = await _one_job(conn)
+    with _Workers(db_url, tmp_path, handler="completing_handler") as workers:
+        first = workers.start("first", hang=True)
         await _wait_for(conn, "SELECT count(*) > 0 FROM started")
-        first.send_signal(signal.SIGKILL)
-        first.wait(30)
+        workers.kill(first)
         # A sentinel job held by a vanished worker whose lease runs out after the first
         # worker's would have: once the second worker has reclaimed and run it, a reclaim
         # has passed over everything that expired before it.
@@ -132,16 +158,9 @@ async def test_a_job_completed_in_its_handlers_transaction_is_not_run_again(
         [held] = await claim_jobs(conn, owner="ghost", limit=1, lanes=LaneScheduler(),
                                   lease_seconds=3)
         assert held.id == sentinel
-        second = _start(db_url, "second", hang=False, log=tmp_path / "second.log",
-                        handler="completing_handler")
+        second = workers.start("second", hang=False)
         await _wait_for(conn, f"SELECT count(*) > 0 FROM results WHERE job_id = {sentinel}")
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(30) == 0, (tmp_path / "second.log").read_text()
-    finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+        workers.stop(second, "second")
     assert await conn.fetch("SELECT job_id, owner FROM results ORDER BY job_id") == [
         (job_id, "first"), (sentinel, "second")]
     row = await conn.fetchrow("SELECT status, attempts, error_kind FROM sync_queue "
@@ -152,22 +171,15 @@ async def test_a_job_completed_in_its_handlers_transaction_is_not_run_again(
 async def test_sigterm_releases_jobs_that_outlast_the_grace_period(
     conn: asyncpg.Connection, db_url: str, tmp_path: Path
 ) -> None:
-    await conn.execute("CREATE TABLE results (job_id bigint, owner text)")
-    await conn.execute("CREATE TABLE started (owner text)")
-    await enqueue(conn, venue_id=uuid.uuid4(), provider="square", entity_type="products")
-    proc = _start(db_url, "w", hang=True, log=tmp_path / "w.log")
-    try:
+    await _one_job(conn)
+    with _Workers(db_url, tmp_path) as workers:
+        proc = workers.start("w", hang=True)
         await _wait_for(conn, "SELECT count(*) > 0 FROM started")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        workers.stop(proc, "w")
     row = await conn.fetchrow("SELECT status, attempts, lease_token FROM sync_queue")
     assert tuple(row) == ("pending", 0, None)
     assert await conn.fetchval("SELECT count(*) FROM results") == 0
-    assert "worker.released" in (tmp_path / "w.log").read_text()
+    assert "worker.released" in workers.log("w")
 
 
 async def test_the_worker_schedules_and_runs_cron_ticks(
@@ -179,15 +191,10 @@ async def test_the_worker_schedules_and_runs_cron_ticks(
         "VALUES ($1, 'square', 'Australia/Sydney', $2)",
         uuid.uuid4(), {"products": {"cron": "* * * * *", "lane": "HIGH"}},
     )
-    proc = _start(db_url, "cron", hang=False, log=tmp_path / "cron.log")
-    try:
+    with _Workers(db_url, tmp_path) as workers:
+        proc = workers.start("cron", hang=False)
         await _wait_for(conn, "SELECT count(*) > 0 FROM sync_queue WHERE status = 'completed'")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        workers.stop(proc, "cron")
     job = await conn.fetchrow("SELECT * FROM sync_queue ORDER BY id LIMIT 1")
     assert (job["entity_type"], job["lane"], job["payload"]["trigger"]) == (
         "products", "HIGH", "schedule")
