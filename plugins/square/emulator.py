@@ -229,6 +229,16 @@ class SquareEmulator(Emulator):
             return self._errors(400, _err("EXPECTED_OBJECT", "The body must be an object."))
         return body
 
+    async def _keyed_body(self, request: web.Request, maximum: int, *,
+                          required: bool) -> dict[str, Any] | web.Response:
+        """The JSON body of a call that takes an ``idempotency_key`` of at most ``maximum``
+        characters, or the error Square answers for the body or the key."""
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        bad = self._key_check(body.get("idempotency_key"), maximum, required=required)
+        return body if bad is None else bad
+
     def _key_check(self, key: Any, maximum: int, *, required: bool) -> web.Response | None:
         if key is None and not required:
             return None
@@ -425,13 +435,9 @@ class SquareEmulator(Emulator):
         return None
 
     async def catalog_batch_upsert(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self._keyed_body(request, CATALOG_IDEMPOTENCY_MAX, required=True)
         if isinstance(body, web.Response):
             return body
-        bad = self._key_check(body.get("idempotency_key"), CATALOG_IDEMPOTENCY_MAX,
-                              required=True)
-        if bad is not None:
-            return bad
         batches = body.get("batches")
         if not isinstance(batches, list) or not batches:
             return self._errors(400, _err("ARRAY_EMPTY", "batches must not be empty",
@@ -625,7 +631,8 @@ class SquareEmulator(Emulator):
         return await self.idempotent(request, key if isinstance(key, str) else None, payload,
                                      handle)
 
-    async def bulk_create_customers(self, request: web.Request) -> web.Response:
+    async def _bulk_customers(self, request: web.Request) -> dict[str, Any] | web.Response:
+        """The ``customers`` map of a bulk call, or the error Square answers for it."""
         body = await self._body(request)
         if isinstance(body, web.Response):
             return body
@@ -639,6 +646,12 @@ class SquareEmulator(Emulator):
                 "TOO_MANY_MAP_ENTRIES" if entries else "ARRAY_EMPTY",
                 f"customers must have between 1 and {MAX_BULK_CUSTOMERS} entries",
                 "customers"))
+        return entries
+
+    async def bulk_create_customers(self, request: web.Request) -> web.Response:
+        entries = await self._bulk_customers(request)
+        if isinstance(entries, web.Response):
+            return entries
         responses: dict[str, Any] = {}
         for key, data in entries.items():
             responses[key] = await self._bulk_create_one(request, key, data)
@@ -658,19 +671,9 @@ class SquareEmulator(Emulator):
         return json.loads(raw)
 
     async def bulk_update_customers(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
-        if isinstance(body, web.Response):
-            return body
-        entries = body.get("customers")
-        if not isinstance(entries, dict):
-            return self._errors(400, _err("EXPECTED_MAP", "customers must be a map",
-                                          "customers"))
-        request[BATCH_SIZE] = len(entries)
-        if not 1 <= len(entries) <= MAX_BULK_CUSTOMERS:
-            return self._errors(400, _err(
-                "TOO_MANY_MAP_ENTRIES" if entries else "ARRAY_EMPTY",
-                f"customers must have between 1 and {MAX_BULK_CUSTOMERS} entries",
-                "customers"))
+        entries = await self._bulk_customers(request)
+        if isinstance(entries, web.Response):
+            return entries
         responses: dict[str, Any] = {}
         for customer_id, data in entries.items():
             if not isinstance(data, dict):
@@ -770,13 +773,9 @@ class SquareEmulator(Emulator):
         return None
 
     async def create_order(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self._keyed_body(request, ORDER_IDEMPOTENCY_MAX, required=False)
         if isinstance(body, web.Response):
             return body
-        bad = self._key_check(body.get("idempotency_key"), ORDER_IDEMPOTENCY_MAX,
-                              required=False)
-        if bad is not None:
-            return bad
         problem = self._order_problem(body.get("order"))
         if problem is not None:
             return self._errors(400, problem)
@@ -827,13 +826,9 @@ class SquareEmulator(Emulator):
         return web.json_response({"order": order})
 
     async def create_payment(self, request: web.Request) -> web.Response:
-        body = await self._body(request)
+        body = await self._keyed_body(request, PAYMENT_IDEMPOTENCY_MAX, required=True)
         if isinstance(body, web.Response):
             return body
-        bad = self._key_check(body.get("idempotency_key"), PAYMENT_IDEMPOTENCY_MAX,
-                              required=True)
-        if bad is not None:
-            return bad
         if body.get("source_id") != "EXTERNAL":
             return self._errors(400, _err("UNSUPPORTED_SOURCE_TYPE", "The emulator takes "
                                           "EXTERNAL payments only.", "source_id"))
