@@ -551,12 +551,16 @@ class MailchimpEmulator(Emulator):
         return web.json_response(store) if store else self._not_found("store")
 
     async def _get_product(self, request: web.Request) -> web.Response:
+        return self._get_in(request, "product", request.match_info["product_id"], "product")
+
+    def _get_in(self, request: web.Request, collection: str, rid: str,
+                label: str) -> web.Response:
+        """One of a store's records by id, or Mailchimp's 404 for the store or the record."""
         store = self._store(request)
         if store is None:
             return self._not_found("store")
-        product = self.collection("product").get(
-            f"{store['id']}/{request.match_info['product_id']}")
-        return web.json_response(product) if product else self._not_found("product")
+        item = self.collection(collection).get(f"{store['id']}/{rid}")
+        return web.json_response(item) if item else self._not_found(label)
 
     async def _put_product(self, request: web.Request) -> web.Response:
         store = self._store(request)
@@ -646,12 +650,7 @@ class MailchimpEmulator(Emulator):
         return None
 
     async def _get_order(self, request: web.Request) -> web.Response:
-        store = self._store(request)
-        if store is None:
-            return self._not_found("store")
-        order = self.collection("transaction").get(
-            f"{store['id']}/{request.match_info['order_id']}")
-        return web.json_response(order) if order else self._not_found("order")
+        return self._get_in(request, "transaction", request.match_info["order_id"], "order")
 
     async def _patch_order(self, request: web.Request) -> web.Response:
         store = self._store(request)
