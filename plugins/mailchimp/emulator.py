@@ -429,7 +429,9 @@ class MailchimpEmulator(Emulator):
         return web.json_response({"members": page, "list_id": lst["id"],
                                   "total_items": len(members)})
 
-    async def _create_member(self, request: web.Request) -> web.Response:
+    async def _member_call(self, request: web.Request
+                           ) -> tuple[dict[str, Any], Mapping[str, Any]] | web.Response:
+        """The list and the checked member body of a create or upsert, or Mailchimp's error."""
         lst = self._list(request)
         if lst is None:
             return self._not_found("list")
@@ -439,6 +441,13 @@ class MailchimpEmulator(Emulator):
         problem = self._member_error(body)
         if problem is not None:
             return self._invalid(problem[1], [{"field": problem[0], "message": problem[1]}])
+        return lst, body
+
+    async def _create_member(self, request: web.Request) -> web.Response:
+        found = await self._member_call(request)
+        if isinstance(found, web.Response):
+            return found
+        lst, body = found
         if body.get("status") not in _STATUSES:
             return self._invalid("Status is required.", [{"field": "status",
                                                           "message": "Status is required."}])
@@ -461,15 +470,10 @@ class MailchimpEmulator(Emulator):
         return subscriber_hash(value) if "@" in value else value.lower()
 
     async def _put_member(self, request: web.Request) -> web.Response:
-        lst = self._list(request)
-        if lst is None:
-            return self._not_found("list")
-        body = await self._json(request)
-        if not isinstance(body, Mapping):
-            return self._invalid("The request body is not valid JSON.")
-        problem = self._member_error(body)
-        if problem is not None:
-            return self._invalid(problem[1], [{"field": problem[0], "message": problem[1]}])
+        found = await self._member_call(request)
+        if isinstance(found, web.Response):
+            return found
+        lst, body = found
         member = self._member(lst["id"], self._hash_of(request))
         if member is not None:
             status = body.get("status")
