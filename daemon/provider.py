@@ -115,6 +115,11 @@ class EntitySupport:
     #: What deleting a local record can do remotely.
     delete_policies: frozenset[Literal["delete", "archive", "leave"]] = frozenset({"leave"})
     notes: str = ""
+    #: Once created, the remote record cannot be changed (a paid invoice, a paid order).
+    #: The engine then never sends later local changes of a linked record: it reports them
+    #: as "frozen" once and settles the link, instead of an update the provider must refuse
+    #: on every run. The client should still refuse an update as a permanent failure.
+    write_once: bool = False
 
     def field(self, path: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.path == path), None)

@@ -79,6 +79,23 @@ FROM unnest($4::text[], $5::text[], $6::timestamptz[]) AS u(local_id, error, sou
 ON CONFLICT (venue_id, provider, entity_type, local_id) DO UPDATE SET
     state = 'failed', last_error = EXCLUDED.last_error, updated_at = now()
 
+-- name: settle_frozen
+-- Changed write-once records the provider holds and cannot change are not sent: the link
+-- takes the new digest (so this version is reported once, not on every run), is synced,
+-- and says why in last_error ($7). remote_id, remote_version and last_synced_at still
+-- describe what was sent.
+UPDATE entity_links AS l SET
+    content_hash = u.content_hash,
+    state = 'synced',
+    last_error = $7,
+    source_updated_at = COALESCE(u.source_updated_at, l.source_updated_at),
+    updated_at = now()
+FROM unnest($4::text[], $5::text[], $6::timestamptz[])
+     AS u(local_id, content_hash, source_updated_at)
+WHERE l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
+  AND l.local_id = u.local_id AND l.remote_id IS NOT NULL
+  AND l.state NOT IN ('deleted', 'archived')
+
 -- name: link_remote_owner
 SELECT local_id FROM entity_links
 WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3 AND remote_id = $4

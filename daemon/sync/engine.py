@@ -97,6 +97,15 @@ class _Planned:
     size: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Frozen:
+    """A changed version of a linked write-once record, not sent (see :func:`decide`)."""
+
+    local_id: str
+    content_hash: str
+    changed_at: datetime | None
+
+
 def delete_policy(integration: Mapping[str, Any], entity: Entity, support: EntitySupport
                   ) -> DeletePolicy:
     """What a record deleted at the source does at the provider.
@@ -122,9 +131,14 @@ def delete_policy(integration: Mapping[str, Any], entity: Entity, support: Entit
     return "leave"
 
 
-def decide(link: _Link | None, digest: str, deleted: bool, policy: DeletePolicy
-           ) -> Literal["skip", "upsert", "delete", "archive"]:
-    """What to do with one source record given what the provider has (its link)."""
+def decide(link: _Link | None, digest: str, deleted: bool, policy: DeletePolicy, *,
+           write_once: bool = False) -> Literal["skip", "upsert", "delete", "archive", "frozen"]:
+    """What to do with one source record given what the provider has (its link).
+
+    "frozen" is a changed record of a ``write_once`` entity that the provider already holds:
+    sending it could only be refused, so it is not sent. That holds whatever the link's
+    state, so a link an earlier run left failed by sending such an update is settled too.
+    """
     if deleted:
         if link is None or link.remote_id is None or link.state in ("deleted", "archived"):
             return "skip"
@@ -133,6 +147,8 @@ def decide(link: _Link | None, digest: str, deleted: bool, policy: DeletePolicy
         return "upsert"
     if link.state == "synced" and link.content_hash == digest:
         return "skip"
+    if write_once and link.remote_id is not None and link.state not in ("deleted", "archived"):
+        return "frozen"
     return "upsert"
 
 
@@ -317,7 +333,7 @@ class _Run:
                 await asyncio.shield(self._record(log_id))
         log.info("sync.run_finished", venue_id=self.venue_id, provider=self.name,
                  status=report.status, outcome=report.outcome.value, sent=report.sent,
-                 unchanged=report.unchanged, failed=report.failed,
+                 unchanged=report.unchanged, frozen=report.frozen, failed=report.failed,
                  api_calls=report.api_calls, duration_ms=report.duration_ms,
                  dry_run=report.dry_run, error=report.error)
 
@@ -429,7 +445,7 @@ class _Run:
             # (the workers are being cancelled too; a put on a full queue would wait forever).
             try:
                 batch: list[_Planned] = []
-                plans = self._plan(entity, mapping, policy, er, since=since,
+                plans = self._plan(entity, support, mapping, policy, er, since=since,
                                    include=include, max_changed=max_changed)
                 async with contextlib.aclosing(plans):
                     async for planned in plans:
@@ -496,14 +512,16 @@ class _Run:
     _total: int | None = None
     _pace: _Pace
 
-    async def _plan(self, entity: Entity, mapping: ResolvedMapping, policy: DeletePolicy,
-                    er: EntityReport, *, since: datetime | None, include: Sequence[str],
-                    max_changed: list[datetime | None]) -> AsyncGenerator[_Planned, None]:
+    async def _plan(self, entity: Entity, support: EntitySupport, mapping: ResolvedMapping,
+                    policy: DeletePolicy, er: EntityReport, *, since: datetime | None,
+                    include: Sequence[str], max_changed: list[datetime | None]
+                    ) -> AsyncGenerator[_Planned, None]:
         seen: set[str] | None = set() if since is None else None
         rules = compile_mapping(mapping.rules)
         chunks = self._chunks_with_links(entity, since, include)
         async with contextlib.aclosing(chunks):
             async for chunk, links in chunks:
+                frozen: list[_Frozen] = []
                 for rec in chunk:
                     er.scanned += 1
                     if seen is not None:
@@ -511,9 +529,12 @@ class _Run:
                     if rec.changed_at is not None and (max_changed[0] is None
                                                        or rec.changed_at > max_changed[0]):
                         max_changed[0] = rec.changed_at
-                    planned = self._plan_one(rec, rules, links.get(rec.local_id), policy, er)
+                    planned = self._plan_one(rec, rules, links.get(rec.local_id), policy, er,
+                                             write_once=support.write_once, frozen=frozen)
                     if planned is not None:
                         yield planned
+                if frozen:
+                    await self._settle_frozen(entity, support, frozen, er)
                 if self.progress:
                     self.progress(entity, er.scanned, er.sent, self._total)
                 if self.stop.is_set():
@@ -569,8 +590,11 @@ class _Run:
                     await reader
 
     def _plan_one(self, rec: SourceRecord, rules: Callable[[Mapping[str, Any]], dict[str, Any]],
-                  link: _Link | None,
-                  policy: DeletePolicy, er: EntityReport) -> _Planned | None:
+                  link: _Link | None, policy: DeletePolicy, er: EntityReport, *,
+                  write_once: bool = False, frozen: list[_Frozen] | None = None
+                  ) -> _Planned | None:
+        """The record to send for ``rec``, or None. A frozen record (see :func:`decide`) is
+        added to ``frozen`` instead, for :meth:`_settle_frozen` once its chunk is planned."""
         etype = rec.entity.value
         if rec.deleted:
             action = decide(link, "", True, policy)
@@ -584,9 +608,13 @@ class _Run:
             return self._removal(rec.entity, rec.local_id, link, action, rec.changed_at)
         payload = rules(rec.data)
         digest = content_hash(payload)
-        action = decide(link, digest, False, policy)
+        action = decide(link, digest, False, policy, write_once=write_once)
         if action == "skip":
             er.unchanged += 1
+            return None
+        if action == "frozen":
+            assert frozen is not None, "a write-once entity is planned with a frozen list"
+            frozen.append(_Frozen(rec.local_id, digest, rec.changed_at))
             return None
         remote_id = link.remote_id if link and link.state != "deleted" else None
         record = OutboundRecord(
@@ -596,6 +624,30 @@ class _Run:
             remote_id=remote_id, remote_version=link.remote_version if link else None,
             operation="upsert")
         return _Planned(record, rec.changed_at, _json_size(payload))
+
+    async def _settle_frozen(self, entity: Entity, support: EntitySupport,
+                             frozen: Sequence[_Frozen], er: EntityReport) -> None:
+        """Settle linked write-once records whose changes are not sent.
+
+        The link becomes synced with the new digest, so the next run finds the record
+        unchanged and reports this version once rather than on every run; ``last_error``
+        says it was not sent, while ``remote_id``, ``remote_version`` and ``last_synced_at``
+        still describe what the provider holds. A dry run only counts.
+        """
+        etype = entity.value
+        if not self.report.dry_run:
+            note = (f"not sent: {support.remote_kind} cannot be changed at "
+                    f"{self.caps.display_name} once created")
+            async with self.pool.acquire() as conn, conn.transaction():
+                if self.guard is not None:
+                    await self.guard(conn)
+                await conn.execute(
+                    _Q["settle_frozen"], self.venue_id, self.name, etype,
+                    [f.local_id for f in frozen], [f.content_hash for f in frozen],
+                    [f.changed_at for f in frozen], note)
+        er.frozen += len(frozen)
+        log.info("sync.frozen", venue_id=self.venue_id, provider=self.name, entity=etype,
+                 count=len(frozen), first=frozen[0].local_id, dry_run=self.report.dry_run)
 
     def _removal(self, entity: Entity, local_id: str, link: _Link, action: str,
                  changed_at: datetime | None) -> _Planned:
@@ -869,8 +921,8 @@ class _Run:
             await conn.execute(
                 _Q["finish_log"], log_id, report.status,
                 sum(e.scanned for e in report.entities), report.succeeded, report.failed,
-                report.unchanged, report.duration_ms, report.api_calls, report.bytes_sent,
-                details, [e.as_json() for e in report.errors])
+                report.unchanged + report.frozen, report.duration_ms, report.api_calls,
+                report.bytes_sent, details, [e.as_json() for e in report.errors])
             await conn.execute(_Q["add_cost"], self.venue_id, self.name, report.api_calls,
                                report.bytes_sent, report.succeeded)
             if report.outcome is RunOutcome.AUTH:

@@ -59,6 +59,8 @@ class EntityReport:
     deleted: int = 0
     archived: int = 0
     left: int = 0
+    #: Changed records of a write-once entity, not sent: the provider cannot change them.
+    frozen: int = 0
     failed: int = 0
     sent: int = 0
     batches: int = 0
@@ -74,7 +76,8 @@ class EntityReport:
         return {"full_check": self.full_check, "scanned": self.scanned,
                 "unchanged": self.unchanged, "created": self.created,
                 "updated": self.updated, "deleted": self.deleted, "archived": self.archived,
-                "left": self.left, "failed": self.failed, "sent": self.sent,
+                "left": self.left, "frozen": self.frozen, "failed": self.failed,
+                "sent": self.sent,
                 "batches": self.batches, "pulled": self.pulled}
 
 
@@ -109,6 +112,10 @@ class RunReport:
         return sum(e.unchanged for e in self.entities)
 
     @property
+    def frozen(self) -> int:
+        return sum(e.frozen for e in self.entities)
+
+    @property
     def sent(self) -> int:
         return sum(e.sent for e in self.entities)
 
@@ -126,5 +133,5 @@ class RunReport:
         if self.outcome is RunOutcome.RETRYABLE:
             return "partial" if self.succeeded else "failed"
         if self.failed:
-            return "partial" if (self.succeeded or self.unchanged) else "failed"
+            return "partial" if (self.succeeded or self.unchanged or self.frozen) else "failed"
         return "completed"

@@ -36,6 +36,35 @@ def test_failed_record_is_sent_again_even_with_the_same_hash() -> None:
     assert decide(_Link(None, "h1", None, "failed"), "h1", False, "leave") == "upsert"
 
 
+def test_changed_write_once_record_is_frozen_not_sent() -> None:
+    link = _Link("r1", "h1", None, "synced")
+    assert decide(link, "h2", False, "leave", write_once=True) == "frozen"
+    assert decide(link, "h1", False, "leave", write_once=True) == "skip"
+    # Never created (or its create failed): created as usual.
+    assert decide(None, "h1", False, "leave", write_once=True) == "upsert"
+    assert decide(_Link(None, "h1", None, "failed"), "h2", False, "leave",
+                  write_once=True) == "upsert"
+
+
+def test_write_once_link_left_failed_or_pending_is_settled_not_sent_again() -> None:
+    for state in ("failed", "pending"):
+        for digest in ("h1", "h2"):
+            link = _Link("r1", "h1", None, state)
+            assert decide(link, digest, False, "leave", write_once=True) == "frozen"
+
+
+def test_write_once_record_removed_remotely_is_created_again() -> None:
+    for state in ("deleted", "archived"):
+        link = _Link("r1", "h1", None, state)
+        assert decide(link, "h2", False, "leave", write_once=True) == "upsert"
+
+
+def test_deleting_a_write_once_record_follows_the_policy() -> None:
+    link = _Link("r1", "h1", None, "synced")
+    assert decide(link, "", True, "leave", write_once=True) == "skip"
+    assert decide(link, "", True, "delete", write_once=True) == "delete"
+
+
 def test_deleted_record_follows_the_policy() -> None:
     link = _Link("r1", "h1", None, "synced")
     assert decide(link, "", True, "leave") == "skip"
