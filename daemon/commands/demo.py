@@ -115,8 +115,10 @@ async def _answer_env_references(desired: DesiredState, urls: dict[str, str]) ->
 def _line(report: Any) -> str:
     parts = []
     for e in report.entities:
+        frozen = f", {e.frozen} frozen" if e.frozen else ""
         parts.append(f"{e.entity.value}: {e.scanned} read, {e.created} created, "
-                     f"{e.updated} updated, {e.unchanged} unchanged, {e.failed} failed")
+                     f"{e.updated} updated, {e.unchanged} unchanged, {e.failed} failed"
+                     f"{frozen}")
     what = "dry run" if report.dry_run else report.status
     return (f"  {report.provider:<10} {what:<9} {report.api_calls:>4} API calls  "
             + "; ".join(parts))

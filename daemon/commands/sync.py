@@ -82,12 +82,13 @@ class ProgressBar:
 def render_summary(report: RunReport) -> str:
     """The end-of-run table."""
     cols = ("entity", "read", "unchanged", "created", "updated", "deleted", "archived",
-            "failed", "sent", "pulled")
+            "frozen", "failed", "sent", "pulled")
     rows = [cols]
     for e in report.entities:
         rows.append((e.entity.value + (" (full)" if e.full_check else ""), str(e.scanned),
                      str(e.unchanged), str(e.created), str(e.updated), str(e.deleted),
-                     str(e.archived), str(e.failed), str(e.sent), str(e.pulled)))
+                     str(e.archived), str(e.frozen), str(e.failed), str(e.sent),
+                     str(e.pulled)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w)
                        in enumerate(zip(row, widths, strict=True))) for row in rows]
@@ -98,6 +99,9 @@ def render_summary(report: RunReport) -> str:
                  f"{report.duration_ms / 1000:.1f} s, {report.api_calls} API calls")
     for change in report.healed:
         lines.append(f"mapping healed: {change.describe()}")
+    if report.frozen:
+        lines.append(f"frozen: {report.frozen} not sent (changed since they were sent, and "
+                     f"{report.provider} cannot change them once created)")
     if report.error:
         lines.append(f"error: {report.error}")
     for err in report.errors[:10]:

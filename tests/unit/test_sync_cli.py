@@ -35,9 +35,22 @@ def test_summary_table_counts_errors_and_healing() -> None:
     text = render_summary(report)
     header, rule, row = text.splitlines()[:3]
     assert header.split() == ["entity", "read", "unchanged", "created", "updated", "deleted",
-                              "archived", "failed", "sent", "pulled"]
+                              "archived", "frozen", "failed", "sent", "pulled"]
     assert set(rule.replace(" ", "")) == {"-"}
-    assert row.split() == ["customer", "(full)", "30", "0", "28", "0", "0", "0", "2", "30", "0"]
+    assert row.split() == ["customer", "(full)", "30", "0", "28", "0", "0", "0", "0", "2",
+                           "30", "0"]
+    assert "frozen:" not in text
     assert "square for venue v1: partial in 1.5 s, 7 API calls" in text
     assert "mapping healed: customer: target 'Email' -> 'email_address'" in text
     assert "failed customer c1: email is not valid" in text
+
+
+def test_summary_shows_frozen_records_as_not_sent_and_not_failed() -> None:
+    report = RunReport("v1", "stripe", datetime.now(UTC), api_calls=0, duration_ms=200)
+    report.entities = [EntityReport(Entity.TRANSACTION, scanned=3, unchanged=2, frozen=1)]
+    text = render_summary(report)
+    header, _, row = text.splitlines()[:3]
+    assert dict(zip(header.split(), row.split(), strict=True))["frozen"] == "1"
+    assert "stripe for venue v1: completed in 0.2 s, 0 API calls" in text
+    assert "frozen: 1 not sent (changed since they were sent, and stripe cannot change them " \
+        "once created)" in text
