@@ -135,6 +135,9 @@ SQUARE_CAPABILITIES = Capabilities(
             fields=ORDER_FIELDS,
             notes="POST /v2/orders then an EXTERNAL payment for the order total; orders are "
                   "write-once (a changed sale is reported, not rewritten)",
+            # A paid order cannot be rewritten: later changes of a sale are not sent (the
+            # engine reports them as frozen) and the client refuses them too.
+            write_once=True,
         ),
     },
     # Square publishes no numeric limits (staff: back off exponentially on 429). 10 req/s

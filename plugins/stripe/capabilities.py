@@ -110,6 +110,9 @@ STRIPE_CAPABILITIES = Capabilities(
             fields=INVOICE_FIELDS,
             notes="a draft invoice with one invoice item, finalized and marked paid out of "
                   "band (the platform took the money); write-once like a receipt",
+            # A finalized, paid invoice cannot be rewritten: later changes of a sale are not
+            # sent (the engine reports them as frozen) and the client refuses them too.
+            write_once=True,
         ),
     },
     # docs.stripe.com/rate-limits: 25 req/s in test mode (100 in live mode) per account;
