@@ -183,6 +183,48 @@ async def test_accepting_stale_deliveries_is_caught(ref: dict[str, ModuleType]) 
             await kit.check_webhook_refusals(session, E.CUSTOMER)
 
 
+def _write_once(ref: dict[str, ModuleType]) -> Any:
+    """The reference capabilities with products declared write-once."""
+    base = ref["provider"].KitrefProvider.capabilities
+    once = dataclasses.replace(base.entities[E.PRODUCT], write_once=True)
+    return dataclasses.replace(base, entities={**base.entities, E.PRODUCT: once})
+
+
+class _RefusesUpdates:
+    """Mixin: refuses every update of a linked record, as a write-once client does."""
+
+    refusal = ErrorKind.PERMANENT
+
+    async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        if any(r.remote_id for r in records):
+            return [RecordResult.failure(r, "cannot be changed once created", self.refusal)
+                    for r in records]
+        return await super().push(entity, records)  # type: ignore[misc, no-any-return]
+
+
+async def test_write_once_check_passes_a_client_that_refuses_updates(
+        ref: dict[str, ModuleType]) -> None:
+    client = type("Refuses", (_RefusesUpdates, ref["client"].KitrefClient), {})
+    provider = _provider(ref, client, capabilities=_write_once(ref))
+    assert kit.write_once_entities(provider) == [E.PRODUCT]
+    async with KitSession(provider) as session:
+        await kit.check_write_once(session, E.PRODUCT)
+
+
+async def test_updating_a_write_once_record_is_caught(ref: dict[str, ModuleType]) -> None:
+    async with KitSession(_provider(ref, capabilities=_write_once(ref))) as session:
+        with pytest.raises(AssertionError, match="update of a write-once product was accepted"):
+            await kit.check_write_once(session, E.PRODUCT)
+
+
+async def test_a_retryable_write_once_refusal_is_caught(ref: dict[str, ModuleType]) -> None:
+    client = type("Retries", (_RefusesUpdates, ref["client"].KitrefClient),
+                  {"refusal": ErrorKind.RETRYABLE})
+    async with KitSession(_provider(ref, client, capabilities=_write_once(ref))) as session:
+        with pytest.raises(AssertionError, match="expected permanent"):
+            await kit.check_write_once(session, E.PRODUCT)
+
+
 def test_raising_on_garbage_is_caught(ref: dict[str, ModuleType]) -> None:
     def fragile(self: Any, request: WebhookRequest, secret: str) -> WebhookVerdict:
         return WebhookVerdict(False, request.headers["Kitref-Signature"])

@@ -10,9 +10,9 @@ A plugin author's whole test module can be::
 
 Each check is its own test: capabilities and templates, batching at the declared size,
 idempotent retry, no duplicate after a simulated crash, 429 handling, authentication
-failures, and the webhook signature round trip with forged, tampered and stale deliveries
-refused. The checks are also plain async functions (``check_*``) over a
-:class:`KitSession`, for use in an author's own tests.
+failures, updates of write-once entities refused, and the webhook signature round trip
+with forged, tampered and stale deliveries refused. The checks are also plain async
+functions (``check_*``) over a :class:`KitSession`, for use in an author's own tests.
 """
 
 from __future__ import annotations
@@ -30,9 +30,11 @@ from daemon.testing.kit._checks import (
     check_webhook_parse,
     check_webhook_refusals,
     check_webhook_verifies,
+    check_write_once,
     push_until_done,
     pushable_entities,
     signature_header,
+    write_once_entities,
 )
 from daemon.testing.kit._conformance import ProviderConformance
 from daemon.testing.kit._records import (
@@ -61,6 +63,7 @@ __all__ = [
     "check_webhook_parse",
     "check_webhook_refusals",
     "check_webhook_verifies",
+    "check_write_once",
     "chunks",
     "default_template",
     "entity_mapping",
@@ -70,4 +73,5 @@ __all__ = [
     "pushable_entities",
     "signature_header",
     "source_record",
+    "write_once_entities",
 ]

@@ -8,6 +8,7 @@ each in its own pytest test.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Sequence
@@ -46,9 +47,11 @@ __all__ = [
     "check_webhook_parse",
     "check_webhook_refusals",
     "check_webhook_verifies",
+    "check_write_once",
     "push_until_done",
     "pushable_entities",
     "signature_header",
+    "write_once_entities",
 ]
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -60,6 +63,12 @@ def pushable_entities(provider: Provider) -> list[Entity]:
     """Entities the provider can push, in declaration order."""
     return [e for e in provider.capabilities.entities
             if provider.capabilities.supports(e, Direction.PUSH)]
+
+
+def write_once_entities(provider: Provider) -> list[Entity]:
+    """Pushable entities the provider declares write-once, in declaration order."""
+    return [e for e in pushable_entities(provider)
+            if provider.capabilities.entities[e].write_once]
 
 
 def _batch(provider: Provider, entity: Entity) -> int:
@@ -295,6 +304,42 @@ async def check_rate_limit_429(session: KitSession, entity: Entity, *,
     assert stored == len(records), (
         f"after the 429 storm the emulator holds {stored} {entity.value} records, "
         f"expected {len(records)}")
+
+
+async def check_write_once(session: KitSession, entity: Entity) -> None:
+    """A write-once entity's client refuses an update of a record it created: a permanent
+    failure of that record, with nothing written.
+
+    The sync engine never sends such updates (it reports the records as frozen); the
+    client's refusal is the defence for a caller that does.
+    """
+    provider = session.provider
+    support = provider.capabilities.entities[entity]
+    where = f"{provider.name} {entity.value}"
+    assert support.write_once, f"{where} is not declared write_once"
+    (record,) = outbound_records(provider, entity, 1, run="once")
+    client = await session.client()
+    created = await push_until_done(client, entity, [record], 1, attempts=5)
+    (remote_id,) = _assert_all_pushed(created, [record])
+    stored = await session.count(entity.value)
+    (other,) = outbound_records(provider, entity, 1, run="once-changed")
+    changed = dataclasses.replace(other, local_id=record.local_id, remote_id=remote_id)
+    writes = len(_writes(await session.requests()))
+    results = await client.push(entity, [changed])
+    assert len(results) == 1, f"push returned {len(results)} results for one record"
+    (result,) = results
+    assert not result.ok, (
+        f"{where}: an update of a write-once {support.remote_kind} was accepted "
+        f"({result.action or 'ok'}); the client must refuse it")
+    assert result.error_kind is ErrorKind.PERMANENT, (
+        f"{where}: an update of a write-once {support.remote_kind} was refused as "
+        f"{result.error_kind}, expected permanent (no retry can succeed)")
+    assert result.error, f"{where}: the refusal gives no reason"
+    assert len(_writes(await session.requests())) == writes, (
+        f"{where}: refusing an update of a write-once {support.remote_kind} wrote to the "
+        "provider")
+    assert await session.count(entity.value) == stored, (
+        f"{where}: refusing an update changed the number of stored records")
 
 
 def _corrupt(secret: str) -> str:

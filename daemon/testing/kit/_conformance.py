@@ -28,7 +28,8 @@ class ProviderConformance:
 
     With ``provider`` left unset, the provider named by ``--syncd-provider NAME`` is used
     (loaded through the ``syncd.plugins`` entry points). Checks that push run once per
-    entity the provider can push; each check is its own test.
+    entity the provider can push (the write-once check once per write-once entity); each
+    check is its own test.
     """
 
     #: The provider under test (or None to use ``--syncd-provider``).
@@ -63,6 +64,10 @@ class ProviderConformance:
             provider = self._resolve(metafunc.config)
             entities = _checks.pushable_entities(provider)
             metafunc.parametrize("kit_entity", entities, ids=[e.value for e in entities])
+        if "kit_write_once_entity" in metafunc.fixturenames:
+            provider = self._resolve(metafunc.config)
+            once = _checks.write_once_entities(provider)
+            metafunc.parametrize("kit_write_once_entity", once, ids=[e.value for e in once])
 
     @pytest.fixture
     def kit_provider(self, request: pytest.FixtureRequest) -> Provider:
@@ -117,6 +122,10 @@ class ProviderConformance:
     def test_auth_failure_is_classified(self, kit_provider: Provider,
                                         kit_entity: Entity) -> None:
         self._run(kit_provider, lambda s: _checks.check_auth_failure(s, kit_entity))
+
+    def test_write_once_refuses_updates(self, kit_provider: Provider,
+                                        kit_write_once_entity: Entity) -> None:
+        self._run(kit_provider, lambda s: _checks.check_write_once(s, kit_write_once_entity))
 
     # --- webhooks ------------------------------------------------------------------------
 
