@@ -90,6 +90,11 @@ def _number(value: Any) -> float | int | None:
         return None
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` when it is a JSON array, else empty: a malformed answer names no member."""
+    return value if isinstance(value, list) else []
+
+
 def _failed(record: OutboundRecord, kind: ErrorKind, error: str,
             retry_after: float | None = None) -> RecordResult:
     return RecordResult(local_id=record.local_id, ok=False, error_kind=kind, error=error,
@@ -274,7 +279,7 @@ class MailchimpClient:
             raise HTTPError("mailchimp: batch subscribe answered an unexpected body",
                             ErrorKind.RETRYABLE)
         for key, action in (("new_members", "created"), ("updated_members", "updated")):
-            for member in data.get(key) or []:
+            for member in _list(data.get(key)):
                 if not isinstance(member, Mapping):
                     continue
                 hit = by_email.get(str(member.get("email_address", "")).lower())
@@ -283,7 +288,7 @@ class MailchimpClient:
                         local_id=hit.local_id, ok=True, action=action,
                         remote_id=str(member.get("id") or subscriber_hash(
                             str(member["email_address"]))))
-        for err in data.get("errors") or []:
+        for err in _list(data.get("errors")):
             if not isinstance(err, Mapping):
                 continue
             hit = by_email.get(str(err.get("email_address", "")).lower())

@@ -18,6 +18,7 @@ lost response gets Intuit's replay of the original answer, never a second copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -286,7 +287,10 @@ class QuickBooksClient:
         records_in = records
         records = [r for r in records if r.operation == "upsert"]
         if entity is Entity.TRANSACTION and records:
-            await self._prefetch_refs(records)
+            # A record-level problem here (no income account) is met again by each record's
+            # own lookup below, which fails that record with it.
+            with contextlib.suppress(_RecordError):
+                await self._prefetch_refs(records)
         for record in records:
             try:
                 bodies[record.local_id] = await self._body(entity, record)
