@@ -3,6 +3,7 @@ the plugin breaks the contract the check is about."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import sys
@@ -69,6 +70,10 @@ async def test_reference_plugin_passes_every_check(ref: dict[str, ModuleType]) -
                       kit.check_rate_limit_429, kit.check_auth_failure):
             async with KitSession(provider) as session:
                 await check(session, entity)
+    for entity in kit.pushable_entities(provider):
+        for answer in kit.GARBAGE_ANSWERS:
+            async with KitSession(provider) as session:
+                await kit.check_malformed_answers(session, entity, answer)
     async with KitSession(provider) as session:
         await kit.check_webhook_verifies(session, E.CUSTOMER)
     async with KitSession(provider) as session:
@@ -223,6 +228,121 @@ async def test_a_retryable_write_once_refusal_is_caught(ref: dict[str, ModuleTyp
     async with KitSession(_provider(ref, client, capabilities=_write_once(ref))) as session:
         with pytest.raises(AssertionError, match="expected permanent"):
             await kit.check_write_once(session, E.PRODUCT)
+
+
+def _garbage(name: str) -> kit.Garbage:
+    (answer,) = [g for g in kit.GARBAGE_ANSWERS if g.name == name]
+    return answer
+
+
+@pytest.mark.parametrize(("name", "raised"), [
+    ("html", "JSONDecodeError"), ("list", "TypeError"), ("object", "KeyError"),
+    ("empty", "JSONDecodeError"), ("wrong-types", "TypeError"),
+])
+async def test_crashing_on_a_malformed_answer_is_caught(
+        ref: dict[str, ModuleType], name: str, raised: str) -> None:
+    class Fragile(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        """Trusts the batch answer's shape."""
+
+        async def _push_customers(self, records: Sequence[OutboundRecord]
+                                  ) -> list[RecordResult]:
+            response = await self._http.request("POST", "/v1/customers/batch", json_body={
+                "customers": [dict(r.payload) for r in records]})
+            answers = response.json()["results"]
+            return [RecordResult(r.local_id, True, remote_id=str(a["id"]))
+                    for r, a in zip(records, answers, strict=True)]
+
+    async with KitSession(_provider(ref, Fragile)) as session:
+        await kit.check_batching(session, E.CUSTOMER)  # it works against the real thing
+    async with KitSession(_provider(ref, Fragile)) as session:
+        with pytest.raises(AssertionError, match=f"answered {name}: the push raised {raised}"):
+            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage(name))
+
+
+async def test_a_success_without_a_remote_id_is_caught(ref: dict[str, ModuleType]) -> None:
+    class Optimist(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        """Takes any answer to a product write as success."""
+
+        async def _push_product(self, record: OutboundRecord) -> RecordResult:
+            data = await self._http.json("POST", "/v1/products", json_body=dict(record.payload))
+            rid = data.get("id") if isinstance(data, dict) else None
+            return RecordResult(record.local_id, True, remote_id=rid, action="created")
+
+    async with KitSession(_provider(ref, Optimist)) as session:
+        with pytest.raises(AssertionError, match="reported ok with no remote id"):
+            await kit.check_malformed_answers(session, E.PRODUCT, _garbage("list"))
+
+
+async def test_a_success_on_an_error_status_is_caught(ref: dict[str, ModuleType]) -> None:
+    class Swallows(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+            try:
+                return await super().push(entity, records)  # type: ignore[no-any-return]
+            except ProviderError:
+                return [RecordResult(r.local_id, True, remote_id=r.local_id) for r in records]
+
+    async with KitSession(_provider(ref, Swallows)) as session:
+        with pytest.raises(AssertionError, match="reported ok on a 400 answer"):
+            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("error-html"))
+
+
+async def test_garbage_taken_for_an_auth_failure_is_caught(ref: dict[str, ModuleType]) -> None:
+    class Blames(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+            try:
+                return await super().push(entity, records)  # type: ignore[no-any-return]
+            except ProviderError as exc:
+                raise ProviderError(str(exc), ErrorKind.AUTH) from None
+
+    async with KitSession(_provider(ref, Blames)) as session:
+        with pytest.raises(AssertionError, match="failed as auth"):
+            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("object"))
+
+
+async def test_lost_or_reordered_results_are_caught(ref: dict[str, ModuleType]) -> None:
+    class Shuffles(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+            try:
+                got: list[RecordResult] = await super().push(entity, records)
+            except ProviderError as exc:
+                got = [RecordResult.failure(r, str(exc), exc.kind) for r in records]
+            return got[::-1] if self.reverse else got[1:]
+
+    lossy = type("Lossy", (Shuffles,), {"reverse": False})
+    async with KitSession(_provider(ref, lossy)) as session:
+        with pytest.raises(AssertionError, match="returned 1 results for 2 records"):
+            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("html"))
+    reversing = type("Reversing", (Shuffles,), {"reverse": True})
+    async with KitSession(_provider(ref, reversing)) as session:
+        with pytest.raises(AssertionError, match="results out of order"):
+            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("html"))
+
+
+async def test_a_client_that_never_calls_proves_nothing(ref: dict[str, ModuleType]) -> None:
+    class Idle(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+            return [RecordResult.failure(r, "not today", ErrorKind.RETRYABLE) for r in records]
+
+    async with KitSession(_provider(ref, Idle)) as session:
+        with pytest.raises(AssertionError, match="never called the server"):
+            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("list"))
+
+
+async def test_a_push_that_hangs_on_garbage_is_cut_short(ref: dict[str, ModuleType]) -> None:
+    class Waits(ref["client"].KitrefClient):  # type: ignore[misc, name-defined]
+        """Polls forever for an answer it can read."""
+
+        async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+            while True:
+                try:
+                    return await super().push(entity, records)  # type: ignore[no-any-return]
+                except ProviderError:
+                    await asyncio.sleep(0.05)
+
+    async with KitSession(_provider(ref, Waits)) as session:
+        with pytest.raises(AssertionError, match=r"did not finish within 0\.5s"):
+            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("empty"),
+                                              timeout=0.5)
 
 
 def test_raising_on_garbage_is_caught(ref: dict[str, ModuleType]) -> None:

@@ -10,14 +10,17 @@ A plugin author's whole test module can be::
 
 Each check is its own test: capabilities and templates, batching at the declared size,
 idempotent retry, no duplicate after a simulated crash, 429 handling, authentication
-failures, updates of write-once entities refused, and the webhook signature round trip
-with forged, tampered and stale deliveries refused. The checks are also plain async
-functions (``check_*``) over a :class:`KitSession`, for use in an author's own tests.
+failures, malformed answers classified rather than crashing, updates of write-once entities
+refused, and the webhook signature round trip with forged, tampered and stale deliveries
+refused. The checks are also plain async functions (``check_*``) over a
+:class:`KitSession`, for use in an author's own tests.
 """
 
 from __future__ import annotations
 
 from daemon.testing.kit._checks import (
+    GARBAGE_ANSWERS,
+    Garbage,
     WebhookShape,
     check_auth_failure,
     check_batching,
@@ -25,12 +28,14 @@ from daemon.testing.kit._checks import (
     check_crash_recovery,
     check_default_templates,
     check_idempotent_retry,
+    check_malformed_answers,
     check_rate_limit_429,
     check_webhook_garbage,
     check_webhook_parse,
     check_webhook_refusals,
     check_webhook_verifies,
     check_write_once,
+    garbage_server,
     push_until_done,
     pushable_entities,
     signature_header,
@@ -48,6 +53,8 @@ from daemon.testing.kit._records import (
 from daemon.testing.kit._session import KitSession, build_options
 
 __all__ = [
+    "GARBAGE_ANSWERS",
+    "Garbage",
     "KitSession",
     "ProviderConformance",
     "WebhookShape",
@@ -58,6 +65,7 @@ __all__ = [
     "check_crash_recovery",
     "check_default_templates",
     "check_idempotent_retry",
+    "check_malformed_answers",
     "check_rate_limit_429",
     "check_webhook_garbage",
     "check_webhook_parse",
@@ -67,6 +75,7 @@ __all__ = [
     "chunks",
     "default_template",
     "entity_mapping",
+    "garbage_server",
     "idempotency_key",
     "outbound_records",
     "push_until_done",

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aiohttp import web
 from pydantic import BaseModel
 
 from daemon.mapping import parse_entity_mapping, validate_mapping
@@ -31,10 +34,13 @@ from daemon.provider import (
     RecordResult,
     WebhookRequest,
 )
+from daemon.testing.emulator import EmulatorServer
 from daemon.testing.kit._records import chunks, default_template, outbound_records
 from daemon.testing.kit._session import KitSession
 
 __all__ = [
+    "GARBAGE_ANSWERS",
+    "Garbage",
     "WebhookShape",
     "check_auth_failure",
     "check_batching",
@@ -42,12 +48,14 @@ __all__ = [
     "check_crash_recovery",
     "check_default_templates",
     "check_idempotent_retry",
+    "check_malformed_answers",
     "check_rate_limit_429",
     "check_webhook_garbage",
     "check_webhook_parse",
     "check_webhook_refusals",
     "check_webhook_verifies",
     "check_write_once",
+    "garbage_server",
     "push_until_done",
     "pushable_entities",
     "signature_header",
@@ -380,6 +388,113 @@ async def check_auth_failure(session: KitSession, entity: Entity) -> None:
         kind = ErrorKind.AUTH
     assert kind is ErrorKind.AUTH, f"test_connection raised {kind}, expected auth"
     assert await session.count(entity.value) == 0, "a record was stored with bad credentials"
+
+
+# --- malformed answers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Garbage:
+    """One malformed answer: a status and a body, always labelled ``application/json``."""
+
+    name: str
+    status: int
+    body: bytes
+
+
+#: The answers every client must survive: proxies' HTML pages, JSON of the wrong kind, empty
+#: bodies, the usual envelope keys with values of the wrong type, and an error status whose
+#: body is not the provider's error format.
+GARBAGE_ANSWERS: tuple[Garbage, ...] = (
+    Garbage("html", 200, b"<html>gateway</html>"),
+    Garbage("list", 200, b"[1, 2, 3]"),
+    Garbage("object", 200, b'{"unexpected": true}'),
+    Garbage("empty", 200, b""),
+    Garbage("wrong-types", 200, json.dumps({
+        "id": {"nested": []}, "object": [], "data": "none", "items": 5, "results": "x",
+        "errors": {"x": 1}, "error": [], "customer": "x", "customers": {}, "objects": "x",
+        "catalog_object": 7, "id_mappings": "x", "order": [], "new_members": "x",
+        "updated_members": 1, "Fault": "x", "BatchItemResponse": {"x": 1},
+        "QueryResponse": [], "Customer": "x", "Item": 3, "SalesReceipt": [],
+    }).encode()),
+    Garbage("error-list", 400, b'[{"errors": 1}, null]'),
+    Garbage("error-html", 400, b"<html>bad request</html>"),
+)
+
+
+@asynccontextmanager
+async def garbage_server(answer: Garbage) -> AsyncIterator[tuple[str, list[str]]]:
+    """A server on 127.0.0.1 giving ``answer`` to every request: (url, requests seen)."""
+    seen: list[str] = []
+
+    async def reply(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        await request.read()
+        return web.Response(status=answer.status, body=answer.body,
+                            content_type="application/json")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", reply)
+    async with EmulatorServer(app) as server:
+        yield server.url, seen
+
+
+async def check_malformed_answers(session: KitSession, entity: Entity, answer: Garbage, *,
+                                  timeout: float = 60.0) -> None:
+    """A push answered with garbage is a classified failure, never a crash or a false success.
+
+    The client is built as for the other checks (the emulator's credentials and account
+    options) but pointed at a server giving ``answer`` to everything. The push must raise a
+    retryable or permanent :class:`ProviderError` (garbage is no reason to ask for new
+    credentials), or return one result per record, in order, each either a failure with a
+    retryable or permanent kind or (on a 2xx answer only) a success naming its remote id.
+    """
+    provider = session.provider
+    where = f"{provider.name} {entity.value} answered {answer.name}"
+    records = outbound_records(provider, entity, min(_batch(provider, entity), 2),
+                              run="garbage")
+    failure: ProviderError | None = None
+    results: list[RecordResult] = []
+    async with garbage_server(answer) as (url, seen):
+        client = await session.client(base_url=url)
+        try:
+            results = await asyncio.wait_for(client.push(entity, records), timeout)
+        except ProviderError as exc:
+            failure = exc
+        except TimeoutError:
+            raise AssertionError(f"{where}: the push did not finish within {timeout:g}s "
+                                 f"({len(seen)} requests)") from None
+        except Exception as exc:
+            raise AssertionError(
+                f"{where}: the push raised {type(exc).__name__}: {exc!s:.200}; a malformed "
+                "answer must become a ProviderError or failed records") from exc
+    assert seen, f"{where}: the client never called the server, so nothing was checked"
+    if failure is not None:
+        kind = failure.kind
+        assert isinstance(kind, ErrorKind), f"{where}: ProviderError.kind is {kind!r}"
+        assert kind in (ErrorKind.RETRYABLE, ErrorKind.PERMANENT), (
+            f"{where}: the push failed as {kind.value}; garbage is retryable or permanent "
+            f"({failure})")
+        return
+    assert isinstance(results, list), f"{where}: push returned {type(results).__name__}"
+    assert len(results) == len(records), (
+        f"{where}: push returned {len(results)} results for {len(records)} records")
+    for record, result in zip(records, results, strict=True):
+        assert isinstance(result, RecordResult), (
+            f"{where}: push returned a {type(result).__name__}, not a RecordResult")
+        assert result.local_id == record.local_id, (
+            f"{where}: results out of order: {result.local_id!r} for {record.local_id!r}")
+        if result.ok:
+            assert answer.status < 300, (
+                f"{where}: record {record.local_id} reported ok on a {answer.status} answer")
+            assert result.remote_id, (
+                f"{where}: record {record.local_id} reported ok with no remote id")
+            assert isinstance(result.remote_id, str), (
+                f"{where}: record {record.local_id} has a remote id that is not a string")
+        else:
+            assert result.error_kind in (ErrorKind.RETRYABLE, ErrorKind.PERMANENT), (
+                f"{where}: record {record.local_id} failed as {result.error_kind}; garbage is "
+                "retryable or permanent")
 
 
 # --- webhooks ---------------------------------------------------------------------------------

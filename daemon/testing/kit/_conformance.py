@@ -28,8 +28,8 @@ class ProviderConformance:
 
     With ``provider`` left unset, the provider named by ``--syncd-provider NAME`` is used
     (loaded through the ``syncd.plugins`` entry points). Checks that push run once per
-    entity the provider can push (the write-once check once per write-once entity); each
-    check is its own test.
+    entity the provider can push (the write-once check once per write-once entity, the
+    malformed-answer check once per entity and kind of garbage); each check is its own test.
     """
 
     #: The provider under test (or None to use ``--syncd-provider``).
@@ -64,6 +64,9 @@ class ProviderConformance:
             provider = self._resolve(metafunc.config)
             entities = _checks.pushable_entities(provider)
             metafunc.parametrize("kit_entity", entities, ids=[e.value for e in entities])
+        if "kit_garbage" in metafunc.fixturenames:
+            metafunc.parametrize("kit_garbage", _checks.GARBAGE_ANSWERS,
+                                 ids=[g.name for g in _checks.GARBAGE_ANSWERS])
         if "kit_write_once_entity" in metafunc.fixturenames:
             provider = self._resolve(metafunc.config)
             once = _checks.write_once_entities(provider)
@@ -122,6 +125,11 @@ class ProviderConformance:
     def test_auth_failure_is_classified(self, kit_provider: Provider,
                                         kit_entity: Entity) -> None:
         self._run(kit_provider, lambda s: _checks.check_auth_failure(s, kit_entity))
+
+    def test_malformed_answers_are_classified(self, kit_provider: Provider, kit_entity: Entity,
+                                              kit_garbage: _checks.Garbage) -> None:
+        self._run(kit_provider, lambda s: _checks.check_malformed_answers(
+            s, kit_entity, kit_garbage))
 
     def test_write_once_refuses_updates(self, kit_provider: Provider,
                                         kit_write_once_entity: Entity) -> None:

@@ -135,8 +135,14 @@ class KitSession:
 
     # --- provider clients ----------------------------------------------------------------
 
-    async def client(self, credentials: Credentials | None = None) -> ProviderClient:
-        """A provider client on the emulator (closed with the session)."""
+    async def client(self, credentials: Credentials | None = None, *,
+                     base_url: str | None = None) -> ProviderClient:
+        """A provider client on the emulator (closed with the session).
+
+        ``base_url`` points the client elsewhere (a server answering garbage, say) while it
+        keeps the emulator's credentials and account options, so it is built exactly as
+        for the other checks.
+        """
         assert self.http is not None, "the session is not started"
         creds = credentials if credentials is not None else await self.credentials()
         ctx = ClientContext(
@@ -144,7 +150,7 @@ class KitSession:
             credentials=creds,
             options=build_options(self.provider, creds.account, self.options),
             http=self.http,
-            base_url=self.url,
+            base_url=base_url if base_url is not None else self.url,
             environment="sandbox",
         )
         client = self.provider.client(ctx)
