@@ -23,15 +23,22 @@ import email.utils
 import json
 import math
 import random
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
 from daemon.logs import MASK, get_logger
-from daemon.provider import Credentials, ErrorKind, ProviderError
+from daemon.provider import (
+    Credentials,
+    Entity,
+    ErrorKind,
+    OutboundRecord,
+    ProviderError,
+    RecordResult,
+)
 from daemon.ratelimit import Clock, RateLimiter
 
 __all__ = [
@@ -39,6 +46,7 @@ __all__ = [
     "Fault",
     "FaultHook",
     "HTTPError",
+    "HTTPProviderClient",
     "ProviderHTTP",
     "RefreshHook",
     "backoff_delay",
@@ -337,3 +345,35 @@ class ProviderHTTP:
                 f"returned a body that is not JSON",
                 ErrorKind.RETRYABLE, status=response.status_code,
             ) from None
+
+
+class HTTPProviderClient:
+    """What every provider client on :class:`ProviderHTTP` shares: the call count, nothing
+    of its own to close, and a push that logs one ``<name>.pushed`` event per batch (records,
+    failures, calls made). A subclass sets :attr:`name`, builds :attr:`http` and implements
+    :meth:`_push`; a batch that fails as a whole raises :class:`ProviderError` from it.
+    """
+
+    name: ClassVar[str]
+    http: ProviderHTTP
+
+    @property
+    def api_calls(self) -> int:
+        return self.http.api_calls
+
+    async def aclose(self) -> None:
+        """Nothing to release: the HTTP client belongs to the caller."""
+
+    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        if not records:
+            return []
+        calls = self.api_calls
+        results = await self._push(entity, records)
+        get_logger(f"syncd.{self.name}").info(
+            f"{self.name}.pushed", entity=entity.value, records=len(records),
+            failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
+        return results
+
+    async def _push(self, entity: Entity, records: Sequence[OutboundRecord]
+                    ) -> list[RecordResult]:
+        raise NotImplementedError

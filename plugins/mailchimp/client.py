@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from daemon.httpclient import HTTPError, ProviderHTTP
+from daemon.httpclient import HTTPError, HTTPProviderClient, ProviderHTTP
 from daemon.logs import get_logger
 from daemon.provider import (
     ClientContext,
@@ -107,8 +107,10 @@ def _from_error(record: OutboundRecord, exc: HTTPError) -> RecordResult:
     return _failed(record, exc.kind, str(exc), exc.retry_after)
 
 
-class MailchimpClient:
+class MailchimpClient(HTTPProviderClient):
     """One Mailchimp account (API key or OAuth token) and one audience."""
+
+    name = "mailchimp"
 
     def __init__(self, ctx: ClientContext) -> None:
         options = ctx.options
@@ -134,23 +136,7 @@ class MailchimpClient:
         )
         self._store_checked = False
 
-    @property
-    def api_calls(self) -> int:
-        return self.http.api_calls
-
-    async def aclose(self) -> None:
-        return None
-
     # --- push -------------------------------------------------------------------------------
-
-    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
-        if not records:
-            return []
-        calls = self.api_calls
-        results = await self._push(entity, records)
-        log.info("mailchimp.pushed", entity=entity.value, records=len(records),
-                 failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
-        return results
 
     async def _push(self, entity: Entity, records: Sequence[OutboundRecord]
                     ) -> list[RecordResult]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from daemon.httpclient import Fault, HTTPError, ProviderHTTP
+from daemon.httpclient import Fault, HTTPError, HTTPProviderClient, ProviderHTTP
 from daemon.logs import get_logger
 from daemon.provider import (
     ClientContext,
@@ -172,8 +172,10 @@ class _Op:
     action: str  # what a success means: created | updated | adopted
 
 
-class QuickBooksClient:
+class QuickBooksClient(HTTPProviderClient):
     """One QuickBooks company (realm)."""
+
+    name = "quickbooks"
 
     def __init__(self, ctx: ClientContext) -> None:
         options = ctx.options
@@ -208,13 +210,6 @@ class QuickBooksClient:
         self._income_account: str | None = self.options.income_account_ref
         self._item_ids: dict[str, str] = {}
         self._customer_ids: dict[str, str] = {}
-
-    @property
-    def api_calls(self) -> int:
-        return self.http.api_calls
-
-    async def aclose(self) -> None:
-        return None
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -262,15 +257,6 @@ class QuickBooksClient:
         return entity
 
     # --- push -------------------------------------------------------------------------------
-
-    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
-        if not records:
-            return []
-        calls = self.api_calls
-        results = await self._push(entity, records)
-        log.info("quickbooks.pushed", entity=entity.value, records=len(records),
-                 failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
-        return results
 
     async def _push(self, entity: Entity, records: Sequence[OutboundRecord]
                     ) -> list[RecordResult]:

@@ -26,8 +26,7 @@ from typing import Any
 
 import httpx
 
-from daemon.httpclient import ProviderHTTP
-from daemon.logs import get_logger
+from daemon.httpclient import HTTPProviderClient, ProviderHTTP
 from daemon.provider import (
     ClientContext,
     ConnectionStatus,
@@ -54,8 +53,6 @@ from plugins.square.capabilities import (
 _failed = RecordResult.failure
 
 __all__ = ["SquareClient", "fit_key"]
-
-log = get_logger("syncd.square")
 
 _PRODUCTS_PER_REQUEST = SQUARE_CAPABILITIES.entities[Entity.PRODUCT].batch_size
 _CATALOG_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
@@ -116,8 +113,10 @@ def _nested(payload: Mapping[str, Any], *path: str) -> Any:
 
 
 
-class SquareClient:
+class SquareClient(HTTPProviderClient):
     """One Square seller account."""
+
+    name = "square"
 
     def __init__(self, ctx: ClientContext) -> None:
         from plugins.square.provider import SquareOptions
@@ -147,13 +146,6 @@ class SquareClient:
         if not token:
             raise ProviderError("square: no access token in the credentials", ErrorKind.AUTH)
         return {"Authorization": f"Bearer {token}"}
-
-    @property
-    def api_calls(self) -> int:
-        return self.http.api_calls
-
-    async def aclose(self) -> None:
-        return None
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         data = await self.http.json(method, path, **kwargs)
@@ -191,13 +183,6 @@ class SquareClient:
                             "options.location_id", ErrorKind.PERMANENT)
 
     # --- push ----------------------------------------------------------------------------
-
-    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
-        calls = self.api_calls
-        results = await self._push(entity, records)
-        log.info("square.pushed", entity=entity.value, records=len(records),
-                 failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
-        return results
 
     async def _push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
         if not records:

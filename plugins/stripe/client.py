@@ -28,8 +28,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from daemon.httpclient import HTTPError, ProviderHTTP
-from daemon.logs import get_logger
+from daemon.httpclient import HTTPError, HTTPProviderClient, ProviderHTTP
 from daemon.provider import (
     ClientContext,
     ConnectionStatus,
@@ -48,8 +47,6 @@ from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX, STRIPE_CAPABILITIES
 _failed = RecordResult.failure
 
 __all__ = ["StripeClient", "encode_form", "product_id_for"]
-
-log = get_logger("syncd.stripe")
 
 _PRODUCT_FIELDS = ("name", "description", "url", "statement_descriptor", "unit_label")
 _CUSTOMER_FIELDS = ("email", "name", "phone", "description")
@@ -104,8 +101,10 @@ def _describe(response: httpx.Response) -> tuple[str, str | None]:
 
 
 
-class StripeClient:
+class StripeClient(HTTPProviderClient):
     """One Stripe account (or a connected account through ``options.account``)."""
+
+    name = "stripe"
 
     def __init__(self, ctx: ClientContext) -> None:
         from plugins.stripe.provider import StripeOptions
@@ -135,13 +134,6 @@ class StripeClient:
         if not key:
             raise ProviderError("stripe: no API key in the credentials", ErrorKind.AUTH)
         return {"Authorization": f"Bearer {key}"}
-
-    @property
-    def api_calls(self) -> int:
-        return self.http.api_calls
-
-    async def aclose(self) -> None:
-        return None
 
     async def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
                     idempotency_key: str | None = None) -> dict[str, Any]:
@@ -173,7 +165,8 @@ class StripeClient:
 
     # --- push ----------------------------------------------------------------------------
 
-    async def push(self, entity: Entity, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+    async def _push(self, entity: Entity, records: Sequence[OutboundRecord]
+                    ) -> list[RecordResult]:
         if entity is Entity.PRODUCT:
             one = self._push_product
         elif entity is Entity.CUSTOMER:
@@ -183,7 +176,6 @@ class StripeClient:
         else:
             raise ProviderError(f"stripe: {entity.value} is not supported (see the plugin's "
                                 "unsupported list)", ErrorKind.PERMANENT)
-        calls = self.api_calls
         limit = asyncio.Semaphore(STRIPE_CAPABILITIES.rate_limit.max_concurrency)
 
         async def guarded(record: OutboundRecord) -> RecordResult:
@@ -200,10 +192,7 @@ class StripeClient:
         for outcome in outcomes:  # a whole-call failure (auth, retries exhausted) wins
             if isinstance(outcome, BaseException):
                 raise outcome
-        results = [o for o in outcomes if isinstance(o, RecordResult)]
-        log.info("stripe.pushed", entity=entity.value, records=len(records),
-                 failed=sum(1 for r in results if not r.ok), api_calls=self.api_calls - calls)
-        return results
+        return [o for o in outcomes if isinstance(o, RecordResult)]
 
     # products
 
