@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import httpx
+
 from daemon.httpclient import HTTPError, HTTPProviderClient, ProviderHTTP
 from daemon.logs import get_logger
 from daemon.provider import (
@@ -93,6 +95,18 @@ def _number(value: Any) -> float | int | None:
 def _list(value: Any) -> list[Any]:
     """``value`` when it is a JSON array, else empty: a malformed answer names no member."""
     return value if isinstance(value, list) else []
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The ``detail`` of a Mailchimp error body, or the raw text when the body is not one
+    (an HTML page from a proxy, a JSON array)."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, Mapping) and data.get("detail"):
+        return str(data["detail"])
+    return response.text[:300] or response.reason_phrase or "no body"
 
 
 def _failed(record: OutboundRecord, kind: ErrorKind, error: str,
@@ -423,7 +437,7 @@ class MailchimpClient(HTTPProviderClient):
                 if resp.status_code < 300:
                     return RecordResult(local_id=record.local_id, ok=True, remote_id=order_id,
                                         action="created")
-                detail = str((resp.json() if resp.content else {}).get("detail", ""))
+                detail = _error_detail(resp)
                 if "already exists" in detail:
                     await self._patch_order(store, order_id, body)
                     return RecordResult(local_id=record.local_id, ok=True, remote_id=order_id,

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from daemon.mapping import content_hash
 from daemon.provider import (
@@ -275,6 +276,27 @@ async def test_order_creates_missing_product_and_adopts_on_retry(env: Env) -> No
     assert again.ok
     assert again.action == "adopted"
     assert len(env.emulator.collection("transaction")) == 1
+
+
+async def test_an_order_refused_with_a_page_that_is_not_json_fails_alone() -> None:
+    # A proxy in front of Mailchimp answers the order call with an HTML page.
+    emulator = MailchimpEmulator(EmulatorSettings(seed=3))
+    app = emulator.app()
+
+    @web.middleware
+    async def proxy(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "POST" and request.path.endswith("/orders"):
+            return web.Response(status=400, text="<html>proxy: request refused</html>",
+                                content_type="text/html")
+        return await handler(request)
+
+    app.middlewares.append(proxy)
+    async with EmulatorServer(app) as server, httpx.AsyncClient(timeout=30) as http:
+        [result] = await Env(emulator, server, http).client().push(
+            Entity.TRANSACTION, [order(1)])
+    assert not result.ok
+    assert result.error_kind is ErrorKind.PERMANENT
+    assert "proxy: request refused" in (result.error or "")
 
 
 async def test_products_need_a_store(env: Env) -> None:
