@@ -71,6 +71,7 @@ DECLARE
     v_got integer;
     v_claimed integer := 0;
     v_round integer;
+    v_window bigint;
 BEGIN
     -- Jobs this worker finished since its last claim are recorded first, in the same
     -- transaction (one commit for both), fenced by their lease tokens. Their integrations
@@ -90,7 +91,8 @@ BEGIN
     -- Claimers racing for the head of the queue (two loops of one worker, or replicas) pick
     -- the same candidates from their snapshots, and all but one find them locked. The loser
     -- tries again with those candidates left out, up to four rounds, instead of coming back
-    -- with little or nothing and sleeping.
+    -- with little or nothing and sleeping. A head of the queue crowded with one
+    -- integration's jobs gets another round the same way.
     FOR v_round IN 1..4 LOOP
         v_want := p_limit - v_claimed;
         EXIT WHEN v_want <= 0;
@@ -120,10 +122,14 @@ BEGIN
             SELECT DISTINCT ON (venue_id, provider) id, lane, vtime
               FROM cand ORDER BY venue_id, provider, vtime, syncd_lane_rank(lane)
         )
-        -- Equal virtual times go to the higher lane.
-        SELECT array_agg(id) INTO v_chosen
-          FROM (SELECT id FROM one_each
-                 ORDER BY vtime, syncd_lane_rank(lane), id LIMIT v_want) AS chosen;
+        -- Equal virtual times go to the higher lane. v_window: the most candidates one lane
+        -- gave; a lane that filled its window may have more due jobs behind it.
+        SELECT (SELECT array_agg(id)
+                  FROM (SELECT id FROM one_each
+                         ORDER BY vtime, syncd_lane_rank(lane), id LIMIT v_want) AS chosen),
+               (SELECT coalesce(max(n), 0)
+                  FROM (SELECT count(*) AS n FROM cand GROUP BY lane) AS per_lane)
+          INTO v_chosen, v_window;
 
         EXIT WHEN v_chosen IS NULL;
         v_tried := v_tried || v_chosen;
@@ -165,9 +171,12 @@ BEGIN
             v_claimed := v_claimed + v_got;
         END IF;
 
-        -- Every candidate taken, or fewer due than wanted: another round finds nothing new.
+        -- Another round only when it can find more: candidates were lost to a racing
+        -- claimer, or a full window held several jobs of one integration (one runs at a
+        -- time, so the rest made way; the next round looks past them, the integration
+        -- now running).
         EXIT WHEN coalesce(cardinality(v_ids), 0) = cardinality(v_chosen)
-               OR cardinality(v_chosen) < v_want;
+              AND (cardinality(v_chosen) = v_want OR v_window < v_want * 2);
     END LOOP;
 END
 $$;

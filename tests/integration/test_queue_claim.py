@@ -256,3 +256,16 @@ async def test_a_fenced_worker_cannot_complete(pool: asyncpg.Pool) -> None:
     assert stale.cancelled
     row = await pool.fetchrow("SELECT status, lease_owner FROM sync_queue WHERE id = $1", new.id)
     assert tuple(row) == ("processing", "b")
+
+
+async def test_a_head_crowded_by_one_integration_does_not_shrink_the_batch(
+    pool: asyncpg.Pool,
+) -> None:
+    busy = uuid.uuid4()
+    await enqueue_many(pool, [
+        NewJob(venue_id=busy, provider="square", entity_type=f"e{i}") for i in range(30)
+    ])
+    await _fill(pool, per_lane=10, lanes=("NORMAL",))
+    jobs = await claim_jobs(pool, owner="a", limit=5, lanes=LaneScheduler(), lease_seconds=60)
+    assert len(jobs) == 5
+    assert sum(1 for j in jobs if j.venue_id == busy) == 1
