@@ -51,11 +51,27 @@ SELECT id, venue_id, provider, entity_type, operation, payload, lane, attempts, 
                         $7::bigint[], $8::uuid[])
 
 -- name: heartbeat
--- Renew the leases this worker still holds; returns the ids renewed (the rest were lost).
-UPDATE sync_queue q
-   SET lease_expires_at = now() + make_interval(secs => $3)
- WHERE q.id = ANY ($1::bigint[]) AND q.lease_token = ANY ($2::uuid[]) AND q.status = 'processing'
-RETURNING q.id
+-- Renew the leases this worker still holds; returns the ids it still holds (the rest were
+-- lost). A row locked by its handler's own transaction (assert_lease) is not waited for:
+-- that wait would hold up every other job's renewal behind one long transaction. It is
+-- held all the same (a reclaim skips locked rows) and reported as held; the next beat after
+-- the transaction ends renews it.
+WITH mine AS (
+    SELECT id FROM sync_queue
+     WHERE id = ANY ($1::bigint[]) AND lease_token = ANY ($2::uuid[]) AND status = 'processing'
+       FOR UPDATE SKIP LOCKED
+), renewed AS (
+    UPDATE sync_queue q
+       SET lease_expires_at = now() + make_interval(secs => $3)
+      FROM mine
+     WHERE q.id = mine.id
+    RETURNING q.id
+)
+SELECT id FROM renewed
+UNION ALL
+SELECT id FROM sync_queue
+ WHERE id = ANY ($1::bigint[]) AND lease_token = ANY ($2::uuid[]) AND status = 'processing'
+   AND id NOT IN (SELECT id FROM mine)
 
 -- name: assert_lease
 -- Inside the handler's transaction: locks the row (a reclaim waits for this transaction) and

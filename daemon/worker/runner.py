@@ -110,10 +110,19 @@ class Worker:
         pumps = [asyncio.create_task(self._pump(), name=f"worker.pump{i}")
                  for i in range(self.config.pumps)]
         helpers = [asyncio.create_task(self._heartbeat_loop(), name="worker.heartbeat")]
+        maint: asyncio.Task[None] | None = None
         if self.maintenance:
-            helpers.append(asyncio.create_task(self._maintenance_loop(), name="worker.maint"))
+            maint = asyncio.create_task(self._maintenance_loop(), name="worker.maint")
+            helpers.append(maint)
         try:
             await self._stopping.wait()
+            if maint is not None:
+                # Housekeeping is left to the other replicas while this one drains: its own
+                # reclaim could take a job of this worker whose handler was just cancelled,
+                # racing the release that hands it back.
+                maint.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await maint
             await self._drain()
         finally:
             for task in helpers:

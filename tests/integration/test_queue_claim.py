@@ -269,3 +269,23 @@ async def test_a_head_crowded_by_one_integration_does_not_shrink_the_batch(
     jobs = await claim_jobs(pool, owner="a", limit=5, lanes=LaneScheduler(), lease_seconds=60)
     assert len(jobs) == 5
     assert sum(1 for j in jobs if j.venue_id == busy) == 1
+
+
+async def test_a_long_handler_transaction_does_not_hold_up_other_leases(
+    pool: asyncpg.Pool,
+) -> None:
+    await _fill(pool, per_lane=2, lanes=("NORMAL",))
+    jobs = await claim_jobs(pool, owner="a", limit=2, lanes=LaneScheduler(), lease_seconds=60)
+    busy, other = jobs
+    before = await pool.fetchval("SELECT lease_expires_at FROM sync_queue WHERE id = $1",
+                                 other.id)
+    async with pool.acquire() as conn, conn.transaction():
+        # The busy job's handler is inside its own transaction, holding its row.
+        await RunContext(pool, busy, 60).assert_lease(conn)
+        rows = await asyncio.wait_for(pool.fetch(
+            Q["heartbeat"], [busy.id, other.id], [busy.lease_token, other.lease_token], 120.0),
+            timeout=30)
+    assert sorted(r["id"] for r in rows) == sorted([busy.id, other.id])  # both still held
+    after = await pool.fetchval("SELECT lease_expires_at FROM sync_queue WHERE id = $1",
+                                other.id)
+    assert after > before  # the other job's lease was renewed meanwhile
