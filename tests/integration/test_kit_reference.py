@@ -135,7 +135,7 @@ async def test_rate_limit_check_catches_lost_records(ref: dict[str, ModuleType])
 
         def __init__(self, *args: Any) -> None:
             super().__init__(*args)
-            self._http.max_attempts = 1
+            self.http.max_attempts = 1
 
         async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
             try:
@@ -246,7 +246,7 @@ async def test_crashing_on_a_malformed_answer_is_caught(
 
         async def _push_customers(self, records: Sequence[OutboundRecord]
                                   ) -> list[RecordResult]:
-            response = await self._http.request("POST", "/v1/customers/batch", json_body={
+            response = await self.http.request("POST", "/v1/customers/batch", json_body={
                 "customers": [dict(r.payload) for r in records]})
             answers = response.json()["results"]
             return [RecordResult(r.local_id, True, remote_id=str(a["id"]))
@@ -264,7 +264,7 @@ async def test_a_success_without_a_remote_id_is_caught(ref: dict[str, ModuleType
         """Takes any answer to a product write as success."""
 
         async def _push_product(self, record: OutboundRecord) -> RecordResult:
-            data = await self._http.json("POST", "/v1/products", json_body=dict(record.payload))
+            data = await self.http.json("POST", "/v1/products", json_body=dict(record.payload))
             rid = data.get("id") if isinstance(data, dict) else None
             return RecordResult(record.local_id, True, remote_id=rid, action="created")
 
