@@ -1,24 +1,43 @@
-"""A provider client under test against its emulator, and records built from a template.
+"""A provider client under test against its emulator, records built from a template, and a
+seeded venue connected to a bundled provider's emulator with an engine to sync it.
 
-Shared by the per-provider integration tests: each provider's conftest supplies its source
-records, its client class and its emulator.
+Shared by the per-provider integration tests (each provider's conftest supplies its source
+records, its client class and its emulator) and the engine's tests against the emulators.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import asyncpg
 import httpx
 
+from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
 from daemon.mapping import apply_mapping, content_hash, parse_entity_mapping
-from daemon.provider import ClientContext, Credentials, Entity, OutboundRecord, TemplateSpec
+from daemon.plugins import load_plugins
+from daemon.provider import (
+    ClientContext,
+    Credentials,
+    EmulatorSettings,
+    Entity,
+    OutboundRecord,
+    Provider,
+    TemplateSpec,
+)
+from daemon.sync import SyncEngine, SyncSettings
 from daemon.testing.emulator import Emulator, EmulatorServer
+from daemon.testing.platform import SampleVenue, create_platform_schema, seed_venue
 
 C = TypeVar("C")
 E = TypeVar("E", bound=Emulator)
+V = TypeVar("V", bound="ConnectedVenue")
+
+#: Paths that only read, though some are POSTs (Square's searches, QuickBooks' CDC).
+READ_PATHS = ("/search", "/query", "/bulk-retrieve", "/cdc")
 
 
 def record_for(entity: Entity, local_id: str, payload: Mapping[str, Any],
@@ -87,3 +106,47 @@ async def emulated(emulator: E, make_client: Callable[[ClientContext], C]
                 httpx.AsyncClient(base_url=server.url, timeout=10) as control,
                 httpx.AsyncClient(timeout=10) as http):
         yield Emulated(server, emulator, control, http, make_client)
+
+
+@dataclass
+class ConnectedVenue:
+    """A seeded venue connected to a bundled provider's emulator, and an engine to sync it."""
+
+    pool: asyncpg.Pool
+    provider: Provider
+    emulator: Emulator
+    engine: SyncEngine
+    venue: uuid.UUID
+
+    def writes(self) -> int:
+        """Requests so far that could change something at the provider."""
+        return sum(1 for r in self.emulator.requests
+                   if r.method in ("POST", "PUT", "PATCH", "DELETE")
+                   and not any(p in r.path for p in READ_PATHS))
+
+
+@asynccontextmanager
+async def connected_venue(pool: asyncpg.Pool, name: str, kind: type[V], *, customers: int,
+                          events: int, orders: int) -> AsyncIterator[V]:
+    """The platform tables with one seeded venue, bundled provider ``name``'s emulator on
+    loopback, the integration row with the emulator account's options, and an engine."""
+    provider = load_plugins().provider(name)
+    async with pool.acquire() as conn:
+        await create_platform_schema(conn)
+        sample: SampleVenue = await seed_venue(conn, customers=customers, events=events,
+                                               orders=orders)
+    app = provider.emulator(EmulatorSettings(seed=7))
+    async with EmulatorServer(app) as server, httpx.AsyncClient(timeout=60) as http:
+        assert server.emulator is not None
+        account = (await http.get(server.url + "/_emulator/credentials")).json()["account"]
+        fields = provider.options_model().model_fields
+        options = {k: v for k, v in account.items() if k in fields}
+        await pool.execute(
+            "INSERT INTO integration_configs (venue_id, provider, venue_name, status, "
+            "credentials, options) VALUES ($1, $2, $3, 'connected', $4, $5)",
+            sample.venue_id, provider.name, sample.name, {"access_token": "oauth"}, options)
+        urls = {provider.name: server.url}
+        engine = SyncEngine(pool, {provider.name: provider},
+                            ReferenceCredentialStore(pool, EmulatorTokens(urls)), http=http,
+                            settings=SyncSettings(base_urls=urls, max_backoff_seconds=0.2))
+        yield kind(pool, provider, server.emulator, engine, sample.venue_id)

@@ -3,39 +3,21 @@ change that writes nothing, and lost answers after commit that leave no duplicat
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 
-from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
-from daemon.plugins import load_plugins
-from daemon.provider import Direction, EmulatorSettings, Entity, Provider
-from daemon.sync import RunOutcome, SyncEngine, SyncSettings
-from daemon.testing.emulator import Emulator, EmulatorServer
-from daemon.testing.platform import create_platform_schema, seed_venue
+from daemon.provider import Direction, Entity
+from daemon.sync import RunOutcome
+from tests.integration.emulated import ConnectedVenue, connected_venue
 
 CUSTOMERS, EVENTS, ORDERS = 14, 3, 4
 SIZES = {Entity.CUSTOMER: CUSTOMERS, Entity.PRODUCT: EVENTS, Entity.TRANSACTION: ORDERS}
-READS = ("/search", "/query", "/bulk-retrieve", "/cdc")
 
 
-@dataclass
-class Bundled:
-    provider: Provider
-    emulator: Emulator
-    engine: SyncEngine
-    venue: uuid.UUID
-
-    def writes(self) -> int:
-        return sum(1 for r in self.emulator.requests
-                   if r.method in ("POST", "PUT", "PATCH", "DELETE")
-                   and not any(p in r.path for p in READS))
-
+class Bundled(ConnectedVenue):
     def pushed(self) -> list[Entity]:
         caps = self.provider.capabilities
         return [e for e in Entity if caps.supports(e, Direction.PUSH)]
@@ -44,25 +26,9 @@ class Bundled:
 @pytest.fixture(params=["square", "stripe", "quickbooks", "mailchimp"])
 async def bundled(request: pytest.FixtureRequest, pool: asyncpg.Pool
                   ) -> AsyncIterator[Bundled]:
-    provider = load_plugins().provider(request.param)
-    async with pool.acquire() as conn:
-        await create_platform_schema(conn)
-        sample = await seed_venue(conn, customers=CUSTOMERS, events=EVENTS, orders=ORDERS)
-    app = provider.emulator(EmulatorSettings(seed=7))
-    async with EmulatorServer(app) as server, httpx.AsyncClient(timeout=60) as http:
-        assert server.emulator is not None
-        account = (await http.get(server.url + "/_emulator/credentials")).json()["account"]
-        fields = provider.options_model().model_fields
-        options = {k: v for k, v in account.items() if k in fields}
-        await pool.execute(
-            "INSERT INTO integration_configs (venue_id, provider, venue_name, status, "
-            "credentials, options) VALUES ($1, $2, $3, 'connected', $4, $5)",
-            sample.venue_id, provider.name, sample.name, {"access_token": "oauth"}, options)
-        urls = {provider.name: server.url}
-        engine = SyncEngine(pool, {provider.name: provider},
-                            ReferenceCredentialStore(pool, EmulatorTokens(urls)), http=http,
-                            settings=SyncSettings(base_urls=urls, max_backoff_seconds=0.2))
-        yield Bundled(provider, server.emulator, engine, sample.venue_id)
+    async with connected_venue(pool, request.param, Bundled, customers=CUSTOMERS,
+                               events=EVENTS, orders=ORDERS) as venue:
+        yield venue
 
 
 def _counts(report: Any) -> dict[Entity, int]:

@@ -4,43 +4,23 @@ fails a run; links an earlier run left failed by such an update are settled with
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import asyncpg
-import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
-from daemon.plugins import load_plugins
-from daemon.provider import EmulatorSettings, Entity, Provider
+from daemon.provider import Entity
 from daemon.queue.types import LeaseLost
-from daemon.sync import RunOutcome, RunReport, SyncEngine, SyncSettings, recompute_health
+from daemon.sync import RunOutcome, RunReport, recompute_health
 from daemon.sync.engine import WriteGuard
-from daemon.testing.emulator import Emulator, EmulatorServer
-from daemon.testing.platform import create_platform_schema, seed_venue
+from tests.integration.emulated import ConnectedVenue, connected_venue
 
 CUSTOMERS, EVENTS, ORDERS = 8, 2, 4
-WRITES = ("POST", "PUT", "PATCH", "DELETE")
-#: Paths that only read, though some are POSTs (Square's searches).
-READS = ("/search", "/query", "/bulk-retrieve")
 T = Entity.TRANSACTION
 
 
-@dataclass
-class Sales:
-    pool: asyncpg.Pool
-    provider: Provider
-    emulator: Emulator
-    engine: SyncEngine
-    venue: uuid.UUID
-
-    def writes(self) -> int:
-        return sum(1 for r in self.emulator.requests
-                   if r.method in WRITES and not any(p in r.path for p in READS))
-
+class Sales(ConnectedVenue):
     async def sync(self, *, full: bool = False, dry_run: bool = False,
                    guard: WriteGuard | None = None) -> RunReport:
         """A run of the sales alone: any write it makes is for a sale."""
@@ -70,29 +50,13 @@ class Sales:
 
 @pytest.fixture(params=["stripe", "square"])
 async def sales(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> AsyncIterator[Sales]:
-    provider = load_plugins().provider(request.param)
-    async with pool.acquire() as conn:
-        await create_platform_schema(conn)
-        sample = await seed_venue(conn, customers=CUSTOMERS, events=EVENTS, orders=ORDERS)
-    app = provider.emulator(EmulatorSettings(seed=7))
-    async with EmulatorServer(app) as server, httpx.AsyncClient(timeout=60) as http:
-        assert server.emulator is not None
-        account = (await http.get(server.url + "/_emulator/credentials")).json()["account"]
-        fields = provider.options_model().model_fields
-        options = {k: v for k, v in account.items() if k in fields}
-        await pool.execute(
-            "INSERT INTO integration_configs (venue_id, provider, venue_name, status, "
-            "credentials, options) VALUES ($1, $2, $3, 'connected', $4, $5)",
-            sample.venue_id, provider.name, sample.name, {"access_token": "oauth"}, options)
-        urls = {provider.name: server.url}
-        engine = SyncEngine(pool, {provider.name: provider},
-                            ReferenceCredentialStore(pool, EmulatorTokens(urls)), http=http,
-                            settings=SyncSettings(base_urls=urls, max_backoff_seconds=0.2))
-        first = await engine.run(str(sample.venue_id), provider.name)
+    async with connected_venue(pool, request.param, Sales, customers=CUSTOMERS,
+                               events=EVENTS, orders=ORDERS) as venue:
+        first = await venue.engine.run(str(venue.venue), venue.provider.name)
         assert first.failed == 0, first.errors
         (sold,) = [e for e in first.entities if e.entity is T]
         assert sold.created == ORDERS
-        yield Sales(pool, provider, server.emulator, engine, sample.venue_id)
+        yield venue
 
 
 def _sold(report: RunReport) -> int:
