@@ -14,10 +14,13 @@ procrastinate runs one worker with ``PROCRASTINATE_CONCURRENCY`` concurrent jobs
 (it is two orders of magnitude slower). The event loop is uvloop when it is installed, as
 the ``syncd`` command runs, else asyncio's own (``--loop`` picks).
 
-Also measures lane shares under saturation: all four lanes full, the first quarter of the
+Also measures syncd with several worker processes on one database (``--replicas``, default
+2), as replicas of a deployment run: every job falls due at one moment, the rate runs from
+then to the last completion (both read from Postgres), and every job must have run exactly
+once. And lane shares under saturation: all four lanes full, the first quarter of the
 jobs drained, each lane's share of them (the weights 8:4:2:1 ask for .533/.267/.133/.067).
 
-    python -m bench.queue [--quick] [--rounds N] [--loop auto|uvloop|asyncio]
+    python -m bench.queue [--quick] [--rounds N] [--replicas N] [--loop auto|uvloop|asyncio]
 
 The last line printed is a JSON object with syncd_jobs_per_s, pgqueuer_jobs_per_s,
 procrastinate_jobs_per_s, ratio_vs_pgqueuer, ratio_vs_procrastinate, the enqueue rates, each
@@ -101,6 +104,71 @@ async def bench_syncd(url: str, n: int) -> dict[str, float]:
             "SELECT count(*) FROM sync_queue WHERE status = 'completed'")
         assert completed == n, f"syncd completed {completed} of {n}"
         return {"enqueue_per_s": _rate(n, enqueue_s), "jobs_per_s": _rate(n, run_s)}
+    finally:
+        await pool.close()
+
+
+async def drain_replica(url: str) -> None:
+    """One replica of the replicas run: a worker (full guarantees, housekeeping on) until
+    nothing is left to run."""
+    pool = await open_pool(url, min_size=4, max_size=12)
+    try:
+        async def noop(job: Job, ctx: JobContext) -> JobResult:
+            return JobResult(Outcome.COMPLETED)
+
+        config = WorkerConfig(concurrency=CONCURRENCY, batch_size=BATCH, poll_seconds=0.05,
+                              lease_seconds=60, heartbeat_seconds=5)
+        worker = Worker(pool, noop, config)
+
+        async def until_drained() -> None:
+            # The other replicas' progress is only in Postgres: look every 0.1 s.
+            while True:
+                left = await pool.fetchval(
+                    "SELECT count(*) FROM sync_queue WHERE status <> 'completed'")
+                if not left:
+                    worker.stop()
+                    return
+                await asyncio.sleep(0.1)
+
+        watch = asyncio.create_task(until_drained())
+        await asyncio.wait_for(worker.run(), timeout=600)
+        await watch
+        print(json.dumps({"claimed": worker.claimed_total}), flush=True)
+    finally:
+        await pool.close()
+
+
+async def bench_replicas(url: str, n: int, replicas: int, loop: str) -> dict[str, float]:
+    """``replicas`` worker processes on one database, as a deployment runs them: every job
+    falls due at one moment a few seconds ahead (so all processes are up), and the rate is
+    n over the time from then to the last completion, both read from Postgres. Checks that
+    every job ran exactly once."""
+    pool = await open_pool(url, min_size=1, max_size=2)
+    try:
+        due = await pool.fetchval("SELECT now() + interval '5 seconds'")
+        for start in range(0, n, CHUNK):
+            await enqueue_many(pool, [
+                NewJob(venue_id=uuid.uuid4(), provider="bench", entity_type="noop", run_at=due)
+                for _ in range(min(CHUNK, n - start))])
+        await pool.execute("ANALYZE sync_queue")
+        procs = [await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.queue", "--drain", url, "--loop", loop,
+            cwd=str(_HERE.parent), stdout=asyncio.subprocess.PIPE) for _ in range(replicas)]
+        outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 600)
+        codes = [p.returncode for p in procs]
+        assert codes == [0] * replicas, f"replica exit codes {codes}"
+        claimed = [json.loads(out.decode().strip().splitlines()[-1])["claimed"]
+                   for out, _ in outs]
+        row = await pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE status = 'completed') AS completed, "
+            "max(attempts) AS attempts, "
+            "extract(epoch FROM max(completed_at) - $1::timestamptz)::float8 AS span "
+            "FROM sync_queue", due)
+        assert row["completed"] == n, f"replicas completed {row['completed']} of {n}"
+        assert row["attempts"] == 1, "a job ran twice"
+        assert sum(claimed) == n, f"replicas claimed {claimed}, {n} jobs"
+        return {"replicas": replicas, "jobs_per_s": _rate(n, row["span"]),
+                "claimed_by_replica": claimed}
     finally:
         await pool.close()
 
@@ -244,6 +312,10 @@ async def main(args: argparse.Namespace) -> int:
             pgq_runs.append(pgq)
             print(f"round {i} pgqueuer: {n} jobs, enqueue {pgq['enqueue_per_s']}/s, "
                   f"run {pgq['jobs_per_s']} jobs/s", flush=True)
+        spread = await _in_scratch_db(
+            server, True, lambda u: bench_replicas(u, n, args.replicas, args.loop))
+        print(f"syncd, {args.replicas} worker processes: {n} jobs, run {spread['jobs_per_s']} "
+              f"jobs/s, claimed per process {spread['claimed_by_replica']}", flush=True)
         proc = await _in_scratch_db(server, False,
                                     lambda u: bench_procrastinate(u, n_procrastinate))
         print(f"procrastinate: {n_procrastinate} jobs, enqueue {proc['enqueue_per_s']}/s, "
@@ -268,6 +340,7 @@ async def main(args: argparse.Namespace) -> int:
         "ratio_vs_procrastinate": round(syncd_rate / proc["jobs_per_s"], 3),
         "round_ratios_vs_pgqueuer": [round(s["jobs_per_s"] / p["jobs_per_s"], 3)
                                      for s, p in zip(syncd_runs, pgq_runs, strict=True)],
+        "syncd_replicas": spread,
         "syncd_enqueue_per_s": syncd_enqueue,
         "pgqueuer_enqueue_per_s": pgq_enqueue,
         "procrastinate_enqueue_per_s": proc["enqueue_per_s"],
@@ -285,7 +358,13 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating syncd/pgqueuer rounds; medians reported")
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    parser.add_argument("--replicas", type=int, default=2,
+                        help="worker processes sharing one queue in the replicas run")
+    parser.add_argument("--drain", metavar="URL", help=argparse.SUPPRESS)  # one replica
     args = parser.parse_args(argv)
+    if args.drain:
+        run_async(drain_replica(args.drain), args.loop)
+        return 0
     return run_async(main(args), args.loop)
 
 

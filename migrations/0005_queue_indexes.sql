@@ -58,10 +58,14 @@ CREATE OR REPLACE FUNCTION syncd_claim_jobs(
     p_done_tokens uuid[] DEFAULT NULL
 ) RETURNS SETOF sync_queue
 LANGUAGE plpgsql VOLATILE
--- The running-job check must probe sync_queue_one_running per candidate (or hash it), never
--- rescan a materialized copy of every running row per candidate: statistics taken while
--- nothing ran make that plan look free, and it grows with the number of running jobs.
-SET enable_material = off
+-- Which integrations are running is read once per check into an array of keys, and
+-- candidates are tested against it (hashed: plans are made per call, with the array as a
+-- constant). A join against the running rows leaves the plan to statistics, and statistics
+-- taken while nothing ran (autovacuum's, a deploy's) make a full pass over them per
+-- candidate look free; under load that pass also meets the index entries of jobs finished
+-- moments ago, the claim slows, holds back the cleanup horizon, and the next pass is longer
+-- still (with two worker processes, one claim took 28 s).
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     v_chosen bigint[];
@@ -72,6 +76,7 @@ DECLARE
     v_claimed integer := 0;
     v_round integer;
     v_window bigint;
+    v_running text[];
 BEGIN
     -- Jobs this worker finished since its last claim are recorded first, in the same
     -- transaction (one commit for both), fenced by their lease tokens. Their integrations
@@ -88,70 +93,70 @@ BEGIN
          WHERE q.id = ANY (p_done_ids) AND q.lease_token = ANY (p_done_tokens)
            AND q.status = 'processing';
     END IF;
-    -- Claimers racing for the head of the queue (two loops of one worker, or replicas) pick
-    -- the same candidates from their snapshots, and all but one find them locked. The loser
-    -- tries again with those candidates left out, up to four rounds, instead of coming back
-    -- with little or nothing and sleeping. A head of the queue crowded with one
-    -- integration's jobs gets another round the same way.
+    -- Up to four rounds: another one when an integration was being claimed by a racing
+    -- claimer, or a lane's window was full of one integration's jobs (see the exit test).
     FOR v_round IN 1..4 LOOP
         v_want := p_limit - v_claimed;
         EXIT WHEN v_want <= 0;
+
+        -- Each lane's next due jobs are locked as they are found, skipping those another
+        -- claimer holds, so racing claimers take disjoint rows; then the lanes' candidates
+        -- get their virtual times (the k-th of a lane: pass + k / weight) and the smallest
+        -- win, one per integration. Rows locked but not chosen are free again at commit.
+        SELECT coalesce(array_agg(r.venue_id::text || '/' || r.provider), '{}')
+          INTO v_running
+          FROM sync_queue r WHERE r.status = 'processing';
 
         WITH lanes AS (
             SELECT l.lane, l.pass, l.weight
               FROM unnest(p_lanes, p_passes, p_weights) AS l(lane, pass, weight)
         ), cand AS (
             SELECT c.id, c.venue_id, c.provider, lanes.lane,
-                   lanes.pass + c.k / lanes.weight AS vtime
+                   lanes.pass + (row_number() OVER (PARTITION BY lanes.lane
+                                                    ORDER BY c.run_at, c.id)) / lanes.weight
+                       AS vtime
               FROM lanes
               CROSS JOIN LATERAL (
-                  SELECT q.id, q.venue_id, q.provider,
-                         row_number() OVER (ORDER BY q.run_at, q.id) AS k
+                  SELECT q.id, q.venue_id, q.provider, q.run_at
                     FROM sync_queue q
                    WHERE q.status = 'pending' AND q.lane = lanes.lane
                      AND q.run_at <= now() AND q.expires_at > now()
                      AND q.id <> ALL (v_tried)
-                     AND NOT EXISTS (
-                         SELECT 1 FROM sync_queue r
-                          WHERE r.status = 'processing'
-                            AND r.venue_id = q.venue_id AND r.provider = q.provider)
+                     AND q.venue_id::text || '/' || q.provider <> ALL (v_running)
                    ORDER BY q.run_at, q.id
-                   LIMIT v_want * 2
+                   LIMIT v_want
+                     FOR UPDATE OF q SKIP LOCKED
               ) c
         ), one_each AS (
-            SELECT DISTINCT ON (venue_id, provider) id, lane, vtime
+            SELECT DISTINCT ON (venue_id, provider) id, venue_id, provider, lane, vtime
               FROM cand ORDER BY venue_id, provider, vtime, syncd_lane_rank(lane)
+        ), chosen AS (
+            -- Equal virtual times go to the higher lane.
+            SELECT id, venue_id, provider FROM one_each
+             ORDER BY vtime, syncd_lane_rank(lane), id LIMIT v_want
         )
-        -- Equal virtual times go to the higher lane. v_window: the most candidates one lane
-        -- gave; a lane that filled its window may have more due jobs behind it.
-        SELECT (SELECT array_agg(id)
-                  FROM (SELECT id FROM one_each
-                         ORDER BY vtime, syncd_lane_rank(lane), id LIMIT v_want) AS chosen),
+        -- Each chosen job's integration lock (a claimer that holds it is claiming that
+        -- integration right now; this claim's own rounds never meet an integration twice:
+        -- the rows claimed in an earlier round are running by now, and the running check
+        -- leaves them out). v_window: the most candidates one lane gave; a lane that filled
+        -- its window may have more due jobs behind it.
+        SELECT (SELECT array_agg(id) FROM chosen),
+               (SELECT array_agg(id) FROM chosen
+                 WHERE pg_try_advisory_xact_lock(1937339236,
+                                                 hashtext(venue_id::text || '/' || provider))),
                (SELECT coalesce(max(n), 0)
                   FROM (SELECT count(*) AS n FROM cand GROUP BY lane) AS per_lane)
-          INTO v_chosen, v_window;
+          INTO v_chosen, v_ids, v_window;
 
         EXIT WHEN v_chosen IS NULL;
         v_tried := v_tried || v_chosen;
 
-        -- Lock the chosen rows, skipping those another claimer holds, then take each one's
-        -- integration lock (a claimer that holds it is claiming that integration right now;
-        -- this claim's own rounds never meet an integration twice: the rows claimed in an
-        -- earlier round are running by now, and the running check leaves them out).
-        WITH locked AS MATERIALIZED (
-            SELECT q.id, q.venue_id, q.provider
-              FROM sync_queue q
-             WHERE q.id = ANY (v_chosen) AND q.status = 'pending'
-               FOR UPDATE SKIP LOCKED
-        )
-        SELECT array_agg(id) INTO v_ids
-          FROM locked
-         WHERE pg_try_advisory_xact_lock(1937339236,
-                                         hashtext(venue_id::text || '/' || provider));
-
         IF v_ids IS NOT NULL THEN
             -- A new statement: a new snapshot, taken after the advisory locks, so a claim
             -- another worker committed meanwhile is seen here.
+            SELECT coalesce(array_agg(r.venue_id::text || '/' || r.provider), '{}')
+              INTO v_running
+              FROM sync_queue r WHERE r.status = 'processing';
             RETURN QUERY
             UPDATE sync_queue q
                SET status = 'processing',
@@ -162,21 +167,18 @@ BEGIN
                    lease_expires_at = now() + make_interval(secs => p_lease_seconds)
              WHERE q.id = ANY (v_ids)
                AND q.status = 'pending'
-               AND NOT EXISTS (
-                   SELECT 1 FROM sync_queue r
-                    WHERE r.status = 'processing'
-                      AND r.venue_id = q.venue_id AND r.provider = q.provider)
+               AND q.venue_id::text || '/' || q.provider <> ALL (v_running)
             RETURNING q.*;
             GET DIAGNOSTICS v_got = ROW_COUNT;
             v_claimed := v_claimed + v_got;
         END IF;
 
-        -- Another round only when it can find more: candidates were lost to a racing
-        -- claimer, or a full window held several jobs of one integration (one runs at a
-        -- time, so the rest made way; the next round looks past them, the integration
+        -- Another round only when it can find more: an integration was being claimed by
+        -- another claimer, or a full window held several jobs of one integration (one runs
+        -- at a time, so the rest made way; the next round looks past them, the integration
         -- now running).
         EXIT WHEN coalesce(cardinality(v_ids), 0) = cardinality(v_chosen)
-              AND (cardinality(v_chosen) = v_want OR v_window < v_want * 2);
+              AND (cardinality(v_chosen) = v_want OR v_window < v_want);
     END LOOP;
 END
 $$;
