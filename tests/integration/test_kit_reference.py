@@ -235,6 +235,15 @@ def _garbage(name: str) -> kit.Garbage:
     return answer
 
 
+async def _malformed_check_fails(ref: dict[str, ModuleType], client: type, entity: E,
+                                 garbage: str, match: str) -> None:
+    """The malformed-answers check, run on the reference plugin with ``client``, fails with
+    a message matching ``match``."""
+    async with KitSession(_provider(ref, client)) as session:
+        with pytest.raises(AssertionError, match=match):
+            await kit.check_malformed_answers(session, entity, _garbage(garbage))
+
+
 @pytest.mark.parametrize(("name", "raised"), [
     ("html", "JSONDecodeError"), ("list", "TypeError"), ("object", "KeyError"),
     ("empty", "JSONDecodeError"), ("wrong-types", "TypeError"),
@@ -254,9 +263,8 @@ async def test_crashing_on_a_malformed_answer_is_caught(
 
     async with KitSession(_provider(ref, Fragile)) as session:
         await kit.check_batching(session, E.CUSTOMER)  # it works against the real thing
-    async with KitSession(_provider(ref, Fragile)) as session:
-        with pytest.raises(AssertionError, match=f"answered {name}: the push raised {raised}"):
-            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage(name))
+    await _malformed_check_fails(ref, Fragile, E.CUSTOMER, name,
+                                 f"answered {name}: the push raised {raised}")
 
 
 async def test_a_success_without_a_remote_id_is_caught(ref: dict[str, ModuleType]) -> None:
@@ -268,9 +276,7 @@ async def test_a_success_without_a_remote_id_is_caught(ref: dict[str, ModuleType
             rid = data.get("id") if isinstance(data, dict) else None
             return RecordResult(record.local_id, True, remote_id=rid, action="created")
 
-    async with KitSession(_provider(ref, Optimist)) as session:
-        with pytest.raises(AssertionError, match="reported ok with no remote id"):
-            await kit.check_malformed_answers(session, E.PRODUCT, _garbage("list"))
+    await _malformed_check_fails(ref, Optimist, E.PRODUCT, "list", "reported ok with no remote id")
 
 
 async def test_a_success_on_an_error_status_is_caught(ref: dict[str, ModuleType]) -> None:
@@ -281,9 +287,8 @@ async def test_a_success_on_an_error_status_is_caught(ref: dict[str, ModuleType]
             except ProviderError:
                 return [RecordResult(r.local_id, True, remote_id=r.local_id) for r in records]
 
-    async with KitSession(_provider(ref, Swallows)) as session:
-        with pytest.raises(AssertionError, match="reported ok on a 400 answer"):
-            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("error-html"))
+    await _malformed_check_fails(ref, Swallows, E.CUSTOMER, "error-html",
+                                 "reported ok on a 400 answer")
 
 
 async def test_garbage_taken_for_an_auth_failure_is_caught(ref: dict[str, ModuleType]) -> None:
@@ -294,9 +299,7 @@ async def test_garbage_taken_for_an_auth_failure_is_caught(ref: dict[str, Module
             except ProviderError as exc:
                 raise ProviderError(str(exc), ErrorKind.AUTH) from None
 
-    async with KitSession(_provider(ref, Blames)) as session:
-        with pytest.raises(AssertionError, match="failed as auth"):
-            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("object"))
+    await _malformed_check_fails(ref, Blames, E.CUSTOMER, "object", "failed as auth")
 
 
 async def test_lost_or_reordered_results_are_caught(ref: dict[str, ModuleType]) -> None:
@@ -309,13 +312,9 @@ async def test_lost_or_reordered_results_are_caught(ref: dict[str, ModuleType]) 
             return got[::-1] if self.reverse else got[1:]
 
     lossy = type("Lossy", (Shuffles,), {"reverse": False})
-    async with KitSession(_provider(ref, lossy)) as session:
-        with pytest.raises(AssertionError, match="returned 1 results for 2 records"):
-            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("html"))
+    await _malformed_check_fails(ref, lossy, E.CUSTOMER, "html", "returned 1 results for 2 records")
     reversing = type("Reversing", (Shuffles,), {"reverse": True})
-    async with KitSession(_provider(ref, reversing)) as session:
-        with pytest.raises(AssertionError, match="results out of order"):
-            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("html"))
+    await _malformed_check_fails(ref, reversing, E.CUSTOMER, "html", "results out of order")
 
 
 async def test_a_client_that_never_calls_proves_nothing(ref: dict[str, ModuleType]) -> None:
@@ -323,9 +322,7 @@ async def test_a_client_that_never_calls_proves_nothing(ref: dict[str, ModuleTyp
         async def push(self, entity: E, records: Sequence[OutboundRecord]) -> list[RecordResult]:
             return [RecordResult.failure(r, "not today", ErrorKind.RETRYABLE) for r in records]
 
-    async with KitSession(_provider(ref, Idle)) as session:
-        with pytest.raises(AssertionError, match="never called the server"):
-            await kit.check_malformed_answers(session, E.CUSTOMER, _garbage("list"))
+    await _malformed_check_fails(ref, Idle, E.CUSTOMER, "list", "never called the server")
 
 
 async def test_a_push_that_hangs_on_garbage_is_cut_short(ref: dict[str, ModuleType]) -> None:
