@@ -10,11 +10,12 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 
-from daemon.queue import Job, JobContext, JobResult, Outcome, enqueue
+from daemon.queue import Job, JobContext, JobResult, NewJob, Outcome, enqueue, enqueue_many
 from daemon.queue.claim import claim_jobs
 from daemon.queue.lanes import LaneScheduler
 
@@ -32,6 +33,19 @@ async def recording_handler(job: Job, ctx: JobContext) -> JobResult:
         if os.environ.get("WORKER_HANG") == "1":
             await ctx.pool.execute("INSERT INTO started (owner) VALUES ($1)", name)
             await asyncio.sleep(3600)
+    return JobResult(Outcome.COMPLETED)
+
+
+async def timing_handler(job: Job, ctx: JobContext) -> JobResult:
+    """Records when it ran, by the database's clock, for the overlap check below."""
+    started = await ctx.pool.fetchval("SELECT clock_timestamp()")
+    await asyncio.sleep(0.05)
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        await ctx.assert_lease(conn)
+        await conn.execute(
+            "INSERT INTO runs (job_id, venue_id, owner, ran) "
+            "VALUES ($1, $2, $3, tstzrange($4, clock_timestamp()))",
+            job.id, job.venue_id, os.environ.get("WORKER_NAME", "?"), started)
     return JobResult(Outcome.COMPLETED)
 
 
@@ -70,7 +84,8 @@ class _Workers:
     def log(self, name: str) -> str:
         return (self.tmp_path / f"{name}.log").read_text()
 
-    def start(self, name: str, *, hang: bool) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *, hang: bool,
+              settings: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("SYNCD_") and k != "DATABASE_URL"}
         env.update({
@@ -84,6 +99,7 @@ class _Workers:
             "SYNCD_WORKER_GRACE_SECONDS": "5",
             "WORKER_NAME": name,
             "WORKER_HANG": "1" if hang else "0",
+            **(settings or {}),
         })
         with (self.tmp_path / f"{name}.log").open("wb") as out:
             proc = subprocess.Popen(
@@ -118,6 +134,13 @@ async def _wait_for(conn: asyncpg.Connection, sql: str, timeout: float = 60) -> 
     deadline = time.monotonic() + timeout
     while not await conn.fetchval(sql):
         assert time.monotonic() < deadline, f"timed out waiting for: {sql}"
+        await asyncio.sleep(0.1)
+
+
+async def _wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.1)
 
 
@@ -202,3 +225,31 @@ async def test_the_worker_schedules_and_runs_cron_ticks(
         == job["id"]
     assert await conn.fetchval("SELECT owner FROM results WHERE job_id = $1", job["id"]) \
         == "cron"
+
+
+async def test_two_worker_processes_share_the_queue_without_double_work(
+    conn: asyncpg.Connection, db_url: str, tmp_path: Path
+) -> None:
+    await conn.execute("CREATE TABLE runs (job_id bigint, venue_id uuid, owner text, "
+                       "ran tstzrange)")
+    venues = [uuid.uuid4() for _ in range(20)]
+    with _Workers(db_url, tmp_path, handler="timing_handler") as workers:
+        # Two jobs at a time each, so one process alone would need 3 s for all of them.
+        procs = [workers.start(name, hang=False, settings={"SYNCD_WORKER_CONCURRENCY": "2"})
+                 for name in ("one", "two")]
+        for name in ("one", "two"):
+            await _wait_until(lambda name=name: "worker.started" in workers.log(name))
+        # Six jobs per integration: only one of them may run at a time, whichever process.
+        await enqueue_many(conn, [NewJob(venue_id=v, provider="square", entity_type=f"e{i}")
+                                  for v in venues for i in range(6)])
+        await _wait_for(conn, "SELECT bool_and(status = 'completed') FROM sync_queue")
+        for proc, name in zip(procs, ("one", "two"), strict=True):
+            workers.stop(proc, name)
+    assert await conn.fetchval("SELECT count(*) FROM runs") == 120
+    assert await conn.fetchval("SELECT count(DISTINCT job_id) FROM runs") == 120
+    assert await conn.fetchval("SELECT max(attempts) FROM sync_queue") == 1
+    overlapping = await conn.fetchval(
+        "SELECT count(*) FROM runs a JOIN runs b ON a.venue_id = b.venue_id "
+        "AND a.job_id < b.job_id AND a.ran && b.ran")
+    assert overlapping == 0
+    assert await conn.fetchval("SELECT count(DISTINCT owner) FROM runs") == 2
