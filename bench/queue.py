@@ -62,6 +62,9 @@ CHUNK = 1000
 # Worker configuration for the throughput run (one process).
 BATCH = 100
 CONCURRENCY = 200
+#: Every syncd throughput run, one process or several: all guarantees on.
+THROUGHPUT = WorkerConfig(concurrency=CONCURRENCY, batch_size=BATCH, poll_seconds=0.05,
+                          lease_seconds=60, heartbeat_seconds=5)
 # The peers' fast configurations (see the module docstring).
 PGQUEUER_BATCH = 100
 PGQUEUER_CONSUMERS = 2
@@ -94,9 +97,7 @@ async def bench_syncd(url: str, n: int) -> dict[str, float]:
                 worker.stop()
             return JobResult(Outcome.COMPLETED)
 
-        config = WorkerConfig(concurrency=CONCURRENCY, batch_size=BATCH, poll_seconds=0.05,
-                              lease_seconds=60, heartbeat_seconds=5)
-        worker = Worker(pool, noop, config)
+        worker = Worker(pool, noop, THROUGHPUT)
         t0 = time.perf_counter()
         await asyncio.wait_for(worker.run(), timeout=600)
         run_s = time.perf_counter() - t0
@@ -116,9 +117,7 @@ async def drain_replica(url: str) -> None:
         async def noop(job: Job, ctx: JobContext) -> JobResult:
             return JobResult(Outcome.COMPLETED)
 
-        config = WorkerConfig(concurrency=CONCURRENCY, batch_size=BATCH, poll_seconds=0.05,
-                              lease_seconds=60, heartbeat_seconds=5)
-        worker = Worker(pool, noop, config)
+        worker = Worker(pool, noop, THROUGHPUT)
 
         async def until_drained() -> None:
             # The other replicas' progress is only in Postgres: look every 0.1 s.
