@@ -591,8 +591,7 @@ class _Run:
 
     def _plan_one(self, rec: SourceRecord, rules: Callable[[Mapping[str, Any]], dict[str, Any]],
                   link: _Link | None, policy: DeletePolicy, er: EntityReport, *,
-                  write_once: bool = False, frozen: list[_Frozen] | None = None
-                  ) -> _Planned | None:
+                  write_once: bool, frozen: list[_Frozen]) -> _Planned | None:
         """The record to send for ``rec``, or None. A frozen record (see :func:`decide`) is
         added to ``frozen`` instead, for :meth:`_settle_frozen` once its chunk is planned."""
         etype = rec.entity.value
@@ -613,7 +612,6 @@ class _Run:
             er.unchanged += 1
             return None
         if action == "frozen":
-            assert frozen is not None, "a write-once entity is planned with a frozen list"
             frozen.append(_Frozen(rec.local_id, digest, rec.changed_at))
             return None
         remote_id = link.remote_id if link and link.state != "deleted" else None
