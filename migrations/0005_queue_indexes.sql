@@ -37,6 +37,19 @@ BEGIN
 END
 $$;
 
+-- An integration as one value, for testing candidates against the running ones.
+CREATE FUNCTION syncd_integration_key(p_venue_id uuid, p_provider text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT p_venue_id::text || '/' || p_provider
+$$;
+
+-- The integrations with a running job, as of the calling statement's snapshot.
+CREATE FUNCTION syncd_running_integrations() RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(syncd_integration_key(venue_id, provider)), '{}')
+      FROM sync_queue WHERE status = 'processing'
+$$;
+
 -- Record the jobs in p_done_ids as completed, then claim up to p_limit due jobs for p_owner,
 -- lanes served by weight.
 --
@@ -103,9 +116,7 @@ BEGIN
         -- claimer holds, so racing claimers take disjoint rows; then the lanes' candidates
         -- get their virtual times (the k-th of a lane: pass + k / weight) and the smallest
         -- win, one per integration. Rows locked but not chosen are free again at commit.
-        SELECT coalesce(array_agg(r.venue_id::text || '/' || r.provider), '{}')
-          INTO v_running
-          FROM sync_queue r WHERE r.status = 'processing';
+        v_running := syncd_running_integrations();
 
         WITH lanes AS (
             SELECT l.lane, l.pass, l.weight
@@ -122,7 +133,7 @@ BEGIN
                    WHERE q.status = 'pending' AND q.lane = lanes.lane
                      AND q.run_at <= now() AND q.expires_at > now()
                      AND q.id <> ALL (v_tried)
-                     AND q.venue_id::text || '/' || q.provider <> ALL (v_running)
+                     AND syncd_integration_key(q.venue_id, q.provider) <> ALL (v_running)
                    ORDER BY q.run_at, q.id
                    LIMIT v_want
                      FOR UPDATE OF q SKIP LOCKED
@@ -142,8 +153,8 @@ BEGIN
         -- its window may have more due jobs behind it.
         SELECT (SELECT array_agg(id) FROM chosen),
                (SELECT array_agg(id) FROM chosen
-                 WHERE pg_try_advisory_xact_lock(1937339236,
-                                                 hashtext(venue_id::text || '/' || provider))),
+                 WHERE pg_try_advisory_xact_lock(
+                           1937339236, hashtext(syncd_integration_key(venue_id, provider)))),
                (SELECT coalesce(max(n), 0)
                   FROM (SELECT count(*) AS n FROM cand GROUP BY lane) AS per_lane)
           INTO v_chosen, v_ids, v_window;
@@ -154,9 +165,7 @@ BEGIN
         IF v_ids IS NOT NULL THEN
             -- A new statement: a new snapshot, taken after the advisory locks, so a claim
             -- another worker committed meanwhile is seen here.
-            SELECT coalesce(array_agg(r.venue_id::text || '/' || r.provider), '{}')
-              INTO v_running
-              FROM sync_queue r WHERE r.status = 'processing';
+            v_running := syncd_running_integrations();
             RETURN QUERY
             UPDATE sync_queue q
                SET status = 'processing',
@@ -167,7 +176,7 @@ BEGIN
                    lease_expires_at = now() + make_interval(secs => p_lease_seconds)
              WHERE q.id = ANY (v_ids)
                AND q.status = 'pending'
-               AND q.venue_id::text || '/' || q.provider <> ALL (v_running)
+               AND syncd_integration_key(q.venue_id, q.provider) <> ALL (v_running)
             RETURNING q.*;
             GET DIAGNOSTICS v_got = ROW_COUNT;
             v_claimed := v_claimed + v_got;
