@@ -1,10 +1,20 @@
 """``syncd demo``: syncd end to end on embedded defaults, against local provider emulators.
 
-The demo uses the database syncd is configured with (the embedded Postgres when none is),
-applies the config directory, creates the platform's sample tables and rows for each venue
-the config declares (only where the venue has none yet), starts the four provider emulators
-on loopback ports, and syncs every enabled integration against them. It then changes a few
-source rows and syncs again to show that only what changed is sent.
+The demo runs in a database of its own on the Postgres syncd is configured with (the
+embedded one when none is): ``syncd_demo`` on the embedded server, ``<database>_demo`` next
+to a configured one. It drops and re-creates that database at the start of every run,
+because its emulators start empty every run too: links, watermarks and sample rows kept
+from an earlier run would point into emulators that no longer exist, so a second run would
+send nothing (or fail on a reused remote id) instead of showing a first sync. A database of
+its own also keeps the demo's venues, sample platform tables and config revisions out of
+the database a real syncd uses. Every run therefore gives the same result.
+
+In that database the demo applies the config directory, creates the platform's sample
+tables and rows for each venue the config declares, starts the four provider emulators on
+loopback ports, and syncs every enabled integration against them. It then changes a few
+source rows and syncs again to show that only what changed is sent. The per-batch log lines
+are left out (warnings and errors still show) unless ``--log-level`` or
+``SYNCD_LOG_LEVEL`` asks for them.
 
 Credentials stay references: the config's ``env:NAME`` references are answered, in this
 process only, with the emulators' test keys, and OAuth integrations take the emulators'
@@ -20,15 +30,21 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg
 import httpx
+from pydantic import SecretStr
 
 from daemon.commands._config_args import add_config_dir, config_dir, print_problems
 from daemon.commands._context import CliContext
 from daemon.config import ConfigInvalid, load_config
 from daemon.config.desired import DesiredState
 from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
-from daemon.db import describe_dsn
+from daemon.db import Database, connect, describe_dsn
+from daemon.errors import SyncdError
+from daemon.logs import configure_logging
+from daemon.migrate import apply_migrations
 from daemon.plugins import Plugins
 from daemon.provider import EmulatorSettings, Entity
 from daemon.reconcile import apply_desired, git_commit
@@ -44,17 +60,68 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
         "demo",
         help="run syncd end to end against local provider emulators",
-        description="Migrate the database (embedded when SYNCD_DATABASE_URL is unset), apply "
-        "the config, create sample platform data, start local emulators of the providers "
-        "and sync every enabled integration; then change a few rows and sync again.",
+        description="In a database of its own (syncd_demo on the embedded Postgres, or "
+        "<database>_demo next to SYNCD_DATABASE_URL's), re-created on every run: apply the "
+        "config, create sample platform data, start local emulators of the providers and "
+        "sync every enabled integration; then change a few rows and sync again.",
     )
     add_config_dir(p)
-    p.add_argument("--events", type=int, default=20, help="sample events per new venue")
-    p.add_argument("--customers", type=int, default=100, help="sample customers per new venue")
-    p.add_argument("--orders", type=int, default=150, help="sample orders per new venue")
+    p.add_argument("--events", type=int, default=20, help="sample events per venue")
+    p.add_argument("--customers", type=int, default=100, help="sample customers per venue")
+    p.add_argument("--orders", type=int, default=150, help="sample orders per venue")
     p.add_argument("--latency", type=float, default=0.0,
                    help="seconds of latency the emulators add to each request")
     p.set_defaults(func=run)
+
+
+#: Held (on the server's own database) while a demo runs: a second demo on the same server
+#: would drop the first one's database.
+_DEMO_LOCK = "SELECT pg_try_advisory_lock(hashtext('syncd.demo'))"
+
+
+def _demo_database_name(dsn: str) -> str:
+    """``syncd_demo`` on a server's default database, else ``<database>_demo``."""
+    database = describe_dsn(dsn).rpartition("/")[2]
+    return "syncd_demo" if database in ("", "postgres") else f"{database}_demo"[:63]
+
+
+def _with_database(dsn: str, name: str) -> str:
+    """``dsn`` naming the database ``name`` instead (in its path and any ``dbname=``)."""
+    parts = urlsplit(dsn)
+    query = [(k, name if k == "dbname" else v) for k, v in parse_qsl(parts.query, True)]
+    return urlunsplit(parts._replace(path=f"/{name}", query=urlencode(query)))
+
+
+@contextlib.asynccontextmanager
+async def _demo_database(ctx: CliContext) -> AsyncIterator[tuple[Database, str]]:
+    """The demo's own database, dropped, re-created and migrated; yields it and the kind of
+    server it is on ("embedded" or "configured")."""
+    server = Database(ctx.settings)
+    try:
+        dsn = await server.resolve()
+        kind = "embedded" if server.embedded is not None else "configured"
+        name = _demo_database_name(dsn)
+        admin = await connect(dsn, timeout=ctx.settings.db_connect_timeout)
+        try:
+            if not await admin.fetchval(_DEMO_LOCK):
+                raise SyncdError(f"another syncd demo is running on {describe_dsn(dsn)}")
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.PostgresError as exc:
+                raise SyncdError(
+                    f"the demo runs in a database of its own, {name}, and cannot re-create "
+                    f"it on {describe_dsn(dsn)}: {exc}") from None
+            own = ctx.settings.model_copy(
+                update={"database_url": SecretStr(_with_database(dsn, name))})
+            async with Database(own) as db:
+                async with db.pool.acquire() as conn:
+                    await apply_migrations(conn)
+                yield db, kind
+        finally:
+            await admin.close()
+    finally:
+        await server.close()
 
 
 @contextlib.asynccontextmanager
@@ -138,9 +205,12 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
     enabled = [i for i in desired.integrations if i.enabled]
     print(f"config: {directory} ({len(desired.integrations)} integrations, "
           f"{len(enabled)} enabled)")
-    async with ctx.database(migrate=True) as db:
-        kind = "embedded" if db.embedded is not None else "configured"
-        print(f"database: {describe_dsn(db.dsn)} ({kind}), migrated")
+    if args.log_level is None and not os.environ.get("SYNCD_LOG_LEVEL"):
+        configure_logging("warning", args.log_format or ctx.settings.log_format)
+    async with _demo_database(ctx) as (db, kind):
+        where = "the embedded Postgres" if kind == "embedded" else "the configured server"
+        print(f"database: {describe_dsn(db.dsn)} (the demo's own, re-created on "
+              f"{where}), migrated")
         async with db.pool.acquire() as conn:
             result = await apply_desired(
                 conn, desired, source="demo", commit=git_commit(directory),
@@ -153,9 +223,6 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
             for integration in desired.integrations:
                 venues.setdefault(integration.venue_id, integration)
             for venue_id, integration in venues.items():
-                exists = await conn.fetchval("SELECT 1 FROM venues WHERE id = $1", venue_id)
-                if exists:
-                    continue
                 sample = await seed_venue(
                     conn, venue_id=venue_id, name=integration.venue_name,
                     venue_type=integration.venue_type, events=args.events,

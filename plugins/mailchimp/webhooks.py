@@ -5,6 +5,12 @@ the HMAC-SHA256 (hex) of ``"<t>." + raw body`` keyed by the webhook's signing se
 timestamp more than 300 s from now (either way) is refused, and so is a missing header
 (webhooks created before signing existed send none). Bodies are form-encoded
 (``type=unsubscribe&fired_at=...&data[email]=...``).
+
+Mailchimp sends no delivery id, so the dedupe key is built from what identifies an event:
+its type, the audience (``data[list_id]``), the member or campaign (``data[id]``, and for
+``upemail`` ``data[new_id]``; the addresses ``data[email]``, ``data[old_email]`` and
+``data[new_email]``, lower-cased) and ``fired_at``. ``cleaned`` and ``upemail`` deliveries
+carry no ``data[id]``: their addresses tell two members apart within one second.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
+from daemon.logs import get_logger
+from daemon.payloads import MAX_DEPTH, PayloadRejected
 from daemon.provider import Entity, InboundChange, WebhookRequest, WebhookVerdict
 
 __all__ = [
@@ -32,6 +40,8 @@ __all__ = [
 SIGNATURE_HEADER = "X-Mailchimp-Signature"
 TOLERANCE_SECONDS = 300
 _MAX_HEADER = 4096
+
+log = get_logger("syncd.mailchimp")
 
 _CHANGES: Mapping[str, Literal["subscribed", "unsubscribed", "updated", "other"]] = {
     "subscribe": "subscribed",
@@ -97,14 +107,21 @@ def _verify(request: WebhookRequest, secret: str) -> WebhookVerdict:
     expected = sign(request.body, secret, timestamp).rpartition("v1=")[2].encode("ascii")
     if not any(hmac.compare_digest(expected, c.encode("utf-8")) for c in candidates):
         return WebhookVerdict(ok=False, reason="signature mismatch")
-    return WebhookVerdict(ok=True, event_id=_dedupe_key(parse_form(request.body)))
+    try:
+        event_id: str | None = _dedupe_key(parse_form(request.body))
+    except PayloadRejected:
+        event_id = None  # authentic, but parse() will refuse it
+    return WebhookVerdict(ok=True, event_id=event_id)
 
 
 def parse_form(body: bytes) -> dict[str, Any]:
-    """A form body with ``a[b][c]=v`` keys as nested dicts."""
+    """A form body with ``a[b][c]=v`` keys as nested dicts. A key nested deeper than
+    :data:`daemon.payloads.MAX_DEPTH` raises :class:`~daemon.payloads.PayloadRejected`."""
     out: dict[str, Any] = {}
     text = body.decode("utf-8", errors="replace")
     for key, value in parse_qsl(text, keep_blank_values=True):
+        if key.count("[") >= MAX_DEPTH:
+            raise PayloadRejected(f"a form field nests deeper than {MAX_DEPTH} levels")
         parts = [p.rstrip("]") for p in key.split("[")]
         node = out
         for part in parts[:-1]:
@@ -129,10 +146,16 @@ def encode_form(data: Mapping[str, Any], prefix: str = "") -> list[tuple[str, st
     return pairs
 
 
+#: The ``data[...]`` fields that name an event's audience, member or campaign.
+_IDENTITY = ("list_id", "id", "new_id", "email", "old_email", "new_email")
+
+
 def _dedupe_key(form: Mapping[str, Any]) -> str:
     data = form.get("data")
-    data_id = data.get("id", "") if isinstance(data, Mapping) else ""
-    raw = f"{form.get('type', '')}|{data_id}|{form.get('fired_at', '')}"
+    fields = data if isinstance(data, Mapping) else {}
+    identity = [str(fields.get(name, "")).strip().lower() if "email" in name
+                else str(fields.get(name, "")) for name in _IDENTITY]
+    raw = "|".join([str(form.get("type", "")), *identity, str(form.get("fired_at", ""))])
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
 
 
@@ -147,10 +170,12 @@ def _fired_at(value: Any) -> datetime | None:
 
 
 def parse(request: WebhookRequest) -> list[InboundChange]:
-    """Normalise a verified delivery. Unknown or malformed payloads give an empty list."""
+    """Normalise a verified delivery. Unknown or malformed payloads give an empty list (a
+    field nested deeper than :data:`daemon.payloads.MAX_DEPTH` is logged)."""
     try:
         form = parse_form(request.body)
-    except Exception:
+    except PayloadRejected as exc:
+        log.warning("webhook.rejected", provider="mailchimp", reason=str(exc))
         return []
     kind = form.get("type")
     data = form.get("data")

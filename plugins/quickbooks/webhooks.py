@@ -15,17 +15,20 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from daemon.logs import get_logger
+from daemon.payloads import load_json
 from daemon.provider import Entity, InboundChange, WebhookRequest, WebhookVerdict
 
 __all__ = ["SIGNATURE_HEADER", "parse", "sign", "verify"]
 
 SIGNATURE_HEADER = "intuit-signature"
 _MAX_HEADER = 512
+
+log = get_logger("syncd.quickbooks")
 
 _ENTITIES: Mapping[str, Entity] = {
     "customer": Entity.CUSTOMER,
@@ -167,10 +170,13 @@ def _cloud(events: list[Any]) -> list[InboundChange]:
 
 
 def parse(request: WebhookRequest) -> list[InboundChange]:
-    """Normalise a verified delivery, classic or CloudEvents. Bad input: an empty list."""
+    """Normalise a verified delivery, classic or CloudEvents. Bad input: an empty list (a
+    body that is not JSON, or nests deeper than :data:`daemon.payloads.MAX_DEPTH`, is
+    logged)."""
     try:
-        doc = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        doc = load_json(request.body)
+    except ValueError as exc:
+        log.warning("webhook.rejected", provider="quickbooks", reason=str(exc))
         return []
     try:
         if isinstance(doc, Mapping):

@@ -11,16 +11,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
+from daemon.logs import get_logger
+from daemon.payloads import load_json
 from daemon.provider import Entity, InboundChange, WebhookRequest, WebhookVerdict
 
 __all__ = ["SIGNATURE_HEADER", "parse", "sign", "verify"]
 
 SIGNATURE_HEADER = "x-square-hmacsha256-signature"
+
+log = get_logger("syncd.square")
 
 Change = Literal["created", "updated", "deleted", "unsubscribed", "subscribed", "other"]
 
@@ -51,8 +54,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def _event_id(body: bytes) -> str | None:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = load_json(body)
+    except ValueError:
         return None
     value = data.get("event_id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
@@ -88,10 +91,12 @@ def _when(value: Any) -> datetime | None:
 
 
 def parse(request: WebhookRequest) -> list[InboundChange]:
-    """A verified delivery as inbound changes; [] for anything not understood."""
+    """A verified delivery as inbound changes; [] for anything not understood (a body that
+    is not JSON, or nests deeper than :data:`daemon.payloads.MAX_DEPTH`, is logged)."""
     try:
-        event = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        event = load_json(request.body)
+    except ValueError as exc:
+        log.warning("webhook.rejected", provider="square", reason=str(exc))
         return []
     if not isinstance(event, dict):
         return []

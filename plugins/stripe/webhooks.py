@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Literal
 
+from daemon.logs import get_logger
+from daemon.payloads import load_json
 from daemon.provider import Entity, InboundChange, WebhookRequest, WebhookVerdict
 
 __all__ = ["SIGNATURE_HEADER", "TOLERANCE", "parse", "sign", "signature_header", "verify"]
@@ -22,6 +23,8 @@ __all__ = ["SIGNATURE_HEADER", "TOLERANCE", "parse", "sign", "signature_header",
 SIGNATURE_HEADER = "stripe-signature"
 #: Seconds a delivery's timestamp may lie in the past (Stripe's default).
 TOLERANCE = 300
+
+log = get_logger("syncd.stripe")
 
 Change = Literal["created", "updated", "deleted", "unsubscribed", "subscribed", "other"]
 
@@ -72,8 +75,8 @@ def _parse_header(value: str) -> tuple[int | None, list[str]]:
 
 def _event_id(body: bytes) -> str | None:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = load_json(body)
+    except ValueError:
         return None
     value = data.get("id") if isinstance(data, dict) else None
     return value if isinstance(value, str) else None
@@ -104,10 +107,12 @@ def verify(request: WebhookRequest, secret: str, *, tolerance: int = TOLERANCE) 
 
 
 def parse(request: WebhookRequest) -> list[InboundChange]:
-    """A verified delivery as inbound changes; [] for anything not understood."""
+    """A verified delivery as inbound changes; [] for anything not understood (a body that
+    is not JSON, or nests deeper than :data:`daemon.payloads.MAX_DEPTH`, is logged)."""
     try:
-        event = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        event = load_json(request.body)
+    except ValueError as exc:
+        log.warning("webhook.rejected", provider="stripe", reason=str(exc))
         return []
     if not isinstance(event, dict) or event.get("object") != "event":
         return []

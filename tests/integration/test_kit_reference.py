@@ -81,6 +81,8 @@ async def test_reference_plugin_passes_every_check(ref: dict[str, ModuleType]) -
     assert shape == kit.WebhookShape("Kitref-Signature", timestamped=True)
     async with KitSession(provider) as session:
         await kit.check_webhook_parse(session, E.CUSTOMER)
+    async with KitSession(provider) as session:
+        await kit.check_webhook_deep_bodies(session, E.CUSTOMER)
 
 
 async def test_batching_fails_when_batches_are_split(ref: dict[str, ModuleType]) -> None:
@@ -348,6 +350,39 @@ def test_raising_on_garbage_is_caught(ref: dict[str, ModuleType]) -> None:
 
     with pytest.raises(AssertionError, match="verify_webhook raised KeyError"):
         kit.check_webhook_garbage(_provider(ref, verify_webhook=fragile))
+
+
+async def test_raising_on_a_deeply_nested_body_is_caught(ref: dict[str, ModuleType]) -> None:
+    import json
+
+    original = ref["provider"].KitrefProvider.parse_webhook
+
+    def unbounded(self: Any, request: WebhookRequest) -> list[Any]:
+        try:
+            json.loads(request.body)  # recurses once per level: RecursionError when deep
+        except ValueError:
+            return []
+        return original(self, request)  # type: ignore[no-any-return]
+
+    async with KitSession(_provider(ref, parse_webhook=unbounded)) as session:
+        with pytest.raises(AssertionError, match="parse_webhook raised RecursionError on "
+                                                 "5000 nested JSON arrays"):
+            await kit.check_webhook_deep_bodies(session, E.CUSTOMER)
+
+
+async def test_an_unstorable_deep_payload_is_caught(ref: dict[str, ModuleType]) -> None:
+    from daemon.provider import InboundChange
+
+    def hoarding(self: Any, request: WebhookRequest) -> list[Any]:
+        deep: list[Any] = []  # what a parser that does not bound nesting hands on
+        for _ in range(100_000):
+            deep = [deep]
+        return [InboundChange(provider="kitref", entity=E.CUSTOMER, remote_id="c1",
+                              change="updated", dedupe_key="k1", payload={"deep": deep})]
+
+    async with KitSession(_provider(ref, parse_webhook=hoarding)) as session:
+        with pytest.raises(AssertionError, match="a payload that cannot be stored"):
+            await kit.check_webhook_deep_bodies(session, E.CUSTOMER)
 
 
 async def test_parse_for_the_wrong_record_is_caught(ref: dict[str, ModuleType]) -> None:

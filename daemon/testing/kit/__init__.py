@@ -11,9 +11,10 @@ A plugin author's whole test module can be::
 Each check is its own test: capabilities and templates, batching at the declared size,
 idempotent retry, no duplicate after a simulated crash, 429 handling, authentication
 failures, malformed answers classified rather than crashing, updates of write-once entities
-refused, and the webhook signature round trip with forged, tampered and stale deliveries
-refused. The checks are also plain async functions (``check_*``) over a
-:class:`KitSession`, for use in an author's own tests.
+refused, the webhook signature round trip with forged, tampered and stale deliveries
+refused, and webhook bodies nested thousands of levels deep handled without raising. The
+checks are also plain async functions (``check_*``) over a :class:`KitSession`, for use in
+an author's own tests.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from daemon.testing.kit._checks import (
     check_idempotent_retry,
     check_malformed_answers,
     check_rate_limit_429,
+    check_webhook_deep_bodies,
     check_webhook_garbage,
     check_webhook_parse,
     check_webhook_refusals,
@@ -67,6 +69,7 @@ __all__ = [
     "check_idempotent_retry",
     "check_malformed_answers",
     "check_rate_limit_429",
+    "check_webhook_deep_bodies",
     "check_webhook_garbage",
     "check_webhook_parse",
     "check_webhook_refusals",

@@ -12,15 +12,17 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from daemon.mapping import parse_entity_mapping, validate_mapping
+from daemon.payloads import MAX_DEPTH
 from daemon.provider import (
     AuthKind,
     Credentials,
@@ -50,6 +52,7 @@ __all__ = [
     "check_idempotent_retry",
     "check_malformed_answers",
     "check_rate_limit_429",
+    "check_webhook_deep_bodies",
     "check_webhook_garbage",
     "check_webhook_parse",
     "check_webhook_refusals",
@@ -636,6 +639,97 @@ def check_webhook_garbage(provider: Provider, signature: str | None = None) -> N
                     raise AssertionError(
                         f"parse_webhook raised {type(exc).__name__} on body {body!r}") from exc
                 assert isinstance(changes, list)
+
+
+#: Nesting depths tried: just past the bound bundled parsers keep, past the interpreter's
+#: recursion limit, and far past it.
+DEEP_NESTING = (MAX_DEPTH + 1, 5_000, 100_000)
+#: The depth of the value put in place of each part of a genuine delivery.
+_EMBEDDED_DEPTH = 5_000
+
+
+def _deep_bodies() -> Iterator[tuple[str, bytes]]:
+    for depth in DEEP_NESTING:
+        yield f"{depth} nested JSON arrays", b"[" * depth + b"]" * depth
+        yield f"{depth} nested JSON objects", b'{"a":' * depth + b"1" + b"}" * depth
+        yield f"{depth} unclosed JSON arrays", b"[" * depth
+        yield f"a form field nested {depth} levels", b"data" + b"[a]" * depth + b"=1"
+
+
+def _json_paths(value: object, path: tuple[str | int, ...] = (),
+                levels: int = 4) -> Iterator[tuple[str | int, ...]]:
+    """Paths to the values of a decoded delivery, ``levels`` deep at most."""
+    if levels == 0:
+        return
+    items: list[tuple[str | int, object]] = (
+        list(value.items()) if isinstance(value, dict)
+        else list(enumerate(value)) if isinstance(value, list) else [])
+    for key, child in items:
+        yield (*path, key)
+        yield from _json_paths(child, (*path, key), levels - 1)
+
+
+def _replaced(value: object, path: tuple[str | int, ...], new: object) -> object:
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {k: _replaced(v, rest, new) if k == head else v for k, v in value.items()}
+    assert isinstance(value, list)
+    return [_replaced(v, rest, new) if i == head else v for i, v in enumerate(value)]
+
+
+def _embedded_bodies(body: bytes) -> Iterator[tuple[str, bytes]]:
+    """A genuine delivery with one part at a time replaced by a deeply nested value, so
+    that a parser which checks the envelope first still meets the nesting."""
+    deep = "[" * _EMBEDDED_DEPTH + "]" * _EMBEDDED_DEPTH
+    marker = "kit-deep-value-marker"
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict | list):
+        for path in _json_paths(doc):
+            text = json.dumps(_replaced(doc, path, marker))
+            yield (f"the delivery with {'/'.join(map(str, path))} nested "
+                   f"{_EMBEDDED_DEPTH} levels", text.replace(f'"{marker}"', deep).encode())
+        return
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+    for i, (key, _) in enumerate(pairs):
+        nested = [*pairs[:i], (key + "[a]" * _EMBEDDED_DEPTH, "1"), *pairs[i + 1:]]
+        yield (f"the delivery with form field {key} nested {_EMBEDDED_DEPTH} levels",
+               urlencode(nested).encode())
+
+
+def _parse_safely(provider: Provider, request: WebhookRequest, secret: str, what: str) -> None:
+    try:
+        provider.verify_webhook(request, secret)
+    except Exception as exc:
+        raise AssertionError(f"verify_webhook raised {type(exc).__name__} on {what}") from exc
+    try:
+        changes = provider.parse_webhook(request)
+    except Exception as exc:
+        raise AssertionError(f"parse_webhook raised {type(exc).__name__} on {what}") from exc
+    assert isinstance(changes, list), f"parse_webhook returned {type(changes).__name__}"
+    for change in changes:
+        try:
+            json.dumps(dict(change.payload), default=str)
+        except Exception as exc:
+            raise AssertionError(
+                f"parse_webhook returned a payload that cannot be stored "
+                f"({type(exc).__name__}) for {what}") from exc
+
+
+async def check_webhook_deep_bodies(session: KitSession, entity: Entity) -> None:
+    """Deeply nested bodies (alone, and in place of each part of a genuine delivery) make
+    neither ``verify_webhook`` nor ``parse_webhook`` raise, and whatever ``parse_webhook``
+    returns can be stored. ``parse_webhook`` does not check signatures (the receiver
+    verifies first), so these bodies stand for deliveries that verified."""
+    provider = session.provider
+    secret = session.settings.webhook_secret
+    delivery, _ = await _delivery(session, entity)
+    for what, body in [*_deep_bodies(), *_embedded_bodies(delivery.body)]:
+        _parse_safely(provider, _with(delivery, body=body), secret, what)
 
 
 async def check_webhook_parse(session: KitSession, entity: Entity) -> None:

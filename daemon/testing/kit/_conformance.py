@@ -152,5 +152,10 @@ class ProviderConformance:
             pytest.skip(f"{kit_provider.name} declares no webhooks")
         _checks.check_webhook_garbage(kit_provider, self.signature_header)
 
+    def test_webhook_deep_bodies_never_raise(self, kit_provider: Provider,
+                                             kit_webhook_entity: Entity) -> None:
+        self._run(kit_provider, lambda s: _checks.check_webhook_deep_bodies(
+            s, kit_webhook_entity))
+
     def test_parse_webhook(self, kit_provider: Provider, kit_webhook_entity: Entity) -> None:
         self._run(kit_provider, lambda s: _checks.check_webhook_parse(s, kit_webhook_entity))

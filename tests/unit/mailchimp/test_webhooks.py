@@ -149,3 +149,36 @@ def test_form_encoding_round_trips(data: dict[str, str]) -> None:
     nested = {"type": "profile", "data": data}
     assert parse_form(urlencode(encode_form(nested)).encode()) == (
         nested if data else {"type": "profile"})
+
+
+def _form(kind: str, **data: str) -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode(encode_form({"type": kind, "fired_at": "2026-03-26 22:15:09",
+                                  "data": data})).encode()
+
+
+def _key(raw: bytes) -> str:
+    [change] = provider.parse_webhook(delivery(raw))
+    assert change.dedupe_key == provider.verify_webhook(delivery(raw), SECRET).event_id
+    return change.dedupe_key
+
+
+def test_members_changed_in_the_same_second_get_their_own_dedupe_keys() -> None:
+    # cleaned and upemail deliveries carry no data[id]: the member is named by e-mail.
+    cleaned = [_form("cleaned", list_id="a6b5da1054", campaign_id="4fjk2ma9xd",
+                     reason="hard", email=f"buyer{i}@example.com") for i in (1, 2)]
+    assert _key(cleaned[0]) != _key(cleaned[1])
+    moved = [_form("upemail", list_id="a6b5da1054", new_id=new_id,
+                   new_email=f"new{i}@example.com", old_email=f"old{i}@example.com")
+             for i, new_id in ((1, "51da8c3259"), (2, "7c1e0b2f44"))]
+    assert _key(moved[0]) != _key(moved[1])
+    # One member, the same second, two audiences: two events.
+    other_list = _form("cleaned", list_id="ffffffffff", campaign_id="4fjk2ma9xd",
+                       reason="hard", email="buyer1@example.com")
+    assert _key(other_list) != _key(cleaned[0])
+    # A redelivery of one event keeps its key, whatever the order of its fields or the
+    # case of its address.
+    assert _key(cleaned[0]) == _key(_form(
+        "cleaned", email="Buyer1@Example.com", reason="hard", campaign_id="4fjk2ma9xd",
+        list_id="a6b5da1054"))
