@@ -161,9 +161,9 @@ class LocalKeyProvider(KeyProvider):
                       ) -> LocalKeyProvider:
         """Keys from ``SYNCD_ENCRYPTION_KEYS`` and ``SYNCD_ENCRYPTION_KEY_FILES``.
 
-        With neither set, the embedded mode (no database URL) creates a key file with mode
-        0600 beside its data directory and says where; any other set-up refuses.
-        ``create`` overrides that choice (None: create only in embedded mode).
+        With neither set, the embedded mode (no database URL) uses the key file beside its
+        data directory, creating it with mode 0600 (and saying where) unless ``create`` is
+        False; any other set-up refuses. ``create=True`` creates it in any mode.
         """
         keys: dict[int, bytes] = {}
         if settings.encryption_keys is not None:
@@ -174,7 +174,8 @@ class LocalKeyProvider(KeyProvider):
         if not keys:
             embedded = settings.database_url is None
             path = embedded_key_file(settings)
-            if create if create is not None else embedded:
+            usable = embedded and (create is not False or path.exists())
+            if usable or create:
                 _merge(keys, _load_or_create(path), source=str(path))
             else:
                 raise NoEncryptionKey(

@@ -139,3 +139,12 @@ def test_keys_from_settings_and_files_combine(tmp_path: Path) -> None:
                        encryption_key_files=[tmp_path / "absent"])
     with pytest.raises(VaultError, match="cannot be read"):
         LocalKeyProvider.from_settings(missing)
+
+
+def test_readers_use_but_never_create_the_embedded_key_file(tmp_path: Path) -> None:
+    s = Settings(_env_file=None, data_dir=tmp_path / "pg")
+    with pytest.raises(NoEncryptionKey):
+        LocalKeyProvider.from_settings(s, create=False)
+    assert not embedded_key_file(s).exists()
+    created = LocalKeyProvider.from_settings(s)
+    assert LocalKeyProvider.from_settings(s, create=False).keys == created.keys
