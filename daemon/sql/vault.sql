@@ -167,3 +167,15 @@ FOR UPDATE
 -- name: reseal_state
 UPDATE oauth_states SET encrypted_code_verifier = $2, encryption_key_version = $3
 WHERE state = $1 AND encryption_key_version = $4
+
+-- name: credential_sources
+SELECT c.venue_id::text AS venue_id, c.provider,
+       t.expires_at AS token_expires_at, t.refresh_failed_count,
+       k.is_valid AS key_valid, k.validation_error,
+       (t.venue_id IS NOT NULL) AS has_token, (k.venue_id IS NOT NULL) AS has_key,
+       c.credentials
+FROM integration_configs c
+LEFT JOIN oauth_tokens t ON t.venue_id = c.venue_id AND t.provider = c.provider
+LEFT JOIN venue_api_keys k ON k.venue_id = c.venue_id AND k.provider = c.provider
+     AND k.environment = c.environment AND k.key_name = 'api_key'
+WHERE $1::uuid IS NULL OR c.venue_id = $1::uuid

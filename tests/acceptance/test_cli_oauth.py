@@ -82,3 +82,20 @@ async def test_connect_refresh_and_disconnect_the_shipped_example(
     code, out, err = await syncd(env, "oauth", "refresh", "Old Town Theatre", "quickbooks")
     assert code == 0, err
     assert out.startswith(f"refreshed the quickbooks token of venue {VENUE}; expires ")
+
+    code, out, _ = await syncd(env, "status", "Old Town Theatre")
+    line = next(x for x in out.splitlines() if "quickbooks" in x)
+    assert " connected " in line
+    assert "oauth grant" in line
+
+    code, out, err = await syncd(env, "disconnect", "Old Town Theatre", "quickbooks")
+    assert code == 0, err
+    assert out.strip() == (f"disconnected quickbooks for venue {VENUE}: grant revoked at "
+                           "quickbooks; deleted 1 token(s) and 0 API key(s)")
+    code, out, _ = await syncd(env, "status", "Old Town Theatre")
+    line = next(x for x in out.splitlines() if "quickbooks" in x)
+    assert " disconnected " in line
+    assert "oauth: not connected" in line
+    code, _, err = await syncd(env, "oauth", "refresh", "Old Town Theatre", "quickbooks")
+    assert code == 1
+    assert err.strip().endswith("has no stored OAuth token; connect it with `syncd oauth url`")
