@@ -1,8 +1,8 @@
 """One process of the refresh race: N refreshers wait at a barrier, then refresh at once.
 
 Run as ``python -m tests.integration.refresh_race DSN VENUE PROVIDER BASE_URL STALE N``
-with SYNCD_ENCRYPTION_KEYS and SYNCD_OAUTH_CLIENTS set. Prints ``RESULT`` and a JSON list: the SHA-256
-of each refresher's resulting access token (None when it got nothing).
+with SYNCD_ENCRYPTION_KEYS and SYNCD_OAUTH_CLIENTS set. Prints ``RESULT`` and a JSON list:
+the SHA-256 of each refresher's resulting access token (None when it got nothing).
 """
 
 from __future__ import annotations

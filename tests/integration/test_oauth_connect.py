@@ -139,9 +139,9 @@ async def test_start_refuses_what_cannot_be_connected(pool: asyncpg.Pool, db_url
     async with oauth_world(pool, db_url, "quickbooks") as world:
         with pytest.raises(OAuthError, match="no quickbooks integration for venue Nowhere"):
             await world.service.start("Nowhere", "quickbooks", user="ops")
+        await pool.execute("INSERT INTO integration_configs (venue_id, provider) "
+                           "VALUES ($1, 'acme')", VENUE)
         with pytest.raises(OAuthError, match="unknown provider 'acme'"):
-            await pool.execute("INSERT INTO integration_configs (venue_id, provider) "
-                               "VALUES ($1, 'acme')", VENUE)
             await world.service.start(VENUE, "acme", user="ops")
         world.service.settings = world.settings.model_copy(update={"oauth_clients": {}})
         with pytest.raises(OAuthError, match="no OAuth app configured for quickbooks: add its "
