@@ -78,6 +78,13 @@ async def test_pkce_sends_an_s256_challenge_and_keeps_the_verifier_sealed(
         await world.service.complete_url(await world.consent(request.url), user="ops")
         row = await pool.fetchrow("SELECT refresh_token_expires_at FROM oauth_tokens")
         assert row["refresh_token_expires_at"] is not None  # only PKCE grants carry one
+        before = await world.refresher().tokens.load_token(pool, VENUE, "square")
+        assert before is not None
+        after = await world.refresher().refresh(VENUE, "square", stale=before.access_token)
+        assert after is not None
+        assert after.refresh_token != before.refresh_token  # PKCE refresh tokens rotate
+        assert world.emulator.tokens.lookup(before.refresh_token or "", "refresh") is None
+        assert world.emulator.tokens.lookup(after.refresh_token or "", "refresh") is not None
 
 
 async def _refused(world, callback: str, message: str, **kw: str) -> None:  # type: ignore[no-untyped-def]
