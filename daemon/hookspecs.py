@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel
 
 from daemon import PROJECT
 from daemon.provider import Provider
+
+if TYPE_CHECKING:
+    from daemon.settings import Settings
+    from daemon.vault.keys import KeyProvider
 
 __all__ = ["hookspec"]
 
@@ -67,4 +71,38 @@ def syncd_register_commands(subparsers: argparse._SubParsersAction[Any]) -> None
         sets ``func`` with ``set_defaults(func=...)``; it receives the parsed namespace and
         returns an exit status (or an awaitable of one).
     :returns: nothing; the parser is changed in place.
+    """
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def syncd_key_provider(settings: Settings) -> KeyProvider | None:
+    """The key provider that wraps and unwraps the vault's data keys (envelope encryption).
+
+    First result wins: a KMS plugin returns its :class:`daemon.vault.KeyProvider`; syncd's
+    own default answers last with the local keys of ``SYNCD_ENCRYPTION_KEYS`` and
+    ``SYNCD_ENCRYPTION_KEY_FILES``.
+
+    :param settings: syncd's settings, for plugins that read their own from the environment.
+    :returns: a key provider, or None to let the next plugin (finally the local one) answer.
+    """
+    raise NotImplementedError  # a specification: plugins provide the body
+
+
+# --- integration lifecycle ------------------------------------------------------------------
+
+
+@hookspec
+def syncd_integration_failed(venue_id: str, provider: str, reason: str) -> None:
+    """An integration went to ``error`` for good (its credentials cannot be refreshed).
+
+    Called once per failure after the status was written; syncd's default only logs it. A
+    plugin may send mail or a chat message. ``reason`` never holds a secret.
+
+    :param venue_id: the venue's id.
+    :param provider: the provider name.
+    :param reason: one line saying what failed, as stored in the integration's last error.
+    :returns: nothing (an awaitable is awaited).
     """

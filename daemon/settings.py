@@ -11,15 +11,33 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import platformdirs
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["OAuthClient", "Settings", "default_data_dir"]
 
 
 def default_data_dir() -> Path:
     """Where the embedded Postgres keeps its data unless told otherwise."""
     return Path(platformdirs.user_data_dir("syncd")) / "pgdata"
+
+
+class OAuthClient(BaseModel):
+    """syncd's registration (OAuth app) at one provider."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: str = Field(min_length=1)
+    #: The secret itself, or a reference (env:NAME, file:/path) resolved when used.
+    client_secret: SecretStr | None = None
 
 
 class Settings(BaseSettings):
@@ -144,6 +162,43 @@ class Settings(BaseSettings):
                 "queue_heartbeat_seconds must be at most half of queue_lease_seconds"
             )
         return self
+
+    # --- secrets and OAuth ---------------------------------------------------------------
+    encryption_keys: SecretStr | None = Field(
+        default=None,
+        description="Vault keys as VERSION:KEY entries (comma-separated), as `syncd keys "
+        "generate` prints them; the highest version seals new values.",
+    )
+    encryption_key_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Files holding more VERSION:KEY lines (comma-separated paths).",
+    )
+
+    @field_validator("encryption_key_files", mode="before")
+    @classmethod
+    def _split_key_files(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+
+    vault_rotate_batch_size: int = Field(
+        default=100, ge=1, le=10_000,
+        description="Secrets re-encrypted per transaction by `syncd keys rotate`.",
+    )
+    oauth_clients: dict[str, OAuthClient] = Field(
+        default_factory=dict,
+        description="OAuth apps per provider, JSON: {\"square\": {\"client_id\": \"...\", "
+        "\"client_secret\": \"env:SQUARE_SECRET\"}}.",
+    )
+    oauth_redirect_url: str = Field(
+        default="http://localhost:8080",
+        description="Public base URL of syncd's HTTP app; providers redirect to "
+        "<this>/oauth/<provider>/callback.",
+    )
+    oauth_refresh_margin_seconds: float = Field(
+        default=300.0, ge=0,
+        description="Access tokens are refreshed this long before they expire.",
+    )
 
     # --- runtime ----------------------------------------------------------------------
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(

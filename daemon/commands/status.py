@@ -1,4 +1,5 @@
-"""``syncd status [VENUE]``: integrations with their status, health, last sync, queue depth."""
+"""``syncd status [VENUE]``: integrations with their status, health, last sync, queue depth,
+and where their credentials come from (a stored OAuth grant, a stored API key, references)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,25 @@ from daemon.sql import queries
 __all__ = ["register"]
 
 _Q = queries("sync.sql")
+_V = queries("vault.sql")
+
+
+def credential_source(row: Any) -> str:
+    """Where an integration's credentials come from, said plainly (never a value)."""
+    if row is None:
+        return "-"
+    if row["has_token"]:
+        if row["refresh_failed_count"]:
+            return "oauth grant (refresh failing)"
+        return "oauth grant"
+    if row["has_key"]:
+        return "stored api key" if row["key_valid"] else "stored api key (refused)"
+    refs = row["credentials"] or {}
+    if "oauth" in refs.values():
+        return "oauth: not connected"
+    if any(isinstance(v, str) and v.startswith(("env:", "file:")) for v in refs.values()):
+        return "references"
+    return "none"
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -48,21 +68,25 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
                 if venue_id is None:
                     raise SyncdError(f"no integrations for venue {args.venue!r}") from None
         rows = await conn.fetch(_Q["status_rows"], venue_id)
+        sources = {(r["venue_id"], r["provider"]): r
+                   for r in await conn.fetch(_V["credential_sources"], venue_id)}
     if args.json:
         for r in rows:
-            print(json.dumps(dict(r), default=str))
+            source = credential_source(sources.get((r["venue_id"], r["provider"])))
+            print(json.dumps({**dict(r), "credentials": source}, default=str))
         return 0
     if not rows:
         print("no integrations" + (f" for venue {args.venue}" if args.venue else ""))
         return 0
-    header = ("venue", "provider", "enabled", "status", "health", "last sync", "last run",
-              "queue", "last error")
+    header = ("venue", "provider", "enabled", "status", "credentials", "health", "last sync",
+              "last run", "queue", "last error")
     table = [header]
     for r in rows:
         venue = r["venue_name"] or r["venue_id"]
         error = (r["last_error"] or "")[:60]
+        source = credential_source(sources.get((r["venue_id"], r["provider"])))
         table.append((venue, r["provider"], "yes" if r["enabled"] else "no", r["status"],
-                      r["health_status"], _when(r["last_sync_at"]),
+                      source, r["health_status"], _when(r["last_sync_at"]),
                       r["last_run_status"] or "-", str(r["queue_depth"]), error))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for i, row in enumerate(table):

@@ -9,11 +9,12 @@ import time
 from typing import Any, TextIO
 
 from daemon.commands._context import CliContext
-from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
+from daemon.credentials import EmulatorTokens
 from daemon.errors import SyncdError
 from daemon.provider import Entity
 from daemon.source import SourceReader, SourceSettings
 from daemon.sync import RunReport, SyncEngine, SyncError, SyncSettings
+from daemon.vault.store import build_credential_store
 
 __all__ = ["ProgressBar", "register", "render_summary"]
 
@@ -152,7 +153,9 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
         try:
             tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None
             engine = SyncEngine(db.pool, plugins.providers,
-                                ReferenceCredentialStore(db.pool, tokens),
+                                build_credential_store(db.pool, tokens,
+                                                       settings=ctx.settings, plugins=plugins,
+                                                       base_urls=settings.base_urls),
                                 source=SourceReader(source_pool, source_settings),
                                 settings=settings)
             try:

@@ -144,7 +144,9 @@ UPDATE integration_configs SET
     failure_count = CASE WHEN $3 THEN 0 ELSE failure_count + 1 END,
     last_error = $4,
     last_error_at = CASE WHEN $4::text IS NULL THEN last_error_at ELSE now() END,
-    status = CASE WHEN $3 AND status = 'error' THEN 'connected' ELSE status END,
+    status = CASE WHEN $3 AND status IN ('error', 'disconnected') THEN 'connected'
+                  ELSE status END,
+    connected_at = CASE WHEN $3 AND status <> 'connected' THEN now() ELSE connected_at END,
     updated_at = now()
 WHERE venue_id = $1::uuid AND provider = $2
 

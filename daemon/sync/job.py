@@ -24,7 +24,7 @@ from typing import Any
 
 import asyncpg
 
-from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
+from daemon.credentials import EmulatorTokens
 from daemon.logs import get_logger
 from daemon.provider import Entity, Provider
 from daemon.queue import handlers
@@ -33,6 +33,7 @@ from daemon.source import SourceReader, SourceSettings
 from daemon.sync.engine import SyncEngine, SyncError
 from daemon.sync.report import RunOutcome, RunReport
 from daemon.sync.settings import SyncSettings
+from daemon.vault.store import build_credential_store
 
 __all__ = ["SyncJobHandler", "handle", "register", "result_for"]
 
@@ -87,7 +88,8 @@ class SyncJobHandler:
                 source_pool = self._source_pool
             tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None
             engine = SyncEngine(pool, self._load_providers(),
-                                ReferenceCredentialStore(pool, tokens),
+                                build_credential_store(pool, tokens,
+                                                       base_urls=settings.base_urls),
                                 source=SourceReader(source_pool, source_settings),
                                 settings=settings)
             self._engines[id(pool)] = engine

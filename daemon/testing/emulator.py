@@ -514,14 +514,17 @@ class Emulator:
             record.fault = "error"
             return self.server_error_response()
 
-        if not self.is_public(request):
+        public = self.is_public(request)
+        if not public:
             account = self.authenticate(request)
             if account is None:
                 return self.unauthorized_response()
             request[ACCOUNT] = account
         account_id = self.account_of(request)
         record.account = account_id
-        if s.enforce_rate_limits:
+        # The documented limits are the API's; OAuth endpoints are the authorization
+        # server's (another host at every provider) and are not counted against them.
+        if s.enforce_rate_limits and not public:
             wait = self.limiter.take(account_id)
             if wait > 0:
                 return self.rate_limited_response(wait)

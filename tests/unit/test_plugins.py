@@ -130,6 +130,75 @@ def test_hook_syncd_register_commands() -> None:
     assert args.func(args, None) == 0
 
 
+def test_hook_syncd_key_provider(tmp_path: Path) -> None:
+    import asyncio
+
+    from daemon.settings import Settings
+    from daemon.vault import Binding, KeyProvider, LocalKeyProvider
+    from daemon.vault.keys import format_key, generate_key
+    from daemon.vault.provider import load_vault
+
+    wrapped: list[int] = []
+
+    class Kms(KeyProvider):
+        """Stands in for a KMS: wraps with a local key, counting calls."""
+
+        name = "kms"
+        inner = LocalKeyProvider({7: generate_key()})
+        versions = (7,)
+        current_version = 7
+
+        async def wrap(self, version: int, data_key: bytes, context: bytes) -> bytes:
+            wrapped.append(version)
+            return await self.inner.wrap(version, data_key, context)
+
+        async def unwrap(self, version: int, blob: bytes, context: bytes) -> bytes:
+            return await self.inner.unwrap(version, blob, context)
+
+    class KmsPlugin:
+        @hookimpl
+        def syncd_key_provider(self, settings: Settings) -> KeyProvider | None:
+            return Kms()
+
+    settings = Settings(_env_file=None, database_url="postgresql://h/d",
+                        encryption_keys=format_key(1, generate_key()))
+    local = load_vault(load_plugins([]), settings)
+    assert local.keys.name == "local"
+    assert local.keys.current_version == 1
+    vault = load_vault(load_plugins([], extra=[("kms", KmsPlugin())]), settings)
+    binding = Binding("v", "square", "oauth_tokens.access_token")
+    sealed = asyncio.run(vault.seal("tok", binding))
+    assert (sealed.version, wrapped) == (7, [7])
+    assert asyncio.run(vault.open(sealed.blob, 7, binding)) == "tok"
+
+
+async def test_hook_syncd_integration_failed() -> None:
+    from structlog.testing import capture_logs
+
+    from daemon.oauth.lifecycle import integration_failed
+
+    told: list[tuple[str, str, str]] = []
+
+    class Pager:
+        @hookimpl
+        async def syncd_integration_failed(self, venue_id: str, provider: str,
+                                           reason: str) -> None:
+            told.append((venue_id, provider, reason))
+
+    class Broken:
+        @hookimpl
+        def syncd_integration_failed(self, venue_id: str, provider: str, reason: str) -> None:
+            raise RuntimeError("mail server down")
+
+    plugins = load_plugins([], extra=[("pager", Pager()), ("broken", Broken())])
+    with capture_logs() as logs:
+        await integration_failed(plugins, "v1", "quickbooks", "refresh refused: invalid_grant")
+    assert told == [("v1", "quickbooks", "refresh refused: invalid_grant")]
+    events = {e["event"]: e for e in logs}
+    assert events["integration.failed"]["reason"] == "refresh refused: invalid_grant"
+    assert events["integration.failed_hook_error"]["plugin"] == "broken"
+
+
 async def test_await_me_maybe() -> None:
     async def coro() -> int:
         return 2
