@@ -1,0 +1,173 @@
+"""The worker's limits hold: concurrency, database connections, the LISTEN connection."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+from structlog.testing import capture_logs
+
+from daemon.db import PoolTimeout, open_pool
+from daemon.queue import Job, JobContext, JobResult, NewJob, Outcome, enqueue, enqueue_many
+from daemon.worker import Worker, WorkerConfig
+
+FAST = WorkerConfig(concurrency=4, batch_size=4, lease_seconds=5, heartbeat_seconds=0.1,
+                    poll_seconds=0.05, retry_base_seconds=0.01, retry_cap_seconds=0.02,
+                    grace_seconds=5, maintenance_seconds=0.1)
+
+
+async def _run_until(worker: Worker, done: Callable[[], Awaitable[bool]],
+                     timeout: float = 30) -> None:
+    task = asyncio.create_task(worker.run())
+    try:
+        async with asyncio.timeout(timeout):
+            while not await done():
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.02)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def _jobs(pool: asyncpg.Pool, n: int) -> None:
+    await enqueue_many(pool, [NewJob(venue_id=uuid.uuid4(), provider="square",
+                                     entity_type="products") for _ in range(n)])
+
+
+def _finished(pool: asyncpg.Pool, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        done = await pool.fetchval(
+            "SELECT count(*) FROM sync_queue WHERE status NOT IN ('pending', 'processing')")
+        return bool(done >= n)
+    return check
+
+
+async def test_concurrency_is_a_hard_limit(pool: asyncpg.Pool) -> None:
+    """A worker with concurrency 4 never runs more than 4 handlers at once, nor holds more
+    than 4 leases, however its claim loops interleave."""
+    running = 0
+    most = 0
+    leases: list[int] = []
+
+    async def handler(job: Job, ctx: JobContext) -> JobResult:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            leases.append(await ctx.pool.fetchval(
+                "SELECT count(*) FROM sync_queue WHERE status = 'processing'"))
+            await asyncio.sleep(0.2)
+        finally:
+            running -= 1
+        return JobResult(Outcome.COMPLETED)
+
+    for round_ in range(1, 4):  # each start races the claim loops against each other
+        await _jobs(pool, 8)
+        await _run_until(Worker(pool, handler, FAST), _finished(pool, 8 * round_))
+    assert most <= FAST.concurrency, f"ran {most} jobs at once"
+    assert max(leases) <= FAST.concurrency
+
+
+async def test_a_job_that_cannot_get_a_connection_is_retried_not_hung(db_url: str) -> None:
+    """Every job holds one pooled connection and asks for a second while the pool has none
+    left: the second acquire times out into a retry, and the heartbeat (on the worker's own
+    connection) keeps every lease meanwhile."""
+    pool = await open_pool(db_url, min_size=1, max_size=3, acquire_timeout=0.5)
+    try:
+        holding = 0
+        all_hold = asyncio.Event()
+        tries: list[int] = []
+
+        async def handler(job: Job, ctx: JobContext) -> JobResult:
+            nonlocal holding
+            tries.append(job.id)
+            if job.attempts > 1:
+                return JobResult(Outcome.COMPLETED)
+            async with ctx.pool.acquire() as conn:
+                await conn.execute("SELECT 1")
+                holding += 1
+                if holding == 2:
+                    all_hold.set()
+                await asyncio.wait_for(all_hold.wait(), 10)
+                async with ctx.pool.acquire() as second:
+                    await second.execute("SELECT 1")
+            return JobResult(Outcome.COMPLETED)
+
+        await _jobs(pool, 2)
+        config = WorkerConfig(concurrency=2, batch_size=2, lease_seconds=1.0,
+                              heartbeat_seconds=0.2, poll_seconds=0.05,
+                              retry_base_seconds=0.01, retry_cap_seconds=0.02,
+                              maintenance_seconds=0.1)
+        await _run_until(Worker(pool, handler, config), _finished(pool, 2), timeout=30)
+        rows = await pool.fetch("SELECT status, attempts, error_kind, last_error "
+                                "FROM sync_queue ORDER BY id")
+        assert [r["status"] for r in rows] == ["completed", "completed"]
+        # Retried because of the pool, never reclaimed because of a lost lease.
+        assert all(r["error_kind"] == "retryable" for r in rows), rows
+        assert any("no database connection" in (r["last_error"] or "") for r in rows), rows
+    finally:
+        await pool.close()
+
+
+async def test_an_acquire_on_an_exhausted_pool_times_out(db_url: str) -> None:
+    pool = await open_pool(db_url, min_size=1, max_size=1, acquire_timeout=0.2)
+    try:
+        async with pool.acquire():
+            with pytest.raises(PoolTimeout, match=r"no database connection free within 0\.2 s"):
+                await pool.fetchval("SELECT 1")
+            with pytest.raises(PoolTimeout):
+                await pool.acquire()
+        assert await pool.fetchval("SELECT 1") == 1
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def admin(db_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(db_url)
+    yield conn
+    await conn.close()
+
+
+async def test_the_listen_connection_is_restored_after_it_is_lost(
+    pool: asyncpg.Pool, admin: asyncpg.Connection,
+) -> None:
+    """Every backend is terminated, the LISTEN connection's with them: the worker says so,
+    listens again, and a NOTIFY wakes it again (its polling is an hour away)."""
+    seen: list[int] = []
+
+    async def handler(job: Job, ctx: JobContext) -> JobResult:
+        seen.append(job.id)
+        return JobResult(Outcome.COMPLETED)
+
+    config = WorkerConfig(concurrency=2, batch_size=2, poll_seconds=3600,
+                          heartbeat_seconds=0.2, lease_seconds=5, maintenance_seconds=3600)
+    worker = Worker(pool, handler, config, maintenance=False)
+    with capture_logs() as logs:
+        task = asyncio.create_task(worker.run())
+        try:
+            async with asyncio.timeout(30):
+                first = await enqueue(pool, venue_id=uuid.uuid4(), provider="square",
+                                      entity_type="products")
+                while first not in seen:
+                    await asyncio.sleep(0.02)
+                # As a Postgres restart does: every other backend of the database goes.
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                while not any(e["event"] == "worker.listen_restored" for e in logs):
+                    await asyncio.sleep(0.02)
+                # The queue's insert trigger sends the NOTIFY; nothing else wakes the worker.
+                second = await enqueue(pool, venue_id=uuid.uuid4(), provider="square",
+                                       entity_type="products")
+                while second not in seen:
+                    await asyncio.sleep(0.02)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 30)
+    events = [e["event"] for e in logs]
+    assert events.index("worker.listen_lost") < events.index("worker.listen_restored")
