@@ -171,3 +171,47 @@ async def test_the_listen_connection_is_restored_after_it_is_lost(
             await asyncio.wait_for(task, 30)
     events = [e["event"] for e in logs]
     assert events.index("worker.listen_lost") < events.index("worker.listen_restored")
+
+
+async def test_sync_jobs_on_a_pool_sized_for_their_concurrency_all_complete(
+    db_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four sync jobs, a pool of four connections: each job reads its source in chunks and
+    looks up links while it reads. None waits for ever, none loses its lease, each runs
+    once."""
+    from daemon.sync import SyncSettings
+    from daemon.sync.job import SyncJobHandler
+    from daemon.testing.emulator import EmulatorServer
+    from daemon.testing.platform import create_platform_schema, seed_venue
+    from tests.integration.test_sync_engine import add_integration
+    from tests.integration.test_sync_toy import ToyEmulator, ToyProvider
+
+    monkeypatch.setenv("SYNCD_SOURCE_CHUNK_SIZE", "3")
+    pool = await open_pool(db_url, min_size=1, max_size=4, acquire_timeout=20)
+    try:
+        venues = []
+        async with pool.acquire() as conn:
+            await create_platform_schema(conn)
+            for i in range(4):
+                sample = await seed_venue(conn, venue_id=uuid.uuid4(), name=f"Hall {i}",
+                                          customers=20, events=2, orders=4)
+                venues.append(sample.venue_id)
+        emulator = ToyEmulator()
+        monkeypatch.setenv("TOY_API_KEY", emulator.api_key)
+        for venue in venues:
+            await add_integration(pool, venue)
+        async with EmulatorServer(emulator) as server:
+            handler = SyncJobHandler({"toy": ToyProvider()},
+                                     SyncSettings(base_urls={"toy": server.url}))
+            await enqueue_many(pool, [NewJob(venue_id=v, provider="toy", entity_type="all")
+                                      for v in venues])
+            config = WorkerConfig(concurrency=4, batch_size=4, lease_seconds=2.0,
+                                  heartbeat_seconds=0.5, poll_seconds=0.05,
+                                  maintenance_seconds=0.2)
+            await _run_until(Worker(pool, handler, config), _finished(pool, 4), timeout=60)
+        rows = await pool.fetch("SELECT status, attempts, error_kind FROM sync_queue")
+        assert [(r["status"], r["attempts"], r["error_kind"]) for r in rows] == [
+            ("completed", 1, None)] * 4
+        assert len(emulator.collection("customers")) == 4 * 20
+    finally:
+        await pool.close()
