@@ -187,7 +187,8 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
         if source_settings.database_url is not None:
             from daemon.db import open_pool
 
-            extra = await open_pool(source_settings.database_url.get_secret_value())
+            extra = await open_pool(source_settings.database_url.get_secret_value(),
+                                    acquire_timeout=ctx.settings.db_acquire_timeout)
             source_pool = extra
         try:
             tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from daemon.db import PoolTimeout
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.queue.types import Job
@@ -159,7 +160,7 @@ async def _finish(pool: asyncpg.Pool, hold: Hold) -> None:
         else:
             await pool.execute(_Q["fail_many"], [job.id], [job.lease_token],
                                [hold.error[:2000]], [hold.error_kind])
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, PoolTimeout) as exc:
         # The lease runs out and housekeeping settles the row.
         log.error("sync.hold_release_failed", job_id=job.id,
                   error=f"{type(exc).__name__}: {exc}"[:300])

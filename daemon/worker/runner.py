@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from daemon.db import PoolTimeout
 from daemon.logs import get_logger
 from daemon.queue import metrics
 from daemon.queue.backoff import retry_delay
@@ -435,7 +436,7 @@ class Worker:
                     _Q["release_many"], [e.job.id for e in left], [e.job.lease_token for e in left]
                 )
                 await self.pool.execute(_Q["notify"])
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, PoolTimeout) as exc:
                 log.error("worker.release_failed", error=_describe(exc))
             else:
                 log.info("worker.released", jobs=sorted(r["id"] for r in released))
