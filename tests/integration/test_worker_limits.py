@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -215,3 +216,34 @@ async def test_sync_jobs_on_a_pool_sized_for_their_concurrency_all_complete(
         assert len(emulator.collection("customers")) == 4 * 20
     finally:
         await pool.close()
+
+
+async def test_a_worker_process_listens_again_after_postgres_drops_its_connections(
+    db_url: str, admin: asyncpg.Connection, tmp_path: Path,
+) -> None:
+    """``syncd worker`` as deployed: its backends are terminated; it logs the loss and the
+    recovery, and a job enqueued afterwards is woken by NOTIFY (its poll is an hour)."""
+    from tests.integration.test_worker_crash import _wait_for, _wait_until, _Workers
+
+    await admin.execute("CREATE TABLE results (job_id bigint, owner text)")
+    await admin.execute("CREATE TABLE started (owner text)")
+    with _Workers(db_url, tmp_path) as workers:
+        proc = workers.start("w", hang=False, settings={"SYNCD_QUEUE_POLL_SECONDS": "3600",
+                                                         "SYNCD_SCHEDULER_POLL_SECONDS": "3600"})
+        await _wait_until(lambda: "worker.started" in workers.log("w"))
+        await _enqueue_raw(admin)
+        await _wait_for(admin, "SELECT count(*) = 1 FROM results", timeout=30)
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        await _wait_until(lambda: "worker.listen_restored" in workers.log("w"), timeout=30)
+        await _enqueue_raw(admin)
+        await _wait_for(admin, "SELECT count(*) = 2 FROM results", timeout=30)
+        workers.stop(proc, "w")
+    log = workers.log("w")
+    assert log.index("worker.listen_lost") < log.index("worker.listen_restored")
+
+
+async def _enqueue_raw(conn: asyncpg.Connection) -> None:
+    await conn.execute("INSERT INTO sync_queue (venue_id, provider, entity_type) "
+                       "VALUES ($1, 'square', 'products')", uuid.uuid4())
