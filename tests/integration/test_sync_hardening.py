@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -15,6 +17,7 @@ from daemon.db import init_connection
 from daemon.provider import Entity
 from daemon.queue import enqueue
 from daemon.queue.types import LeaseLost
+from daemon.source import SourceReader, SourceRecord, Venue
 from daemon.sync import RunOutcome, SyncSettings
 from daemon.sync.job import SyncJobHandler
 from daemon.sync.mappings import resolve_mappings
@@ -156,3 +159,34 @@ async def test_a_template_applied_by_two_runs_at_once_is_counted_once(
         "SELECT usage_count FROM field_mapping_templates WHERE id = $1", template)
     assert usage == 1
 
+
+
+class _ChangingSource(SourceReader):
+    """Changes two customers while a read is under way, after the first chunk: one already
+    read (its new version is not), one not yet read, stamped later than every other row."""
+
+    async def read(self, entity: Entity, venue: Venue, *, since: datetime | None = None,
+                   include: Sequence[str] = (), chunk_size: int | None = None
+                   ) -> AsyncIterator[list[SourceRecord]]:
+        first = True
+        async for chunk in super().read(entity, venue, since=since, include=include,
+                                        chunk_size=5):
+            yield chunk
+            if first and entity is Entity.CUSTOMER:
+                first = False
+                await self.pool.execute(
+                    "UPDATE customers SET first_name = 'Changed', updated_at = now() "
+                    "WHERE id = $1::uuid", chunk[0].local_id)
+                await self.pool.execute(
+                    "UPDATE customers SET updated_at = now() + interval '1 hour' "
+                    "WHERE id = (SELECT id FROM customers ORDER BY id DESC LIMIT 1)")
+
+
+async def test_a_row_changed_during_a_run_is_sent_by_the_next_run(world: World) -> None:
+    world.engine.source = _ChangingSource(world.pool)
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
+    assert report.status == "completed"
+    world.engine.source = SourceReader(world.pool)
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
+    assert report.entities[0].full_check is False
+    assert "Changed" in {c.get("given_name") for c in world.store("customers").values()}
