@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
+from asyncpg.pool import PoolAcquireContext
 
 from daemon.errors import DatabaseUnavailable
 from daemon.logs import get_logger, mask_url
@@ -27,6 +28,8 @@ from daemon.settings import Settings
 __all__ = [
     "Database",
     "EmbeddedPostgres",
+    "PoolTimeout",
+    "TimedPool",
     "connect",
     "describe_dsn",
     "init_connection",
@@ -81,21 +84,76 @@ async def connect(dsn: str, *, timeout: float = 10.0) -> asyncpg.Connection:
     return conn
 
 
+class PoolTimeout(DatabaseUnavailable):
+    """No pooled connection came free in time. Callers treat it as any transient database
+    failure: a job ends as a retry, a loop tries again on its next turn."""
+
+
+class _TimedAcquire(PoolAcquireContext):  # type: ignore[misc]  # asyncpg is untyped
+    __slots__ = ()
+
+    async def __aenter__(self) -> asyncpg.Connection:
+        try:
+            return await super().__aenter__()
+        except TimeoutError:
+            raise _timed_out(self.timeout) from None
+
+    def __await__(self) -> Any:
+        return self._acquire().__await__()
+
+    async def _acquire(self) -> asyncpg.Connection:
+        self.done = True  # type: ignore[misc]  # a slot of the base class
+        try:
+            return await self.pool._acquire(self.timeout)
+        except TimeoutError:
+            raise _timed_out(self.timeout) from None
+
+
+def _timed_out(timeout: float | None) -> PoolTimeout:
+    return PoolTimeout(f"no database connection free within {timeout:g} s "
+                       "(the pool is exhausted)")
+
+
+class TimedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg is untyped
+    """A pool whose every acquire (``pool.fetch`` and friends included) waits at most
+    ``acquire_timeout`` seconds, then raises :class:`PoolTimeout`: a caller never hangs on
+    an exhausted pool."""
+
+    def __init__(self, dsn: str, *, acquire_timeout: float, **kwargs: Any) -> None:
+        super().__init__(dsn, **kwargs)
+        self.acquire_timeout = acquire_timeout
+
+    def acquire(self, *, timeout: float | None = None) -> PoolAcquireContext:
+        return _TimedAcquire(self, self.acquire_timeout if timeout is None else timeout)
+
+
 async def open_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+    dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
+    acquire_timeout: float = 30.0,
 ) -> asyncpg.Pool:
-    """A connection pool; a :class:`DatabaseUnavailable` (one line, no password) on failure."""
+    """A connection pool (a :class:`TimedPool`); a :class:`DatabaseUnavailable` (one line, no
+    password) when it cannot connect.
+
+    :param timeout: seconds to wait for a new connection to the server.
+    :param acquire_timeout: seconds to wait for a free pooled connection.
+    """
+    pool = TimedPool(
+        dsn,
+        acquire_timeout=acquire_timeout,
+        min_size=min_size,
+        max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
+        init=init_connection,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        timeout=timeout,
+    )
     try:
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=min_size,
-            max_size=max_size,
-            timeout=timeout,
-            init=init_connection,
-        )
+        await pool
     except _CONNECT_ERRORS as exc:
         raise _unavailable(dsn, exc) from None
-    assert pool is not None
     return pool
 
 
@@ -182,6 +240,7 @@ class Database:
                 min_size=self.settings.db_pool_min_size,
                 max_size=self.settings.db_pool_max_size,
                 timeout=self.settings.db_connect_timeout,
+                acquire_timeout=self.settings.db_acquire_timeout,
             )
         except BaseException:
             await self._stop_embedded()

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(
         default=10.0, gt=0, description="Seconds to wait for a database connection."
     )
+    db_acquire_timeout: float = Field(
+        default=30.0, gt=0,
+        description="Seconds to wait for a free pooled connection before giving up (a job "
+        "then ends as a retry; nothing waits for ever).",
+    )
 
     # --- plugins ----------------------------------------------------------------------
     plugins: Annotated[list[str] | None, NoDecode] = Field(

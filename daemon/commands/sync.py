@@ -1,4 +1,11 @@
-"""``syncd sync VENUE PROVIDER``: run one integration's sync now, in the foreground."""
+"""``syncd sync VENUE PROVIDER``: run one integration's sync now, in the foreground.
+
+The run takes the integration's running slot in the queue as a worker's claim does (see
+:mod:`daemon.worker.hold`): it never overlaps a worker's job of the same integration (nor
+another ``syncd sync``), so the provider account sees one run at a time, paced to its limits,
+and every write is fenced by the run's lease as a job's are. A dry run writes nothing and
+takes no slot.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +15,18 @@ import sys
 import time
 from typing import Any, TextIO
 
+import asyncpg
+
 from daemon.commands._context import CliContext
 from daemon.credentials import EmulatorTokens
 from daemon.errors import SyncdError
 from daemon.provider import Entity
+from daemon.queue.types import LeaseLost
 from daemon.source import SourceReader, SourceSettings
-from daemon.sync import RunReport, SyncEngine, SyncError, SyncSettings
+from daemon.sync import RunOutcome, RunReport, SyncEngine, SyncError, SyncSettings
 from daemon.vault.store import build_credential_store
+from daemon.worker.hold import hold_integration
+from daemon.worker.runner import default_owner
 
 __all__ = ["ProgressBar", "register", "render_summary"]
 
@@ -40,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="show what would be sent; send and record nothing")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--wait", action="store_true",
+                   help="when a job of this integration is running, wait for it to finish "
+                   "(default: refuse with exit status 1)")
     p.set_defaults(func=run)
 
 
@@ -137,6 +152,31 @@ def _as_json(report: RunReport) -> dict[str, Any]:
                         for e in report.entities for p in e.planned]}
 
 
+async def _run(engine: SyncEngine, pool: asyncpg.Pool, args: argparse.Namespace,
+               ctx: CliContext, bar: ProgressBar | None) -> RunReport:
+    entity = Entity(args.entity) if args.entity else None
+    if args.dry_run:
+        return await engine.run(args.venue, args.provider, entity=entity, full=args.full,
+                                dry_run=True, progress=bar)
+    integration = await engine.integration(args.venue, args.provider)
+    settings = ctx.settings
+    async with hold_integration(
+        pool, integration["venue_id"], args.provider, owner=f"syncd-sync:{default_owner()}",
+        lease_seconds=settings.queue_lease_seconds,
+        heartbeat_seconds=settings.queue_heartbeat_seconds,
+        entity=entity.value if entity else "all", payload={"full": args.full},
+        wait=args.wait, poll_seconds=settings.queue_poll_seconds, venue_label=args.venue,
+    ) as hold:
+        report = await engine.run(
+            args.venue, args.provider, entity=entity, full=args.full, progress=bar,
+            job_id=hold.job.id, guard=hold.ctx.assert_lease,
+            cancelled=lambda: hold.ctx.cancelled)
+        if report.status not in ("completed", "partial"):
+            hold.error = report.error or report.status
+            hold.error_kind = "auth" if report.outcome is RunOutcome.AUTH else "permanent"
+        return report
+
+
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
     plugins = ctx.plugins
     settings = SyncSettings()
@@ -148,7 +188,8 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
         if source_settings.database_url is not None:
             from daemon.db import open_pool
 
-            extra = await open_pool(source_settings.database_url.get_secret_value())
+            extra = await open_pool(source_settings.database_url.get_secret_value(),
+                                    acquire_timeout=ctx.settings.db_acquire_timeout)
             source_pool = extra
         try:
             tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None
@@ -159,12 +200,13 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
                                 source=SourceReader(source_pool, source_settings),
                                 settings=settings)
             try:
-                report = await engine.run(
-                    args.venue, args.provider,
-                    entity=Entity(args.entity) if args.entity else None,
-                    full=args.full, dry_run=args.dry_run, progress=bar)
+                report = await _run(engine, db.pool, args, ctx, bar)
             except SyncError as exc:
                 raise SyncdError(str(exc)) from None
+            except LeaseLost:
+                raise SyncdError(
+                    f"the {args.provider} sync of venue {args.venue} stopped: its lease was "
+                    "taken over (the run was too slow to renew it); run it again") from None
             finally:
                 if bar is not None:
                     bar.close()

@@ -40,8 +40,10 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
         if args.concurrency < 1:
             raise SyncdError("--concurrency must be at least 1")
         settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
-    # Room in the pool for the listener, claimer, recorder, heartbeat, housekeeping and the
-    # scheduler, plus one connection per running job.
+    # Room in the pool for the control connection (LISTEN and heartbeats), the exchange
+    # loops, housekeeping and the scheduler, plus one connection per running job. A job never
+    # holds one connection while it waits for another, and every acquire times out
+    # (SYNCD_DB_ACQUIRE_TIMEOUT) into a retry, so a busier pool is slower, never stuck.
     pool_size = max(settings.db_pool_max_size, settings.worker_concurrency + 6)
     settings = settings.model_copy(update={"db_pool_max_size": pool_size})
     inner = CliContext(settings)

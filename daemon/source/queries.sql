@@ -2,7 +2,8 @@
 -- platform schema (docs/platform-schema.md); {table} and {table.column} placeholders are
 -- replaced by quoted identifiers from the source settings, never by values.
 -- Every query takes: $1 venue id, $2 changed-since (NULL: every row), $3 extra local ids
--- to include whatever their timestamp (records whose last push failed).
+-- to include whatever their timestamp (records whose last push failed). Each returns its
+-- row's id in its own type as "key", the key the reader pages on (keyset pagination).
 
 -- name: venue
 SELECT v.{venues.id}::text AS id, v.{venues.name} AS name, v.{venues.venue_type} AS venue_type,
@@ -15,7 +16,7 @@ WHERE v.{venues.id} = $1
 SELECT now()
 
 -- name: products
-SELECT e.{events.id}::text AS id, e.{events.name} AS name,
+SELECT e.{events.id} AS key, e.{events.id}::text AS id, e.{events.name} AS name,
        e.{events.description} AS description, e.{events.category} AS category,
        e.{events.status} AS status, e.{events.starts_at} AS starts_at,
        e.{events.ends_at} AS ends_at, e.{events.price_minor} AS price_minor,
@@ -31,7 +32,7 @@ WHERE e.{events.venue_id} = $1
        OR e.{events.id}::text = ANY($3::text[]))
 
 -- name: customers
-SELECT c.{customers.id}::text AS id, c.{customers.email} AS email,
+SELECT c.{customers.id} AS key, c.{customers.id}::text AS id, c.{customers.email} AS email,
        c.{customers.first_name} AS first_name, c.{customers.last_name} AS last_name,
        c.{customers.phone} AS phone, c.{customers.marketing_opt_in} AS marketing_opt_in,
        c.{customers.tags} AS tags, c.{customers.created_at} AS created_at,
@@ -45,7 +46,7 @@ WHERE c.{customers.venue_id} = $1
        OR c.{customers.id}::text = ANY($3::text[]))
 
 -- name: transactions
-SELECT o.{orders.id}::text AS id, o.{orders.status} AS status,
+SELECT o.{orders.id} AS key, o.{orders.id}::text AS id, o.{orders.status} AS status,
        o.{orders.total_minor} AS total_minor, o.{orders.fee_minor} AS fee_minor,
        o.{orders.currency} AS currency, o.{orders.purchased_at} AS purchased_at,
        o.{orders.updated_at} AS updated_at, o.{orders.deleted_at} AS deleted_at,

@@ -247,3 +247,43 @@ DELETE FROM sync_queue
    AND ($3::text IS NULL OR provider = $3)
    AND ($4::float8 IS NULL OR completed_at < now() - make_interval(secs => $4))
 RETURNING id
+
+-- name: lock_integration
+-- The per-integration lock a claim takes (syncd_claim_jobs) while it claims that integration;
+-- held to the end of the calling transaction.
+SELECT pg_advisory_xact_lock(1937339236, hashtext(syncd_integration_key($1, $2)))
+
+-- name: reclaim_integration
+-- Before `syncd sync` takes an integration's slot: a running job of it whose lease ran out
+-- (its worker or command died) is settled as reclaim_expired settles it.
+UPDATE sync_queue q
+   SET status = CASE WHEN q.attempts >= q.max_attempts THEN 'dead_letter' ELSE 'pending' END,
+       completed_at = CASE WHEN q.attempts >= q.max_attempts THEN now() END,
+       run_at = now(),
+       last_error = 'lease expired: worker ' || coalesce(q.lease_owner, '?')
+                    || ' stopped renewing it',
+       error_kind = 'lease', error_count = q.error_count + 1,
+       lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+ WHERE q.status = 'processing' AND q.venue_id = $1 AND q.provider = $2
+   AND q.lease_expires_at < now()
+RETURNING q.id, q.status
+
+-- name: hold_integration
+-- `syncd sync`: take an integration's running slot as a claim takes it (after
+-- lock_integration, in the same transaction): a job row that is running from the start,
+-- leased to the command. Nothing when a job of the integration is running (the one-running
+-- index settles a race). One attempt: a command that dies leaves a dead letter, not a retry.
+INSERT INTO sync_queue (venue_id, provider, operation, entity_type, payload, lane, status,
+                        attempts, max_attempts, started_at, lease_owner, lease_token,
+                        lease_expires_at, correlation_id)
+SELECT $1, $2, $3, $4, $5, 'CRITICAL', 'processing', 1, 1, now(), $6, gen_random_uuid(),
+       now() + make_interval(secs => $7), $8
+ WHERE NOT EXISTS (SELECT 1 FROM sync_queue
+                    WHERE status = 'processing' AND venue_id = $1 AND provider = $2)
+ON CONFLICT DO NOTHING
+RETURNING id, venue_id, provider, entity_type, operation, payload, lane, attempts,
+          max_attempts, lease_token, correlation_id, entity_id, run_at
+
+-- name: running_for_integration
+SELECT id, lease_owner, started_at FROM sync_queue
+ WHERE status = 'processing' AND venue_id = $1 AND provider = $2

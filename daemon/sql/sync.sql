@@ -21,9 +21,14 @@ SELECT id, name, provider, venue_type, mappings FROM field_mapping_templates
 WHERE provider = $1 AND is_default AND is_active
 
 -- name: template_applied
+-- Once per (integration, template): a second run racing this one (a worker whose lease was
+-- taken over, say) waits for the row lock, then finds the template applied and changes
+-- nothing, so the template's use is counted once whoever runs.
 UPDATE integration_configs
 SET template_id = $3, template_applied_at = now(), updated_at = now()
 WHERE venue_id = $1::uuid AND provider = $2
+  AND (template_id IS DISTINCT FROM $3::uuid OR template_applied_at IS NULL)
+RETURNING id
 
 -- name: template_used
 UPDATE field_mapping_templates

@@ -263,6 +263,8 @@ class _Run:
         self.refreshes = 0
         self._refresh_lock = asyncio.Lock()
         self.stop = asyncio.Event()
+        #: (entity, local id, error, changed at) of records the mapping failed on.
+        self.unmapped: list[tuple[str, str, str, datetime | None]] = []
         limit = self.caps.rate_limit
         self.concurrency = max(1, limit.max_concurrency)
         self.rate_limit = limit
@@ -402,6 +404,16 @@ class _Run:
         async with self.pool.acquire() as conn:
             return await conn.fetchrow(_Q["sync_state"], self.venue_id, self.name, entity.value)
 
+    async def _save_state(self, entity: Entity, watermark_at: datetime | None,
+                          full_at: datetime | None, pull_at: datetime | None) -> None:
+        """Move the entity's watermark (or check times), fenced by the job's lease: a run
+        whose lease was taken over must not move a watermark past rows it never pushed."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.guard is not None:
+                await self.guard(conn)
+            await conn.execute(_Q["save_sync_state"], self.venue_id, self.name, entity.value,
+                               watermark_at, full_at, pull_at)
+
     async def _push_entity(self, entity: Entity, support: EntitySupport,
                            mapping: ResolvedMapping, er: EntityReport, *, full: bool) -> None:
         state = await self._state(entity)
@@ -502,10 +514,13 @@ class _Run:
         if self._retryable and self.report.outcome is RunOutcome.OK:
             self.report.outcome = RunOutcome.RETRYABLE
         if clean:
-            async with self.pool.acquire() as conn:
-                await conn.execute(_Q["save_sync_state"], self.venue_id, self.name,
-                                   entity.value, max_changed[0],
-                                   clock if er.full_check else None, None)
+            # The source is read in chunks of their own snapshots: a row changed during the
+            # read carries a change time after ``clock`` and may not have been read in its
+            # new version, so the watermark never passes ``clock`` (the next run reads it).
+            seen = max_changed[0]
+            watermark_at = min(seen, clock) if seen is not None else None
+            await self._save_state(entity, watermark_at, clock if er.full_check else None,
+                                   None)
 
     _retryable = False
     _auth_error: str | None = None
@@ -605,8 +620,14 @@ class _Run:
                 return None
             assert link is not None
             return self._removal(rec.entity, rec.local_id, link, action, rec.changed_at)
-        payload = rules(rec.data)
-        digest = content_hash(payload)
+        try:
+            payload = rules(rec.data)
+            digest = content_hash(payload)
+        except Exception as exc:
+            # A rule that passed validation but cannot map this row ('n/a' through to_int):
+            # this record's permanent failure, never the run's.
+            self._unmapped(rec, er, f"mapping failed: {type(exc).__name__}: {exc}")
+            return None
         action = decide(link, digest, False, policy, write_once=write_once)
         if action == "skip":
             er.unchanged += 1
@@ -622,6 +643,18 @@ class _Run:
             remote_id=remote_id, remote_version=link.remote_version if link else None,
             operation="upsert")
         return _Planned(record, rec.changed_at, _json_size(payload))
+
+    def _unmapped(self, rec: SourceRecord, er: EntityReport, error: str) -> None:
+        """Count a record the mapping failed on; its link is marked failed with the run's
+        records of work (:meth:`_record`), so every run retries it until it maps."""
+        er.failed += 1
+        etype = rec.entity.value
+        self.unmapped.append((etype, rec.local_id, error[:500], rec.changed_at))
+        if len(self.report.errors) < self.settings.error_samples:
+            self.report.errors.append(RecordError(etype, rec.local_id, "permanent",
+                                                  error[:500]))
+        log.warning("sync.record_unmapped", venue_id=self.venue_id, provider=self.name,
+                    entity=etype, local_id=rec.local_id, error=error[:200])
 
     async def _settle_frozen(self, entity: Entity, support: EntitySupport,
                              frozen: Sequence[_Frozen], er: EntityReport) -> None:
@@ -765,12 +798,20 @@ class _Run:
 
     async def _backoff(self, pacer: Pacer, attempt: int, retry_after: float | None,
                        reason: str) -> bool:
-        """Wait before another try; False when the tries are used up (the run stops)."""
-        if attempt >= self.settings.max_attempts:
+        """Wait before another try; False when the run stops instead: the tries are used up,
+        or the provider asks for a wait longer than ``max_backoff_seconds``. The job is then
+        re-queued to run after ``retry_after``, holding no worker slot, lease or connection
+        meanwhile."""
+        too_long = retry_after is not None and retry_after > self.settings.max_backoff_seconds
+        if attempt >= self.settings.max_attempts or too_long:
             self._retryable = True
             wait = retry_after or self.rate_limit.default_retry_after
             self.report.retry_after = max(self.report.retry_after or 0.0, wait)
-            self.report.error = reason
+            self.report.error = (f"{reason} (the provider asked to wait {wait:g} s; the job "
+                                 "runs again then)") if too_long else reason
+            if too_long:
+                log.info("sync.deferred", venue_id=self.venue_id, provider=self.name,
+                         retry_after_s=wait, reason=reason)
             self.stop.set()
             return False
         base = retry_after if retry_after is not None else min(
@@ -887,9 +928,7 @@ class _Run:
                 self.report.retry_after = exc.retry_after
             self.report.error = f"pull of {entity.value}s failed: {exc}"
             return
-        async with self.pool.acquire() as conn:
-            await conn.execute(_Q["save_sync_state"], self.venue_id, self.name, entity.value,
-                               None, None, started)
+        await self._save_state(entity, None, None, started)
 
     async def _store_inbound(self, entity: Entity, changes: Sequence[InboundChange]) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -916,6 +955,23 @@ class _Run:
             details["error"] = report.error
         ok = report.status in ("completed", "partial")
         async with self.pool.acquire() as conn, conn.transaction():
+            # Fenced like every other write of shared state: a run whose lease was taken over
+            # still closes its own log row and counts the calls it made (both facts about
+            # this run alone), but leaves links and the integration's health to the run that
+            # holds the lease now.
+            fenced = True
+            if self.guard is not None:
+                try:
+                    async with conn.transaction():
+                        await self.guard(conn)
+                except LeaseLost:
+                    fenced = False
+            if fenced:
+                for etype in sorted({u[0] for u in self.unmapped}):
+                    rows = [u for u in self.unmapped if u[0] == etype]
+                    await conn.execute(
+                        _Q["write_failures"], self.venue_id, self.name, etype,
+                        [u[1] for u in rows], [u[2] for u in rows], [u[3] for u in rows])
             await conn.execute(
                 _Q["finish_log"], log_id, report.status,
                 sum(e.scanned for e in report.entities), report.succeeded, report.failed,
@@ -923,6 +979,8 @@ class _Run:
                 report.bytes_sent, details, [e.as_json() for e in report.errors])
             await conn.execute(_Q["add_cost"], self.venue_id, self.name, report.api_calls,
                                report.bytes_sent, report.succeeded)
+            if not fenced:
+                return
             if report.outcome is RunOutcome.AUTH:
                 await conn.execute(_Q["integration_error"], self.venue_id, self.name,
                                    report.error)

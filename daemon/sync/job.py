@@ -81,10 +81,12 @@ class SyncJobHandler:
             source_pool = pool
             if source_settings.database_url is not None:
                 from daemon.db import open_pool
+                from daemon.settings import Settings
 
                 if self._source_pool is None:
                     self._source_pool = await open_pool(
-                        source_settings.database_url.get_secret_value())
+                        source_settings.database_url.get_secret_value(),
+                        acquire_timeout=Settings().db_acquire_timeout)
                 source_pool = self._source_pool
             tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None
             engine = SyncEngine(pool, self._load_providers(),

@@ -111,9 +111,14 @@ async def count_template_use(conn: asyncpg.Connection, integration: Mapping[str,
             and str(integration["template_id"]) == choice.id)
     if same and integration["template_applied_at"] is not None:
         return False
+    # Not fenced by the job's lease, and needs no fence: the statement applies a template
+    # to an integration once (see template_applied), so a run that lost its lease can only
+    # record the choice any run would, and never counts a use twice.
     async with conn.transaction():
-        await conn.execute(_Q["template_applied"], str(integration["venue_id"]),
-                           integration["provider"], choice.id)
+        applied = await conn.fetchval(_Q["template_applied"], str(integration["venue_id"]),
+                                      integration["provider"], choice.id)
+        if applied is None:
+            return False
         await conn.execute(_Q["template_used"], choice.id)
     log.info("sync.template_applied", venue_id=str(integration["venue_id"]),
              provider=integration["provider"], template=choice.name, origin=choice.origin)

@@ -1,10 +1,17 @@
 """The worker: claims jobs by lane weight, runs the handler, renews leases, records results.
 
-One :class:`Worker` per process runs up to ``concurrency`` jobs at once. It claims in small
-batches when it has free slots, woken by NOTIFY on ``syncd_queue`` or by its own poll timer,
-renews every running job's lease in one statement per heartbeat, and writes results in
-batches, each fenced by the job's lease token. A job whose lease is lost is cancelled and
-its result discarded.
+One :class:`Worker` per process runs at most ``concurrency`` jobs at once: a claim first
+reserves the slots it asks for, so claim loops running side by side never count the same free
+slot twice. It claims in small batches when it has free slots, woken by NOTIFY on
+``syncd_queue`` or by its own poll timer, renews every running job's lease in one statement
+per heartbeat, and writes results in batches, each fenced by the job's lease token. A job
+whose lease is lost is cancelled and its result discarded.
+
+The worker keeps one connection of its own, the control connection: it LISTENs there and
+renews leases there, so jobs that use up the pool never hold up a heartbeat. When that
+connection is lost (Postgres restarted, the backend was terminated) the worker logs
+``worker.listen_lost``, polls meanwhile, connects again with backoff and logs
+``worker.listen_restored``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
+from daemon.db import PoolTimeout
 from daemon.logs import get_logger
 from daemon.queue import metrics
 from daemon.queue.backoff import retry_delay
@@ -41,6 +49,9 @@ __all__ = ["Worker", "default_owner"]
 log = get_logger("syncd.worker")
 _Q = queries("queue.sql")
 _MAX_ERROR = 2000
+_CHANNEL = "syncd_queue"
+#: Longest wait between two attempts to get the control connection back.
+_RECONNECT_CAP = 30.0
 
 
 def default_owner() -> str:
@@ -92,6 +103,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pump_done = asyncio.Event()
+        #: Job tasks whose handler has not returned yet (the hard limit counts these).
+        self._alive = 0
+        #: Slots promised to claims in flight.
+        self._reserved = 0
+        self._control: asyncpg.Connection | None = None
         self.claimed_total = 0
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -104,12 +120,12 @@ class Worker:
     async def run(self) -> None:
         """Work until :meth:`stop`; returns once every job has finished or been handed back."""
         log.info("worker.started", owner=self.owner, concurrency=self.config.concurrency)
-        listener = await self.pool.acquire()
-        await listener.add_listener("syncd_queue", self._on_notify)
+        first = await self._connect_control()
         # Two pumps: one talks to Postgres while the other waits for its commit to flush.
         pumps = [asyncio.create_task(self._pump(), name=f"worker.pump{i}")
                  for i in range(self.config.pumps)]
-        helpers = [asyncio.create_task(self._heartbeat_loop(), name="worker.heartbeat")]
+        helpers = [asyncio.create_task(self._control_loop(first), name="worker.listen"),
+                   asyncio.create_task(self._heartbeat_loop(), name="worker.heartbeat")]
         maint: asyncio.Task[None] | None = None
         if self.maintenance:
             maint = asyncio.create_task(self._maintenance_loop(), name="worker.maint")
@@ -135,13 +151,65 @@ class Worker:
             for pump in pumps:
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
-            with contextlib.suppress(Exception):
-                await listener.remove_listener("syncd_queue", self._on_notify)
-            await self.pool.release(listener)
             log.info("worker.stopped", owner=self.owner, claimed=self.claimed_total)
 
     def _on_notify(self, *_: object) -> None:
         self._wake.set()
+
+    # --- the control connection (LISTEN, heartbeats) ------------------------------------
+
+    async def _connect_control(self) -> asyncpg.Connection:
+        conn: asyncpg.Connection = await self.pool.acquire()
+        try:
+            await conn.add_listener(_CHANNEL, self._on_notify)
+        except BaseException:
+            await self.pool.release(conn)
+            raise
+        return conn
+
+    async def _release_control(self, conn: asyncpg.Connection) -> None:
+        # A connection the server closed is already back in the pool: both calls are then
+        # no-ops or fail harmlessly.
+        with contextlib.suppress(Exception):
+            await conn.remove_listener(_CHANNEL, self._on_notify)
+        with contextlib.suppress(Exception):
+            await self.pool.release(conn)
+
+    async def _control_loop(self, conn: asyncpg.Connection) -> None:
+        """Hold the control connection; when it is lost, get another (with backoff)."""
+        lost_at: float | None = None
+        delay = 0.0
+        try:
+            while True:
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _c, ev=closed: ev.set())
+                self._control = conn
+                if lost_at is not None:
+                    log.info("worker.listen_restored", owner=self.owner,
+                             after_s=round(time.monotonic() - lost_at, 3))
+                    lost_at = None
+                    self._wake.set()  # jobs may have been added unannounced meanwhile
+                await closed.wait()
+                self._control = None
+                await self._release_control(conn)
+                lost_at = time.monotonic()
+                log.warning("worker.listen_lost", owner=self.owner,
+                            poll_s=self.config.poll_seconds)
+                self._wake.set()
+                delay = min(self.config.poll_seconds, 0.1)
+                while True:
+                    await asyncio.sleep(delay)
+                    try:
+                        conn = await self._connect_control()
+                        break
+                    except Exception as exc:  # the loop must outlive any one failure
+                        delay = min(max(delay * 2, 0.1), _RECONNECT_CAP)
+                        log.warning("worker.listen_retry", owner=self.owner,
+                                    error=_describe(exc), retry_in_s=round(delay, 3))
+        finally:
+            if self._control is not None:
+                self._control = None
+                await self._release_control(conn)
 
     # --- claiming ----------------------------------------------------------------------
 
@@ -158,13 +226,17 @@ class Worker:
                 batch.append(self._finishes.get_nowait())
             if self._pump_done.is_set() and not batch:
                 return
-            free = self.config.concurrency - len(self._running) + len(batch)
+            # Slots held by running handlers and promised to claims in flight (the other
+            # pump's) are not free: the limit is hard.
+            free = self.config.concurrency - self._alive - self._reserved
+            idle = self._alive == 0 and self._reserved == 0
             claiming = (not self._stopping.is_set() and free > 0
-                        and (free >= threshold or len(self._running) == len(batch)))
+                        and (free >= threshold or idle))
             want = min(free, self.config.batch_size) if claiming else 0
             if not batch and not want:
                 await self._sleep(self.config.poll_seconds)
                 continue
+            self._reserved += want
             jobs: list[Job] = []
             try:
                 jobs = await self._exchange(batch, want)
@@ -178,8 +250,9 @@ class Worker:
                 for f in batch:
                     self._running.pop(f.job.id, None)
                     self._finishes.task_done()
-            for job in jobs:
-                self._start(job)
+                for job in jobs:
+                    self._start(job)
+                self._reserved -= want
             if want and len(jobs) < want:
                 await self._sleep(await self._idle_timeout())
 
@@ -221,7 +294,13 @@ class Worker:
     def _start(self, job: Job) -> None:
         entry = _Running(job=job, ctx=RunContext(self.pool, job, self.config.lease_seconds))
         self._running[job.id] = entry
+        self._alive += 1
         entry.task = asyncio.create_task(self._run_job(entry), name=f"job.{job.id}")
+        entry.task.add_done_callback(self._job_done)
+
+    def _job_done(self, _task: asyncio.Task[None]) -> None:
+        self._alive -= 1
+        self._wake.set()
 
     async def _run_job(self, entry: _Running) -> None:
         job = entry.job
@@ -292,8 +371,13 @@ class Worker:
         entries = [e for e in self._running.values() if not e.ctx.lost]
         if not entries:
             return
+        # On the control connection, which jobs never take; through the pool only while
+        # that connection is being restored.
+        conn = self._control
         try:
-            rows = await self.pool.fetch(
+            executor: asyncpg.Connection | asyncpg.Pool = (
+                conn if conn is not None and not conn.is_closed() else self.pool)
+            rows = await executor.fetch(
                 _Q["heartbeat"], [e.job.id for e in entries], [e.job.lease_token for e in entries],
                 self.config.lease_seconds,
             )
@@ -352,7 +436,7 @@ class Worker:
                     _Q["release_many"], [e.job.id for e in left], [e.job.lease_token for e in left]
                 )
                 await self.pool.execute(_Q["notify"])
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, PoolTimeout) as exc:
                 log.error("worker.release_failed", error=_describe(exc))
             else:
                 log.info("worker.released", jobs=sorted(r["id"] for r in released))

@@ -171,8 +171,10 @@ def test_killed_mid_batch_then_retried_leaves_no_duplicate(syncd: Run, db_url: s
         venue = _setup(db_url, "square", options, customers=customers, events=2, orders=2)
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("SYNCD_") and k != "DATABASE_URL"}
+        # The killed run holds the integration until its lease runs out: a short lease.
         env.update(_env(db_url, square), SYNCD_LOG_FORMAT="json",
-                   SYNCD_DATA_DIR=str(tmp_path / "pgdata"))
+                   SYNCD_DATA_DIR=str(tmp_path / "pgdata"), SYNCD_QUEUE_LEASE_SECONDS="2",
+                   SYNCD_QUEUE_HEARTBEAT_SECONDS="0.5", SYNCD_QUEUE_POLL_SECONDS="0.2")
         proc = subprocess.Popen([SYNCD, "sync", str(venue), "square", "--entity", "customer"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -187,7 +189,8 @@ def test_killed_mid_batch_then_retried_leaves_no_duplicate(syncd: Run, db_url: s
         assert proc.returncode == -signal.SIGKILL
         committed = len(square.store("customer"))
         assert 0 < committed < customers
-        result = syncd("sync", str(venue), "square", "--entity", "customer", env=env)
+        result = syncd("sync", str(venue), "square", "--entity", "customer", "--wait",
+                       env=env)
         assert result.returncode == 0, result.stdout + result.stderr
         stored = square.store("customer")
         references = [c.get("reference_id") for c in stored]
