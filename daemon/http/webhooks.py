@@ -82,8 +82,8 @@ async def validate_url(request: web.Request) -> web.Response:
 
 def _repeated_header(request: web.Request) -> str | None:
     seen: set[str] = set()
-    for name in request.headers:
-        key = name.lower()
+    for raw_name, _ in request.raw_headers:
+        key = raw_name.decode("latin-1").lower()
         if key in seen and key not in _REPEATABLE_HEADERS:
             return key
         seen.add(key)

@@ -204,3 +204,13 @@ async def test_concurrent_deliveries_share_commits_and_each_is_stored(
     assert await _count(pool, "stripe") == 200
     assert await pool.fetchval(
         "SELECT count(*) FROM sync_queue WHERE entity_type = 'webhooks'") == 1
+
+
+async def test_a_repeated_signature_header_is_refused(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    path, body, headers = ws.signed("square")
+    name = next(k for k in headers if k != "Content-Type")
+    repeated = [*headers.items(), (name, headers[name])]
+    async with ws.running_app(pool, tmp_path) as server, httpx.AsyncClient() as http:
+        response = await http.post(server.url + path, content=body, headers=repeated)
+    assert response.status_code == 400
+    assert await _count(pool) == 0
