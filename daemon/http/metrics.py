@@ -56,11 +56,22 @@ def observe_events(rows: Iterable[Mapping[str, object]]) -> None:
             float(row["events"]))  # type: ignore[arg-type]
 
 
+_COUNTERS: dict[tuple[str, str], Counter] = {}
+_TIMERS: dict[str, Histogram] = {}
+
+
 def observe_webhook(provider: str, outcome: str, seconds: float | None = None) -> None:
     """Count one delivery (and its ingest time when it was stored or a duplicate)."""
-    WEBHOOKS.labels(provider=provider, outcome=outcome).inc()
+    counter = _COUNTERS.get((provider, outcome))
+    if counter is None:
+        counter = _COUNTERS[(provider, outcome)] = WEBHOOKS.labels(provider=provider,
+                                                                   outcome=outcome)
+    counter.inc()
     if seconds is not None:
-        INGEST_SECONDS.labels(provider=provider).observe(seconds)
+        timer = _TIMERS.get(provider)
+        if timer is None:
+            timer = _TIMERS[provider] = INGEST_SECONDS.labels(provider=provider)
+        timer.observe(seconds)
 
 
 def exposition(registries: Iterable[CollectorRegistry]) -> bytes:

@@ -94,7 +94,13 @@ def processing_job(provider: str) -> NewJob:
 
 
 class WebhookStore:
-    """Stores deliveries in group commits; one writer task per store."""
+    """Stores deliveries in group commits by one writer task.
+
+    One writer is enough: storing alone (no HTTP) it commits several times the deliveries
+    per second the HTTP layer verifies on two cores, and a second one measured no faster.
+    Replicas write concurrently; rows go in (provider, event id) order, so two batches
+    holding the same events lock them in one order and never deadlock.
+    """
 
     def __init__(self, pool: asyncpg.Pool, *, batch_size: int = 256,
                  max_pending: int = 4096) -> None:
@@ -103,7 +109,7 @@ class WebhookStore:
         self.max_pending = max_pending
         self._waiting: list[_Waiting] = []
         self._wake = asyncio.Event()
-        self._writer: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
     async def store(self, delivery: Delivery) -> Outcome:
@@ -114,9 +120,9 @@ class WebhookStore:
             raise StoreUnavailable("the server is shutting down")
         if len(self._waiting) >= self.max_pending:
             raise StoreOverloaded("too many deliveries are waiting to be stored")
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._run(),
-                                                                  name="webhook-writer")
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(self._run(), name="webhook-writer")]
         waiting = _Waiting(delivery)
         self._waiting.append(waiting)
         self._wake.set()
@@ -126,10 +132,10 @@ class WebhookStore:
         """Store what is waiting, then stop the writer."""
         self._closed = True
         self._wake.set()
-        if self._writer is not None:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
-            self._writer = None
+                await task
+        self._tasks = []
 
     async def _run(self) -> None:
         while True:

@@ -3,6 +3,8 @@
 -- name: store_deliveries
 -- One group commit: every delivery of the batch in one statement. A repeated (provider,
 -- external_id), earlier or within the batch, stores nothing; the rows returned are the new ones.
+-- Rows go in key order, so concurrent batches (replicas) lock shared keys in one order: the
+-- later waits for the earlier and finds duplicates, never a deadlock.
 INSERT INTO integration_webhooks (venue_id, provider, event_type, external_id, headers, payload,
                                   body, content_type, received_at)
 SELECT d.venue_id, d.provider, '', d.external_id, d.headers::jsonb, d.payload::jsonb, d.body,
@@ -11,7 +13,7 @@ SELECT d.venue_id, d.provider, '', d.external_id, d.headers::jsonb, d.payload::j
               $7::text[], $8::timestamptz[])
        WITH ORDINALITY AS d(venue_id, provider, external_id, headers, payload, body,
                             content_type, received_at, n)
- ORDER BY d.n
+ ORDER BY d.provider, d.external_id, d.n
 ON CONFLICT (provider, external_id) DO NOTHING
 RETURNING provider, external_id
 

@@ -214,3 +214,31 @@ async def test_a_repeated_signature_header_is_refused(pool: asyncpg.Pool, tmp_pa
         response = await http.post(server.url + path, content=body, headers=repeated)
     assert response.status_code == 400
     assert await _count(pool) == 0
+
+
+async def test_replicas_storing_the_same_events_neither_fail_nor_duplicate(
+    pool: asyncpg.Pool,
+) -> None:
+    from datetime import UTC, datetime
+
+    from daemon.http.store import Delivery, WebhookStore
+
+    stores = [WebhookStore(pool, batch_size=40) for _ in range(3)]
+
+    def delivery(i: int) -> Delivery:
+        return Delivery(provider="square", external_id=f"e{i:03d}", venue_id=None,
+                        headers_json="{}", payload_json="{}", body=b"{}",
+                        content_type="application/json", received_at=datetime.now(UTC))
+
+    # Three replicas get the same 120 events, each in its own order, at the same time.
+    events = [delivery(i) for i in range(120)]
+    orders = [events, events[::-1], events[60:] + events[:60]]
+    try:
+        outcomes = await asyncio.gather(*(store.store(d) for store, order in
+                                          zip(stores, orders, strict=True) for d in order))
+    finally:
+        for store in stores:
+            await store.close()
+    assert outcomes.count("stored") == 120
+    assert outcomes.count("duplicate") == 240
+    assert await _count(pool) == 120
