@@ -205,6 +205,26 @@ class Settings(BaseSettings):
         description="Event-loop lag beyond which GET /healthz answers 503.",
     )
 
+    # --- admin API authentication -------------------------------------------------------
+    api_jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret the platform signs admin API tokens with."
+    )
+    api_jwt_public_key: str | None = Field(
+        default=None,
+        description="RS256 public key (PEM text, or the path of a PEM file) the platform's "
+        "admin API tokens verify with.",
+    )
+    api_jwt_issuer: str | None = Field(
+        default=None, description="Required iss claim of admin API tokens."
+    )
+    api_jwt_audience: str | None = Field(
+        default=None, description="Required aud claim of admin API tokens."
+    )
+    api_jwt_leeway_seconds: float = Field(
+        default=30.0, ge=0, le=300,
+        description="Clock skew allowed when checking exp and nbf of admin API tokens.",
+    )
+
     # --- runtime ----------------------------------------------------------------------
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="auto",

@@ -1,4 +1,4 @@
-"""The aiohttp application: webhooks, health, readiness and metrics.
+"""The aiohttp application: webhooks, health, readiness, metrics and the admin API.
 
 :func:`create_app` takes objects already built by the caller (the composition root:
 ``syncd serve`` or ``syncd run``) and owns only what it creates itself, the webhook store's
@@ -14,6 +14,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from daemon.http import state
+from daemon.http.api import api_app
+from daemon.http.auth import TokenVerifier
 from daemon.http.health import LoopLagMonitor, readiness
 from daemon.http.metrics import CONTENT_TYPE_LATEST, exposition, observe_events
 from daemon.http.metrics import REGISTRY as HTTP_REGISTRY
@@ -66,6 +68,7 @@ def create_app(
         web.get("/metrics", metrics),
         *webhook_routes(),
     ])
+    app.add_subapp("/api/v1", api_app(TokenVerifier(settings)))
     app.on_startup.append(_start)
     app.on_cleanup.append(_cleanup)
     return app
