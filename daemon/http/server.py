@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from daemon.http.app import handler_args
 from daemon.logs import get_logger
@@ -19,10 +21,29 @@ __all__ = ["listening", "serve"]
 log = get_logger("syncd.http")
 
 
+class _BadRequests(logging.Filter):
+    """Requests the parser refused (oversized or too many headers, malformed HTTP) were
+    answered 400/431 already; log one line for each, not aiohttp's error with a traceback,
+    so that anyone on the internet cannot fill the log with tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.info("http.bad_request", status=exc.code, reason=exc.message.strip()[:200])
+            return False
+        return True
+
+
+_FILTER = _BadRequests()
+
+
 @asynccontextmanager
 async def listening(app: web.Application, settings: Settings, *, host: str,
                     port: int) -> AsyncIterator[str]:
     """Serve ``app`` for the length of the block; yields its base URL (port 0: any free)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if _FILTER not in server_log.filters:
+        server_log.addFilter(_FILTER)
     limits = handler_args(settings)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
                            shutdown_timeout=10.0,

@@ -242,3 +242,21 @@ async def test_replicas_storing_the_same_events_neither_fail_nor_duplicate(
     assert outcomes.count("stored") == 120
     assert outcomes.count("duplicate") == 240
     assert await _count(pool) == 120
+
+
+async def test_requests_the_parser_refuses_log_one_line_not_a_traceback(
+    pool: asyncpg.Pool, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from structlog.testing import capture_logs
+
+    async with ws.running_app(pool, tmp_path, http_max_field_size=1024) as server, \
+            httpx.AsyncClient() as http:
+        with capture_logs() as events:
+            response = await http.post(server.url + "/webhooks/square", content=b"{}",
+                                       headers={"X-Padding": "a" * 4096})
+            healthy = await http.get(server.url + "/healthz")
+    assert response.status_code in (400, 431)
+    assert healthy.status_code == 200
+    assert not [r for r in caplog.records if r.name == "aiohttp.server" and r.exc_info]
+    assert [e["event"] for e in events if e["event"].startswith("http.")] == [
+        "http.bad_request"]
