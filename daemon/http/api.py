@@ -89,6 +89,17 @@ def _integration(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _unexpected_query(request: web.Request, *allowed: str) -> web.Response | None:
+    """400 for a query parameter the route does not take, or one given twice."""
+    names = list(request.query.keys())
+    for name in names:
+        if name not in allowed:
+            return _error(400, f"unknown query parameter {name[:50]!r}")
+        if names.count(name) > 1:
+            return _error(400, f"query parameter {name!r} given more than once")
+    return None
+
+
 def _uuid(text: str | None) -> uuid.UUID | None:
     if text is None:
         return None
@@ -99,6 +110,8 @@ def _uuid(text: str | None) -> uuid.UUID | None:
 
 
 async def list_integrations(request: web.Request) -> web.Response:
+    if (refused := _unexpected_query(request, "venue")) is not None:
+        return refused
     principal = _principal(request)
     venue_text = request.query.get("venue")
     venue = _uuid(venue_text)
@@ -120,6 +133,8 @@ async def _visible(request: web.Request) -> tuple[Mapping[str, Any] | None, uuid
 
 
 async def get_integration(request: web.Request) -> web.Response:
+    if (refused := _unexpected_query(request)) is not None:
+        return refused
     row, venue = await _visible(request)
     if row is None or venue is None:
         return _error(404, "no such integration")
@@ -131,6 +146,8 @@ async def get_integration(request: web.Request) -> web.Response:
 
 
 async def sync_now(request: web.Request) -> web.Response:
+    if (refused := _unexpected_query(request)) is not None:
+        return refused
     row, venue = await _visible(request)
     if row is None or venue is None:
         return _error(404, "no such integration")
@@ -162,6 +179,8 @@ async def sync_now(request: web.Request) -> web.Response:
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
+    if (refused := _unexpected_query(request, "provider", "status", "limit")) is not None:
+        return refused
     provider = request.query.get("provider")
     status = request.query.get("status")
     if status is not None and status not in _WEBHOOK_STATUSES:
