@@ -21,6 +21,7 @@ from daemon.http.auth import AuthFailed, Forbidden, NotConfigured, Principal, To
 from daemon.http.openapi import OPENAPI
 from daemon.logs import get_logger
 from daemon.provider import Entity
+from daemon.queue.admin import dlq_replay, overview
 from daemon.queue.enqueue import enqueue
 from daemon.sql import queries
 
@@ -185,16 +186,68 @@ async def list_webhooks(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in _WEBHOOK_STATUSES:
         return _error(400, "status must be one of " + ", ".join(sorted(_WEBHOOK_STATUSES)))
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        return _error(400, "limit must be a whole number")
-    if not 1 <= limit <= 1000:
-        return _error(400, "limit must be 1 to 1000")
+    limit = _limit(request)
+    if isinstance(limit, web.Response):
+        return limit
     pool: asyncpg.Pool = request.config_dict[state.POOL]
     rows = await pool.fetch(_Q["webhook_events"], _principal(request).venue_filter(),
                             provider, status, limit)
     return _json({"events": [dict(r) for r in rows]})
+
+
+def _limit(request: web.Request, default: int = 100) -> int | web.Response:
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        return _error(400, "limit must be a whole number")
+    if not 1 <= limit <= 1000:
+        return _error(400, "limit must be 1 to 1000")
+    return limit
+
+
+async def queue_overview(request: web.Request) -> web.Response:
+    """Depth by lane and status and running jobs: every venue's, so platform admins only."""
+    if (refused := _unexpected_query(request)) is not None:
+        return refused
+    if not _principal(request).is_platform_admin:
+        return _error(403, "the queue overview is for platform admins")
+    pool: asyncpg.Pool = request.config_dict[state.POOL]
+    async with pool.acquire() as conn:
+        view = await overview(conn)
+    return _json(view.as_json())
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    if (refused := _unexpected_query(request, "provider", "limit")) is not None:
+        return refused
+    limit = _limit(request, 50)
+    if isinstance(limit, web.Response):
+        return limit
+    pool: asyncpg.Pool = request.config_dict[state.POOL]
+    rows = await pool.fetch(_Q["dead_letters"], _principal(request).venue_filter(),
+                            request.query.get("provider"), limit)
+    return _json({"dead_letters": [dict(r) for r in rows]})
+
+
+async def replay_dead_letter(request: web.Request) -> web.Response:
+    if (refused := _unexpected_query(request)) is not None:
+        return refused
+    try:
+        job_id = int(request.match_info["id"])
+    except ValueError:
+        return _error(404, "no such dead letter")
+    if not 1 <= job_id < 2**63:
+        return _error(404, "no such dead letter")
+    pool: asyncpg.Pool = request.config_dict[state.POOL]
+    principal = _principal(request)
+    async with pool.acquire() as conn:
+        row = await conn.fetchrow(_Q["dead_letter"], job_id)
+        if row is None or not principal.may_see(row["venue_id"]):
+            return _error(404, "no such dead letter")
+        replayed = await dlq_replay(conn, ids=[job_id])
+    log.info("api.dead_letter_replayed", job_id=job_id, subject=principal.subject,
+             replayed=bool(replayed))
+    return _json({"replayed": replayed})
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -211,5 +264,8 @@ def api_app(verifier: TokenVerifier) -> web.Application:
         web.get("/venues/{venue}/integrations/{provider}", get_integration),
         web.post("/venues/{venue}/integrations/{provider}/sync", sync_now),
         web.get("/webhooks", list_webhooks),
+        web.get("/queue", queue_overview),
+        web.get("/dead-letters", list_dead_letters),
+        web.post("/dead-letters/{id}/replay", replay_dead_letter),
     ])
     return app

@@ -30,10 +30,10 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "syncd admin API",
         "version": __version__,
-        "description": "Integrations, their health and sync history, sync now, and webhook "
-                       "events, scoped by venue. A platform admin's token sees every venue; "
-                       "a venue admin's only the venues it lists; another venue's resource "
-                       "is answered as missing (404).",
+        "description": "Integrations, their health and sync history, sync now, webhook "
+                       "events, the queue and its dead letters, scoped by venue. A platform "
+                       "admin's token sees every venue; a venue admin's only the venues it "
+                       "lists; another venue's resource is answered as missing (404).",
     },
     "servers": [{"url": "/api/v1"}],
     "security": [{"bearer": []}],
@@ -121,6 +121,51 @@ OPENAPI: dict[str, Any] = {
                 **_ERRORS,
             },
         }},
+        "/queue": {"get": {
+            "operationId": "queueOverview",
+            "summary": "Queue depth by lane and status, oldest pending age, running jobs "
+                       "(platform admins only)",
+            "responses": {
+                "200": _response("The queue", {"$ref": "#/components/schemas/QueueOverview"}),
+                "400": _response("A query parameter the route does not take", _ERROR),
+                **_ERRORS,
+            },
+        }},
+        "/dead-letters": {"get": {
+            "operationId": "listDeadLetters",
+            "summary": "Jobs that ran out of attempts, newest first",
+            "parameters": [
+                {"name": "provider", "in": "query", "required": False,
+                 "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
+            ],
+            "responses": {
+                "200": _response("Dead letters", {
+                    "type": "object", "required": ["dead_letters"],
+                    "properties": {"dead_letters": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}}},
+                }),
+                "400": _response("A bad limit, or an unknown parameter", _ERROR),
+                **_ERRORS,
+            },
+        }},
+        "/dead-letters/{id}/replay": {"post": {
+            "operationId": "replayDeadLetter",
+            "summary": "Put a dead letter back on the queue with a fresh attempt budget",
+            "parameters": [{"name": "id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "responses": {
+                "200": _response("Replayed", {
+                    "type": "object", "required": ["replayed"],
+                    "properties": {"replayed": {"type": "array",
+                                                "items": {"type": "integer"}}},
+                }),
+                "400": _response("A query parameter the route does not take", _ERROR),
+                "404": _response("No such dead letter (or not the caller's)", _ERROR),
+                **_ERRORS,
+            },
+        }},
     },
     "components": {
         "securitySchemes": {"bearer": {
@@ -167,6 +212,34 @@ OPENAPI: dict[str, Any] = {
                     "api_calls_made": {"type": "integer"},
                     "errors": {"type": "array", "description": "Per-record failures"},
                     "started_at": {"type": "string", "format": "date-time"},
+                    "completed_at": _TIME,
+                },
+            },
+            "QueueOverview": {
+                "type": "object", "required": ["depth", "oldest_pending_s", "due", "running"],
+                "properties": {
+                    "depth": {"type": "object", "additionalProperties": {
+                        "type": "object", "additionalProperties": {"type": "integer"}}},
+                    "oldest_pending_s": {"type": "object",
+                                         "additionalProperties": {"type": ["number", "null"]}},
+                    "due": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "running": {"type": "array", "items": {"type": "object"}},
+                },
+            },
+            "DeadLetter": {
+                "type": "object",
+                "required": ["id", "venue_id", "provider", "entity_type", "lane", "attempts"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "venue_id": {"type": "string", "format": "uuid"},
+                    "provider": {"type": "string"},
+                    "entity_type": {"type": "string"},
+                    "operation": {"type": "string"},
+                    "lane": {"enum": ["CRITICAL", "HIGH", "NORMAL", "LOW"]},
+                    "attempts": {"type": "integer"},
+                    "max_attempts": {"type": "integer"},
+                    "error_kind": {"type": ["string", "null"]},
+                    "last_error": {"type": ["string", "null"]},
                     "completed_at": _TIME,
                 },
             },

@@ -31,3 +31,16 @@ SELECT id, provider, venue_id, event_type, external_id, status, error, retry_cou
    AND ($3::text IS NULL OR status = $3)
  ORDER BY received_at DESC, id
  LIMIT $4
+
+-- name: dead_letters
+SELECT id, venue_id, provider, entity_type, operation, lane, attempts, max_attempts,
+       error_kind, last_error, completed_at
+  FROM sync_queue
+ WHERE status = 'dead_letter'
+   AND ($1::uuid[] IS NULL OR venue_id = ANY ($1::uuid[]))
+   AND ($2::text IS NULL OR provider = $2)
+ ORDER BY completed_at DESC, id DESC
+ LIMIT $3
+
+-- name: dead_letter
+SELECT id, venue_id FROM sync_queue WHERE id = $1 AND status = 'dead_letter'

@@ -160,7 +160,8 @@ async def test_openapi_is_served_without_a_token(api: httpx.AsyncClient) -> None
     assert response.json()["openapi"].startswith("3.1")
     assert set(response.json()["paths"]) == {
         "/integrations", "/venues/{venue}/integrations/{provider}",
-        "/venues/{venue}/integrations/{provider}/sync", "/webhooks"}
+        "/venues/{venue}/integrations/{provider}/sync", "/webhooks", "/queue",
+        "/dead-letters", "/dead-letters/{id}/replay"}
 
 
 async def test_rs256_tokens_verify_with_the_public_key_and_hs256_is_refused(
@@ -189,3 +190,41 @@ async def test_without_keys_the_api_accepts_no_one(pool: asyncpg.Pool, tmp_path:
                                   headers=bearer(token(role="platform_admin")))
     assert response.status_code == 503
     assert response.json() == {"error": "admin API authentication is not configured"}
+
+
+async def _dead_letter(pool: asyncpg.Pool, venue: uuid.UUID, provider: str) -> int:
+    return int(await pool.fetchval(
+        "INSERT INTO sync_queue (venue_id, provider, entity_type, status, attempts, "
+        "last_error, completed_at) VALUES ($1, $2, 'customer', 'dead_letter', 10, "
+        "'HTTP 500', now()) RETURNING id", venue, provider))
+
+
+async def test_dead_letters_are_listed_and_replayed_within_the_callers_venues(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    mine = await _dead_letter(pool, ws.VENUE_STRIPE, "stripe")
+    theirs = await _dead_letter(pool, ws.VENUE_SQUARE, "square")
+    headers = bearer(token(STRIPE_ADMIN))
+    listed = await api.get("/dead-letters", headers=headers)
+    replay_theirs = await api.post(f"/dead-letters/{theirs}/replay", headers=headers)
+    replay_missing = await api.post("/dead-letters/999999/replay", headers=headers)
+    replay_mine = await api.post(f"/dead-letters/{mine}/replay", headers=headers)
+    check(listed.json(), "/dead-letters", "get", "200")
+    assert [d["id"] for d in listed.json()["dead_letters"]] == [mine]
+    assert (replay_theirs.status_code, replay_theirs.json()) == (
+        replay_missing.status_code, replay_missing.json())
+    assert replay_theirs.status_code == 404
+    assert replay_mine.json() == {"replayed": [mine]}
+    statuses = dict(await pool.fetch("SELECT id, status FROM sync_queue"))
+    assert statuses == {mine: "pending", theirs: "dead_letter"}
+
+
+async def test_the_queue_overview_is_for_platform_admins(api: httpx.AsyncClient,
+                                                         pool: asyncpg.Pool) -> None:
+    await _dead_letter(pool, ws.VENUE_SQUARE, "square")
+    venue_admin = await api.get("/queue", headers=bearer(token(STRIPE_ADMIN)))
+    platform = await api.get("/queue", headers=bearer(token(role="platform_admin")))
+    assert venue_admin.status_code == 403
+    assert platform.status_code == 200
+    check(platform.json(), "/queue", "get", "200")
+    assert platform.json()["depth"]["NORMAL"]["dead_letter"] == 1
