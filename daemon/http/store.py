@@ -1,11 +1,12 @@
 """Durable webhook storage with group commit.
 
 Each request hands its verified delivery to :meth:`WebhookStore.store` and waits. One writer
-task takes every delivery waiting at that moment (up to ``batch_size``) and stores them in
-one transaction: one ``INSERT ... ON CONFLICT DO NOTHING`` for the events, and one enqueue of
-the processing job of each provider that got a new event. Only after that transaction has
-committed does any of those requests learn its outcome, so nothing is acknowledged before it
-is on disk, and a burst of deliveries costs a few commits rather than one each.
+task takes every delivery waiting at that moment (up to ``batch_size``) and stores them with
+one statement, one round trip, one commit: an ``INSERT ... ON CONFLICT DO NOTHING`` whose
+trigger (migration 0006) queues, in the same transaction, the processing job of each provider
+that got a new event. Only after that commit does any of those requests learn its outcome,
+so nothing is acknowledged before it is on disk, and a burst of deliveries costs a few
+commits rather than one each.
 
 A batch that Postgres refuses as a whole for one bad value (a JSON document ``jsonb`` cannot
 hold, say) is retried one delivery per transaction, so one bad delivery fails alone.
@@ -25,7 +26,6 @@ import asyncpg
 
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
-from daemon.queue.enqueue import NewJob, enqueue_many
 from daemon.sql import queries
 
 __all__ = [
@@ -36,14 +36,16 @@ __all__ = [
     "StoreRejected",
     "StoreUnavailable",
     "WebhookStore",
-    "processing_job",
 ]
 
 log = get_logger("syncd.http")
 _Q = queries("webhooks.sql")
 
 #: The processing job of a provider's webhook events is queued under this venue id (events
-#: are matched to their venues when processed) and this entity type.
+#: are matched to their venues when processed) and this entity type, on the CRITICAL lane,
+#: by the trigger that stores them (migration 0006). A pending one absorbs any later one
+#: (pending syncs of one key coalesce), so a burst queues one job, which drains every event
+#: stored before it ran.
 PROCESSING_VENUE = uuid.UUID(int=0)
 PROCESSING_ENTITY = "webhooks"
 
@@ -81,16 +83,6 @@ class _Waiting:
     delivery: Delivery
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-def processing_job(provider: str) -> NewJob:
-    """The CRITICAL-lane job that processes a provider's pending webhook events.
-
-    A pending one absorbs any later enqueue (pending syncs of one key coalesce), so a burst
-    of deliveries queues one job, and that job drains every event stored before it ran.
-    """
-    return NewJob(venue_id=PROCESSING_VENUE, provider=provider, entity_type=PROCESSING_ENTITY,
-                  operation="sync", lane="CRITICAL")
 
 
 class WebhookStore:
@@ -184,7 +176,7 @@ class WebhookStore:
                 w.future.set_result(outcome)
 
     async def _insert(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 _Q["store_deliveries"],
                 [d.venue_id for d in deliveries],
@@ -196,9 +188,7 @@ class WebhookStore:
                 [d.content_type for d in deliveries],
                 [d.received_at for d in deliveries],
             )
-            new = {(r["provider"], r["external_id"]) for r in rows}
-            if new:
-                await enqueue_many(conn, [processing_job(p) for p in sorted({p for p, _ in new})])
+        new = {(r["provider"], r["external_id"]) for r in rows}
         outcomes: list[Outcome] = []
         for d in deliveries:
             key = (d.provider, d.external_id)

@@ -208,3 +208,17 @@ async def test_the_worker_handler_routes_webhook_jobs_to_the_processor() -> None
         assert handlers.load() is handle
     finally:
         handlers.clear()
+
+
+async def test_any_stored_event_has_a_processing_job(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "INSERT INTO integration_webhooks (provider, event_type, external_id, payload) "
+        "VALUES ('stripe', '', 'a', '{}'), ('stripe', '', 'b', '{}'), ('square', '', 'c', '{}')")
+    await pool.execute(
+        "INSERT INTO integration_webhooks (provider, event_type, external_id, payload) "
+        "VALUES ('stripe', '', 'd', '{}')")
+    jobs = await pool.fetch("SELECT venue_id, provider, lane, operation, status "
+                            "FROM sync_queue ORDER BY provider")
+    assert [tuple(j) for j in jobs] == [
+        (uuid.UUID(int=0), "square", "CRITICAL", "sync", "pending"),
+        (uuid.UUID(int=0), "stripe", "CRITICAL", "sync", "pending")]
