@@ -72,7 +72,11 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
     except Forbidden as exc:
         return _error(403, str(exc))
     request[PRINCIPAL] = principal
-    return await handler(request)
+    try:
+        return await handler(request)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.error("api.database_unavailable", path=request.path, error=type(exc).__name__)
+        return _error(503, "the database is unavailable; try again")
 
 
 def _principal(request: web.Request) -> Principal:

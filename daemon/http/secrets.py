@@ -34,7 +34,7 @@ _Q = queries("webhooks.sql")
 
 
 class WebhookSecretUnavailable(SyncdError):
-    """A configured secret cannot be resolved now (an unreadable file, an unset variable)."""
+    """A secret cannot be had now: an unreadable file, an unset variable, the database down."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +68,20 @@ def _resolve(key: str, reference: Any) -> str | None:
 class ReferenceWebhookSecrets:
     """Secrets from ``integration_configs.credentials`` references (``env:``, ``file:``)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0) -> None:
         self.pool = pool
+        self.timeout = timeout
 
     async def venue_webhook_secrets(self, venue_id: uuid.UUID,
                                     provider: str) -> VenueSecrets | None:
-        async with self.pool.acquire() as conn:
-            refs = await conn.fetchval(_Q["venue_credentials"], str(venue_id), provider)
+        try:
+            async with self.pool.acquire(timeout=self.timeout) as conn:
+                refs = await conn.fetchval(_Q["venue_credentials"], str(venue_id), provider,
+                                           timeout=self.timeout)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise WebhookSecretUnavailable(
+                f"the venue's webhook secrets cannot be read now ({type(exc).__name__})"
+            ) from None
         if refs is None:
             return None
         if not isinstance(refs, Mapping):

@@ -228,3 +228,16 @@ async def test_the_queue_overview_is_for_platform_admins(api: httpx.AsyncClient,
     assert platform.status_code == 200
     check(platform.json(), "/queue", "get", "200")
     assert platform.json()["depth"]["NORMAL"]["dead_letter"] == 1
+
+
+async def test_the_api_answers_503_while_the_database_is_down(db_url: str,
+                                                              tmp_path: Path) -> None:
+    from daemon.db import init_connection
+
+    pool = await asyncpg.create_pool(db_url, min_size=0, max_size=2, init=init_connection)
+    async with ws.running_app(pool, tmp_path, **API) as server, \
+            httpx.AsyncClient(base_url=server.url + "/api/v1") as http:
+        await pool.close()
+        response = await http.get("/integrations", headers=bearer(token(role="platform_admin")))
+    assert response.status_code == 503
+    assert response.json() == {"error": "the database is unavailable; try again"}

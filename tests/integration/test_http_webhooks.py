@@ -260,3 +260,24 @@ async def test_requests_the_parser_refuses_log_one_line_not_a_traceback(
     assert not [r for r in caplog.records if r.name == "aiohttp.server" and r.exc_info]
     assert [e["event"] for e in events if e["event"].startswith("http.")] == [
         "http.bad_request"]
+
+
+async def test_deliveries_while_the_database_is_down_are_503_not_500(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daemon.db import init_connection
+
+    for name, value in ws.ENV.items():
+        monkeypatch.setenv(name, value)
+    pool = await asyncpg.create_pool(db_url, min_size=0, max_size=2, init=init_connection)
+    await ws.connect_venues(pool)
+    path, body, headers = ws.signed("stripe")
+    async with ws.running_app(pool, tmp_path) as server, httpx.AsyncClient() as http:
+        await pool.close()
+        response = await http.post(server.url + path, content=body, headers=headers)
+        square_path, square_body, square_headers = ws.signed("square")
+        app_level = await http.post(server.url + square_path, content=square_body,
+                                    headers=square_headers)
+        healthy = await http.get(server.url + "/healthz")
+    assert (response.status_code, app_level.status_code) == (503, 503)
+    assert healthy.status_code == 200
