@@ -205,6 +205,86 @@ class Settings(BaseSettings):
         description="Access tokens are refreshed this long before they expire.",
     )
 
+    # --- HTTP server ------------------------------------------------------------------
+    http_host: str = Field(
+        default="127.0.0.1", description="Address `syncd serve` listens on (--host wins)."
+    )
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port `syncd serve` listens on (--port wins)."
+    )
+    public_base_url: str | None = Field(
+        default=None,
+        description="The server's public origin as providers see it (https://syncd.example); "
+        "Square signs the notification URL, so it must match the registered one.",
+    )
+    webhook_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="App-level webhook secrets by provider, a JSON object such as "
+        '{"square": "...", "quickbooks": "..."} (Square signature key, QuickBooks verifier '
+        "token, a Stripe Connect endpoint secret).",
+    )
+    webhook_url_token_providers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["mailchimp"],
+        description="Providers whose per-venue deliveries may prove themselves by a secret "
+        "token in the URL instead of a signature (comma-separated or a JSON list).",
+    )
+
+    @field_validator("webhook_url_token_providers", mode="before")
+    @classmethod
+    def _split_token_providers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    webhook_max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest webhook body accepted (413 beyond)."
+    )
+    http_max_field_size: int = Field(
+        default=8190, ge=256, description="Longest request header line accepted, in bytes."
+    )
+    http_max_headers: int = Field(
+        default=64, ge=8, description="Most request headers accepted in one request."
+    )
+    webhook_batch_size: int = Field(
+        default=256, ge=1, le=10000,
+        description="Most webhook deliveries stored in one transaction (group commit).",
+    )
+    webhook_max_pending: int = Field(
+        default=4096, ge=1,
+        description="Deliveries waiting for a commit before new ones are answered 503.",
+    )
+    webhook_max_attempts: int = Field(
+        default=5, ge=1,
+        description="Times a stored webhook event is processed before it is marked failed.",
+    )
+    health_max_loop_lag_seconds: float = Field(
+        default=5.0, gt=0,
+        description="Event-loop lag beyond which GET /healthz answers 503.",
+    )
+
+    # --- admin API authentication -------------------------------------------------------
+    api_jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256 secret the platform signs admin API tokens with."
+    )
+    api_jwt_public_key: str | None = Field(
+        default=None,
+        description="RS256 public key (PEM text, or the path of a PEM file) the platform's "
+        "admin API tokens verify with.",
+    )
+    api_jwt_issuer: str | None = Field(
+        default=None, description="Required iss claim of admin API tokens."
+    )
+    api_jwt_audience: str | None = Field(
+        default=None, description="Required aud claim of admin API tokens."
+    )
+    api_jwt_leeway_seconds: float = Field(
+        default=30.0, ge=0, le=300,
+        description="Clock skew allowed when checking exp and nbf of admin API tokens.",
+    )
+
     # --- runtime ----------------------------------------------------------------------
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         default="auto",

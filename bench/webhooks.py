@@ -1,0 +1,246 @@
+"""Webhook ingest: signed deliveries at concurrency 64 over loopback, durable against bare.
+
+Two servers, each in a process of its own on 127.0.0.1, measured by one load generator in
+this process, in alternating rounds (``--rounds``), medians reported:
+
+- **bare**: an aiohttp app whose handler reads the body and answers 200 JSON, nothing else
+  (the ceiling an aiohttp server on this machine reaches);
+- **durable**: syncd's HTTP app (``daemon.http.create_app``), on a scratch database: each
+  Square delivery (distinct event ids) has its signature verified by the plugin, its body
+  checked, and is stored in ``integration_webhooks`` with its processing job queued, in
+  group commits, and answered only after its commit.
+
+Both servers get the same request limits and the same event loop (uvloop when installed,
+as the ``syncd`` command runs; ``--loop`` picks). The load generator keeps 64 requests in
+flight for a fixed time per round after a warm-up, and records each request's latency.
+
+    python -m bench.webhooks [--quick] [--rounds N] [--seconds S] [--concurrency C]
+
+The last line printed is a JSON object with bare_rps, durable_rps, ratio (durable/bare),
+durable_p99_ms, bare_p99_ms, durable_p50_ms, each round's figures, the rows stored, and the
+load average at start and end (the machine may be shared: figures are provisional).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from daemon.loop import run_async
+from daemon.testing.postgres import find_server
+from plugins.square.webhooks import SIGNATURE_HEADER, sign
+
+KEY = "bench-square-signature-key"
+BASE = "https://syncd.example"
+PATH = "/webhooks/square"
+
+
+def _body(n: int, run: str) -> bytes:
+    event = {
+        "merchant_id": "MLBENCH0001", "type": "customer.updated",
+        "event_id": f"{run}-{n}", "created_at": "2026-01-01T00:00:00Z",
+        "data": {"type": "customer", "id": f"CUST{n}", "object": {"customer": {
+            "id": f"CUST{n}", "given_name": "Ada", "family_name": "Lovelace",
+            "email_address": f"buyer{n}@example.com", "version": n}}},
+    }
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+# --- servers (child processes) ----------------------------------------------------------
+
+
+async def _serve(mode: str, db_url: str | None) -> None:
+    from daemon.http import create_app
+    from daemon.http.secrets import ReferenceWebhookSecrets
+    from daemon.http.server import listening
+    from daemon.logs import configure_logging
+    from daemon.plugins import load_plugins
+    from daemon.settings import Settings
+
+    configure_logging("error", "json")
+    settings = Settings(webhook_secrets={"square": KEY}, public_base_url=BASE,
+                        db_pool_max_size=8)
+    pool = None
+    if mode == "bare":
+        async def bare(request: web.Request) -> web.Response:
+            await request.read()
+            return web.json_response({"status": "stored"})
+
+        app = web.Application(client_max_size=settings.webhook_max_body_bytes)
+        app.router.add_post(PATH, bare)
+    else:
+        from daemon.db import open_pool
+
+        assert db_url is not None
+        pool = await open_pool(db_url, min_size=2, max_size=8)
+        app = create_app(pool=pool, providers=dict(load_plugins().providers),
+                         settings=settings, secrets=ReferenceWebhookSecrets(pool))
+    async with listening(app, settings, host="127.0.0.1", port=0) as url:
+        print(url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    if pool is not None:
+        await pool.close()
+
+
+def _start(mode: str, db_url: str | None, loop: str) -> tuple[subprocess.Popen[str], str]:
+    args = [sys.executable, "-m", "bench.webhooks", "--serve", mode, "--loop", loop]
+    if db_url:
+        args += ["--db", db_url]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdout is not None
+    url = proc.stdout.readline().strip()
+    if not url.startswith("http://"):
+        proc.kill()
+        raise SystemExit(f"the {mode} server did not start")
+    return proc, url
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# --- load generator ---------------------------------------------------------------------
+
+
+async def _load(url: str, seconds: float, concurrency: int,
+                warmup: float) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:12]
+    counter = iter(range(10**9))
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    target = url + PATH
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(record: bool) -> None:
+            body = _body(next(counter), run)
+            headers = {"Content-Type": "application/json",
+                       SIGNATURE_HEADER: sign(body, BASE + PATH, KEY)}
+            started = time.perf_counter()
+            async with session.post(target, data=body, headers=headers) as response:
+                await response.read()
+                status = response.status
+            if record:
+                latencies.append(time.perf_counter() - started)
+                statuses[status] = statuses.get(status, 0) + 1
+
+        async def worker(deadline: float, record: bool) -> None:
+            while time.perf_counter() < deadline:
+                await one(record)
+
+        end = time.perf_counter() + warmup
+        await asyncio.gather(*(worker(end, False) for _ in range(concurrency)))
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(started + seconds, True) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
+
+    return {"requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "statuses": statuses}
+
+
+async def _stored(db_url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM integration_webhooks"))
+    finally:
+        await conn.close()
+
+
+async def main(args: argparse.Namespace) -> int:
+    seconds = args.seconds or (5.0 if args.quick else 15.0)
+    rounds = args.rounds or (2 if args.quick else 3)
+    warmup = 1.0 if args.quick else 3.0
+    load_start = os.getloadavg()
+    print(f"event loop: {type(asyncio.get_running_loop()).__module__}, load average "
+          f"{load_start[0]:.2f}", flush=True)
+    server = await find_server()
+    db_url = await server.create_database()
+    bare_runs: list[dict[str, Any]] = []
+    durable_runs: list[dict[str, Any]] = []
+    try:
+        for i in range(1, rounds + 1):
+            for mode, runs in (("bare", bare_runs), ("durable", durable_runs)):
+                proc, url = _start(mode, db_url if mode == "durable" else None, args.loop)
+                try:
+                    result = await _load(url, seconds, args.concurrency, warmup)
+                finally:
+                    _stop(proc)
+                runs.append(result)
+                print(f"round {i} {mode:8s} {result['requests']} requests, {result['rps']} "
+                      f"req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+                      f"statuses {result['statuses']}", flush=True)
+        stored = await _stored(db_url)
+    finally:
+        await server.drop_database(db_url)
+        await server.close()
+    bare = statistics.median(r["rps"] for r in bare_runs)
+    durable = statistics.median(r["rps"] for r in durable_runs)
+    answered_200 = sum(r["statuses"].get(200, 0) for r in durable_runs)
+    load_end = os.getloadavg()
+    result = {
+        "bare_rps": round(bare, 1),
+        "durable_rps": round(durable, 1),
+        "ratio": round(durable / bare, 3) if bare else 0.0,
+        "durable_p99_ms": statistics.median(r["p99_ms"] for r in durable_runs),
+        "durable_p50_ms": statistics.median(r["p50_ms"] for r in durable_runs),
+        "bare_p99_ms": statistics.median(r["p99_ms"] for r in bare_runs),
+        "concurrency": args.concurrency,
+        "seconds_per_round": seconds,
+        "rounds": rounds,
+        "durable_rows_stored": stored,
+        "durable_rows_expected_at_least": answered_200,
+        "round_ratios": [round(d["rps"] / b["rps"], 3)
+                         for b, d in zip(bare_runs, durable_runs, strict=True)],
+        "load_average_start": round(load_start[0], 2),
+        "load_average_end": round(load_end[0], 2),
+        "cpus": os.cpu_count(),
+        "event_loop": type(asyncio.get_running_loop()).__module__,
+        "provisional": True,
+    }
+    print(json.dumps(result))
+    return 0 if stored >= answered_200 else 1
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short rounds, under a minute")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds")
+    parser.add_argument("--seconds", type=float, default=None, help="measured seconds a round")
+    parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    parser.add_argument("--serve", choices=("bare", "durable"), help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        run_async(_serve(args.serve, args.db), args.loop)
+        return 0
+    return run_async(main(args), args.loop)
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,57 @@
+"""``syncd serve``: the HTTP server on its own (webhooks, health, readiness, metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from daemon.commands._context import CliContext
+
+
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="serve webhooks, /healthz, /readyz and /metrics over HTTP",
+        description="Serve the HTTP app: POST /webhooks/{provider} and "
+        "/webhooks/{provider}/{venue} (verified, stored once, processed in the background by "
+        "`syncd worker`), GET /healthz, /readyz and /metrics. SIGTERM stops accepting, lets "
+        "open requests finish and stores what is waiting. See docs/http.md.",
+    )
+    p.add_argument("--host", default=None,
+                   help="address to listen on (default: SYNCD_HTTP_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=None,
+                   help="port to listen on, 0 for any free one (default: SYNCD_HTTP_PORT or 8080)")
+    p.set_defaults(func=run)
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0 to 65535, not {value}")
+    return value
+
+
+async def run(args: argparse.Namespace, ctx: CliContext) -> int:
+    from daemon.http import create_app
+    from daemon.http.secrets import ReferenceWebhookSecrets
+    from daemon.http.server import serve
+
+    settings = ctx.settings
+    plugins = ctx.plugins
+    host = args.host or settings.http_host
+    port = settings.http_port if args.port is None else args.port
+    failures = [f.name for f in plugins.failed]
+
+    def listening(url: str) -> None:
+        print(f"syncd serve: listening on {url}", flush=True)
+
+    async with ctx.database(migrate=True) as db:
+        app = create_app(pool=db.pool, providers=plugins.providers, settings=settings,
+                         secrets=ReferenceWebhookSecrets(db.pool), plugin_failures=failures)
+        await serve(app, settings, host=host, port=port, on_listening=listening)
+    print("syncd serve: stopped", file=sys.stderr, flush=True)
+    return 0

@@ -1,0 +1,35 @@
+"""Typed application state: what the HTTP app is built from, under ``web.AppKey``s."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from daemon.http.health import LoopLagMonitor
+from daemon.http.secrets import VenueWebhookSecrets
+from daemon.http.store import WebhookStore
+from daemon.provider import Provider
+from daemon.settings import Settings
+
+__all__ = [
+    "LOOP_LAG",
+    "PLUGIN_FAILURES",
+    "POOL",
+    "PROVIDERS",
+    "REGISTRIES",
+    "SECRETS",
+    "SETTINGS",
+    "STORE",
+]
+
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("syncd.pool")
+PROVIDERS: web.AppKey[Mapping[str, Provider]] = web.AppKey("syncd.providers")
+PLUGIN_FAILURES: web.AppKey[Sequence[str]] = web.AppKey("syncd.plugin_failures")
+SETTINGS = web.AppKey("syncd.settings", Settings)
+SECRETS: web.AppKey[VenueWebhookSecrets] = web.AppKey("syncd.webhook_secrets")
+STORE = web.AppKey("syncd.webhook_store", WebhookStore)
+LOOP_LAG = web.AppKey("syncd.loop_lag", LoopLagMonitor)
+REGISTRIES: web.AppKey[Sequence[CollectorRegistry]] = web.AppKey("syncd.registries")
