@@ -35,7 +35,7 @@ WHERE id = $1
 -- to a generic plan, ANY over a 2,000-element array became a scan testing every link
 -- against every id (seconds per chunk); the join keeps one index probe per id.
 SELECT l.local_id, l.remote_id, l.content_hash, l.remote_version, l.state, l.created_at,
-       l.last_synced_at
+       l.last_synced_at, l.refused_at
 FROM unnest($4::text[]) AS u(local_id)
 JOIN entity_links l
   ON l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
@@ -47,7 +47,8 @@ WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
   AND state IN ('pending', 'failed')
 
 -- name: live_links_page
-SELECT local_id, remote_id, content_hash, remote_version, state, created_at, last_synced_at
+SELECT local_id, remote_id, content_hash, remote_version, state, created_at, last_synced_at,
+       refused_at
 FROM entity_links
 WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
   AND state IN ('synced', 'pending', 'failed') AND local_id > $4
@@ -88,12 +89,15 @@ JOIN entity_links l
  AND l.remote_id = u.remote_id
 
 -- name: write_failures
+-- $7: the provider refused these records (a permanent failure), see refused_at.
 INSERT INTO entity_links AS l (venue_id, provider, entity_type, local_id, state, last_error,
-                               source_updated_at, updated_at)
-SELECT $1::uuid, $2, $3, u.local_id, 'failed', u.error, u.source_updated_at, now()
+                               source_updated_at, refused_at, updated_at)
+SELECT $1::uuid, $2, $3, u.local_id, 'failed', u.error, u.source_updated_at,
+       CASE WHEN $7 THEN now() END, now()
 FROM unnest($4::text[], $5::text[], $6::timestamptz[]) AS u(local_id, error, source_updated_at)
 ON CONFLICT (venue_id, provider, entity_type, local_id) DO UPDATE SET
-    state = 'failed', last_error = EXCLUDED.last_error, updated_at = now()
+    state = 'failed', last_error = EXCLUDED.last_error,
+    refused_at = CASE WHEN $7 THEN now() ELSE l.refused_at END, updated_at = now()
 
 -- name: settle_frozen
 -- Changed write-once records the provider holds and cannot change are not sent: the link

@@ -91,11 +91,13 @@ class _Link:
     created_at: datetime | None = None
     #: When a result was last stored (part of the state an update starts from).
     synced_at: datetime | None = None
+    #: When the provider last refused the record (a create after it is a new request).
+    refused_at: datetime | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> _Link:
         return cls(row["remote_id"], row["content_hash"], row["remote_version"], row["state"],
-                   row["created_at"], row["last_synced_at"])
+                   row["created_at"], row["last_synced_at"], row["refused_at"])
 
 
 _Chunk = tuple[list[SourceRecord], dict[str, _Link]]
@@ -642,7 +644,8 @@ class _Run:
             # A create: keyed by identity (and the gone remote record it replaces), so a
             # retry after a lost answer replays even if the record changed meanwhile.
             key = create_key(self.venue_id, self.name, etype, rec.local_id,
-                             replaces=link.remote_id if link else None)
+                             replaces=link.remote_id if link else None,
+                             refused_at=link.refused_at if link else None)
             attempted = link.created_at if link and link.remote_id is None else None
         record = OutboundRecord(
             entity=rec.entity, local_id=rec.local_id, payload=payload, content_hash=digest,
@@ -725,13 +728,14 @@ class _Run:
 
     async def _push_batch(self, entity: Entity, batch: list[_Planned], pacer: Pacer,
                           er: EntityReport) -> None:
-        await self._mark_attempts(entity, batch)
         pending = batch
         attempt = 0
         while pending:
             if self.stop.is_set():
                 return
             attempt += 1
+            if attempt == 1:
+                await self._mark_attempts(entity, batch)
             client = self.client
             assert client is not None
             await pacer.acquire()
@@ -846,7 +850,7 @@ class _Run:
         async with self.pool.acquire() as conn:
             for _ in range(_WRITE_TRIES):
                 try:
-                    await self._store(conn, etype, good, bad, stale)
+                    await self._store(conn, etype, good, bad, stale, retryable=retryable)
                     break
                 except asyncpg.UniqueViolationError:
                     good, bad, stale = await self._split_conflicts(conn, etype, good, bad,
@@ -858,7 +862,7 @@ class _Run:
                          "changing (another run at the same time?)"
                 bad += [(p, reason) for p, _ in good]
                 good, stale = [], {}
-                await self._store(conn, etype, good, bad, stale)
+                await self._store(conn, etype, good, bad, stale, retryable=True)
         if stale:
             log.warning("sync.stale_links_released", venue_id=self.venue_id,
                         provider=self.name, entity=etype, count=len(stale),
@@ -888,7 +892,8 @@ class _Run:
 
     async def _store(self, conn: asyncpg.Connection, etype: str,
                      good: Sequence[tuple[_Planned, RecordResult]],
-                     bad: Sequence[tuple[_Planned, str]], stale: Mapping[str, str]) -> None:
+                     bad: Sequence[tuple[_Planned, str]], stale: Mapping[str, str], *,
+                     retryable: bool) -> None:
         async with conn.transaction():
             if self.guard is not None:
                 await self.guard(conn)
@@ -910,7 +915,7 @@ class _Run:
                 await conn.execute(
                     _Q["write_failures"], self.venue_id, self.name, etype,
                     [p.record.local_id for p, _ in bad], [e for _, e in bad],
-                    [p.changed_at for p, _ in bad])
+                    [p.changed_at for p, _ in bad], not retryable)
 
     async def _split_conflicts(self, conn: asyncpg.Connection, etype: str,
                                good: list[tuple[_Planned, RecordResult]],

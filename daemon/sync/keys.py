@@ -2,11 +2,12 @@
 
 A key names one intended change at the provider:
 
-- a **create** is keyed by identity (integration, entity, local id, operation) and by the
-  remote record it replaces, if any (a link whose remote record was deleted). It does not
-  follow the record's content: a create the provider committed but syncd did not record is
-  retried with the same key even when the record changed meanwhile, so the provider replays
-  (or refuses) it instead of creating a second remote record;
+- a **create** is keyed by identity (integration, entity, local id, operation), by the
+  remote record it replaces, if any (a link whose remote record was deleted), and by the time
+  the provider last refused it, if it did. It does not follow the record's content: a create
+  the provider committed but syncd did not record is retried with the same key even when the
+  record changed meanwhile, so the provider replays (or refuses) it instead of creating a
+  second remote record;
 - an **update**, **delete** or **archive** is keyed by identity, by the remote state it starts
   from (remote id, remote version, the content hash syncd last stored and when it stored it)
   and, for an update, by the new content. A retry of the same change replays; an edit
@@ -37,14 +38,17 @@ def idempotency_key(venue_id: str, provider: str, entity: str, local_id: str,
 
 
 def create_key(venue_id: str, provider: str, entity: str, local_id: str, *,
-               replaces: str | None = None) -> str:
+               replaces: str | None = None, refused_at: datetime | None = None) -> str:
     """The key of creating ``local_id``'s remote record: identity only, never content.
 
     ``replaces`` is the remote id of an earlier remote record of this local record that is
     gone (deleted at the provider or by syncd), so a second life gets a key of its own.
+    ``refused_at`` is when the provider last refused this record: that attempt is known to
+    have left nothing, so the next create is a new request rather than a replay of the
+    refusal (providers that keep refusals under their key would answer it again).
     """
     return idempotency_key(venue_id, provider, entity, local_id, replaces or "",
-                           operation="create")
+                           refused_at.isoformat() if refused_at else "", operation="create")
 
 
 def update_key(venue_id: str, provider: str, entity: str, local_id: str, *,

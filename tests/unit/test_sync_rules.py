@@ -109,6 +109,9 @@ def test_a_create_key_follows_identity_not_content(local_id: str, a: str, b: str
     assert key != create_key("w", "stripe", "transaction", local_id)
     # A second life after the remote record was deleted is a new create.
     assert key != create_key("v", "stripe", "transaction", local_id, replaces=a)
+    # After a recorded refusal the earlier attempt left nothing: a new request.
+    refused = datetime(2026, 1, 1, tzinfo=UTC)
+    assert key != create_key("v", "stripe", "transaction", local_id, refused_at=refused)
 
 
 @given(st.text(min_size=1), st.text(min_size=1), st.text(min_size=1))
