@@ -9,9 +9,12 @@ concurrently within the account's rate limit (the shared limiter enforces it).
   product's ``default_price``, and the old one is archived.
 - Customers are adopted by e-mail (exact, read-after-write consistent lists, unlike search)
   before one is created, and only when the customer found is not linked to another local
-  record. The first unlinked customer of a client lists the account's customers once: when
-  that first page is the whole list (a new or small account), every later e-mail is looked
-  up in it, with no call; otherwise each one is looked up with ``GET /v1/customers?email=``.
+  record. A customer syncd creates or adopts carries ``syncd_local_id`` in its metadata; a
+  customer an earlier attempt may have created (``OutboundRecord.attempted_at``) is first
+  looked for among the customers created since, by that key (its e-mail may have changed).
+  The first unlinked customer of a client lists the account's customers once: when that
+  first page is the whole list (a new or small account), every later e-mail is looked up
+  in it, with no call; otherwise each one is looked up with ``GET /v1/customers?email=``.
 - Sales become invoices paid out of band: the buyer (adopted by e-mail or created), a draft
   invoice (whose metadata carries ``syncd_local_id``), one invoice item on it, finalize, and
   ``pay`` with ``paid_out_of_band``. A sale an earlier attempt may have reached
@@ -57,7 +60,7 @@ _failed = RecordResult.failure
 __all__ = ["StripeClient", "encode_form", "product_id_for"]
 
 _PRODUCT_FIELDS = ("name", "description", "url", "statement_descriptor", "unit_label")
-#: The invoice metadata key naming the local sale an invoice was made for.
+#: The metadata key naming the local record a customer or invoice was made for.
 LOCAL_ID_KEY = "syncd_local_id"
 #: How far before an earlier attempt's recorded start its invoice is looked for (clocks
 #: differ between syncd's database and Stripe).
@@ -380,7 +383,13 @@ class StripeClient(HTTPProviderClient):
                 if exc.status != 404:
                     raise
                 remote = None  # deleted at Stripe: adopt or create again
-        remote = await self._find_customer(email)
+        params = {**params, "metadata": {**params.get("metadata", {}),
+                                         LOCAL_ID_KEY: record.local_id}}
+        remote = None
+        if record.attempted_at is not None:
+            earlier = await self._earlier(record, "/v1/customers")
+            remote = str(earlier["id"]) if earlier is not None else None
+        remote = remote or await self._find_customer(email)
         if remote:
             owner = await self._owner(remote)
             if owner is not None and owner != record.local_id:
@@ -478,8 +487,12 @@ class StripeClient(HTTPProviderClient):
         return RecordResult(record.local_id, ok=True, remote_id=invoice_id, action=action)
 
     async def _earlier_invoice(self, record: OutboundRecord) -> dict[str, Any] | None:
-        """The invoice an earlier attempt made for this sale: the invoices created since
-        that attempt (a list, so consistent, unlike search), matched by their metadata."""
+        return await self._earlier(record, "/v1/invoices")
+
+    async def _earlier(self, record: OutboundRecord, path: str) -> dict[str, Any] | None:
+        """What an earlier attempt made for this record (a customer, an invoice): the
+        objects created since that attempt (a list, so consistent, unlike search), matched
+        by their ``syncd_local_id`` metadata."""
         assert record.attempted_at is not None
         since = int(record.attempted_at.timestamp()) - _ATTEMPT_MARGIN_S
         after: str | None = None
@@ -487,12 +500,12 @@ class StripeClient(HTTPProviderClient):
             params: dict[str, Any] = {"limit": 100, "created": {"gte": since}}
             if after:
                 params["starting_after"] = after
-            data = await self._call("GET", "/v1/invoices", params=params)
+            data = await self._call("GET", path, params=params)
             page = [i for i in data.get("data") or [] if isinstance(i, dict) and i.get("id")]
-            for invoice in page:
-                meta = invoice.get("metadata")
+            for found in page:
+                meta = found.get("metadata")
                 if isinstance(meta, Mapping) and meta.get(LOCAL_ID_KEY) == record.local_id:
-                    return invoice
+                    return found
             if not data.get("has_more") or not page:
                 return None
             after = str(page[-1]["id"])

@@ -13,7 +13,8 @@ shaped like ``spec3.yaml``/``fixtures3.json``. What is emulated:
   ``resource_already_exists``; update; retrieve; list; delete, refused while the product has
   prices), ``/v1/prices`` (create, retrieve, list by product, update of mutable fields only:
   amounts are immutable), ``/v1/customers`` (create, update, retrieve, delete, list with exact
-  case-sensitive ``email``), ``GET /v1/account``, and invoices for ticket sales:
+  case-sensitive ``email`` and ``created`` ranges), ``GET /v1/account``, and invoices for
+  ticket sales:
   ``POST /v1/invoices`` (drafts; ``send_invoice`` needs ``days_until_due``),
   ``POST /v1/invoiceitems`` (onto a draft of the same customer and currency),
   ``POST /v1/invoices/{id}/finalize`` and ``/pay`` (``paid_out_of_band`` only),
@@ -674,6 +675,10 @@ class StripeEmulator(Emulator):
         items = list(self.collection("customer").values())
         if "email" in request.query:  # exact and case-sensitive, as Stripe documents
             items = [c for c in items if c.get("email") == request.query["email"]]
+        try:
+            items = self._filter_created(items, decode_form(request.query).get("created"))
+        except (ValueError, _Invalid) as exc:
+            return self._invalid(exc if isinstance(exc, _Invalid) else _Invalid(str(exc)))
         return self._list(request, items, "/v1/customers")
 
     def delete_customer(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:

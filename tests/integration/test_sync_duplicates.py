@@ -135,6 +135,28 @@ async def test_a_sale_never_tried_before_costs_no_lookup(
     assert lookups == []
 
 
+async def test_a_stripe_customer_retried_after_a_lost_lease_and_a_new_email_is_not_duplicated(
+        stripe: Venue) -> None:
+    async def lost(conn: asyncpg.Connection) -> None:
+        if stripe.emulator.collection("customer"):
+            raise LeaseLost("job 1: lease lost")
+
+    with pytest.raises(LeaseLost):
+        await stripe.sync(C, guard=lost)
+    made = len(stripe.emulator.collection("customer"))
+    assert made > 0
+    await stripe.pool.execute("UPDATE customers SET email = 'new.' || email, updated_at = now() "
+                              "WHERE venue_id = $1", stripe.venue)
+    report = await stripe.sync(C)
+    assert report.failed == 0, report.errors
+    held = Counter(c["metadata"]["customer_id"]
+                   for c in stripe.emulator.collection("customer").values())
+    assert len(held) == CUSTOMERS
+    assert max(held.values()) == 1, held
+    assert all(c["email"].startswith("new.")
+               for c in stripe.emulator.collection("customer").values())
+
+
 # --- an edit back to an earlier version ----------------------------------------------------
 
 
