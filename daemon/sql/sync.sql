@@ -121,7 +121,8 @@ WHERE l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
 -- into a remote side that was reset (a sandbox reset), where the ids started again. They let
 -- go of the id, say why, and are sent again (as creates) on their next run.
 UPDATE entity_links SET
-    remote_id = NULL, remote_version = NULL, content_hash = NULL, state = 'pending',
+    remote_id = NULL, remote_version = NULL, content_hash = NULL,
+    state = CASE WHEN state IN ('deleted', 'archived') THEN state ELSE 'pending' END,
     last_error = $5, created_at = now(), updated_at = now()
 WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
   AND remote_id = ANY($4::text[])
