@@ -11,7 +11,7 @@ slotted dataclasses or Protocols, so plugins and the core evolve separately.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -39,6 +39,7 @@ __all__ = [
     "FieldSpec",
     "FieldType",
     "InboundChange",
+    "Linked",
     "OAuthSpec",
     "OutboundRecord",
     "Provider",
@@ -49,6 +50,7 @@ __all__ = [
     "TemplateSpec",
     "WebhookRequest",
     "WebhookVerdict",
+    "adoption_conflicts",
     "minor_units",
 ]
 
@@ -203,6 +205,34 @@ class TemplateSpec:
 
 # --- records --------------------------------------------------------------------------------
 
+#: ``await linked(entity, remote_ids)``: {remote id: local id} of the links holding them.
+Linked = Callable[[Entity, Sequence[str]], Awaitable[Mapping[str, str]]]
+
+
+async def adoption_conflicts(linked: Linked | None, entity: Entity,
+                             candidates: Mapping[str, str]) -> dict[str, str]:
+    """Which adoptions must be refused: {local id: reason}.
+
+    ``candidates`` maps a local id to the remote id a client found for it (by e-mail or
+    reference). A remote record linked to another local record is not this record's to
+    write over: two local records share its e-mail (or reference). Candidates within the
+    same push that name one remote record are refused too, but the first.
+    """
+    refused: dict[str, str] = {}
+    if not candidates:
+        return refused
+    owners = dict(await linked(entity, sorted(set(candidates.values())))) if linked else {}
+    for local_id, remote_id in candidates.items():
+        owner = owners.get(remote_id)
+        if owner is None:
+            owners[remote_id] = local_id  # the first in this push takes it
+        elif owner != local_id:
+            refused[local_id] = (f"remote record {remote_id} matches this record (same e-mail "
+                                 f"or reference) but is linked to local record {owner}; "
+                                 "merge or tell the two records apart")
+    return refused
+
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundRecord:
@@ -210,8 +240,19 @@ class OutboundRecord:
 
     ``remote_id`` is set when :mod:`entity_links` knows the remote record (update);
     otherwise the provider creates one or adopts an existing match (by email or reference id).
-    ``idempotency_key`` is derived from (integration, entity, local id, content hash), so a
-    retry of the same record version is recognised by the provider and never duplicates.
+    ``idempotency_key`` (see :mod:`daemon.sync.keys`): a create is keyed by identity
+    (integration, entity, local id), never by content, so a retry after a lost answer replays
+    even when the record changed meanwhile; an update is keyed by the remote state it starts
+    from and the new content, so a retry replays and a later edit back to an earlier version
+    is applied, not replayed.
+
+    ``attempted_at`` is set on a create when an earlier push of this record was started and
+    never recorded a remote id (a crash, a lost lease, a step that failed after the provider
+    committed): the provider may hold a remote record from that attempt, created from
+    older content and with a key the provider may have forgotten (Stripe keeps keys 24
+    hours). A client whose creates cannot be undone (paid sales) looks such a record up
+    (a syncd marker in its metadata, a reference id) and finishes it instead of creating
+    another. None means no earlier attempt: nothing to look up.
     """
 
     entity: Entity
@@ -222,6 +263,7 @@ class OutboundRecord:
     remote_id: str | None = None
     remote_version: str | None = None
     operation: Literal["upsert", "delete", "archive"] = "upsert"
+    attempted_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,6 +384,13 @@ class ClientContext:
     ``http`` is shared and owned by the caller. ``base_url`` overrides the provider's host
     (emulators, sandboxes). ``refresh`` asks the credential store for fresh credentials after
     an auth error; it returns None when there is nothing to refresh.
+
+    ``linked`` answers which of some remote ids syncd already links, and to which local id
+    (``await linked(entity, remote_ids) -> {remote_id: local_id}``). A client calls it before
+    adopting a remote record it found by e-mail or reference, and adopts only one that is
+    not linked to another local record: writing this record's data over another record's
+    remote copy is refused as this record's failure. None (tests, the conformance kit):
+    nothing is linked.
     """
 
     venue_id: str
@@ -351,6 +400,7 @@ class ClientContext:
     base_url: str | None = None
     environment: Literal["production", "sandbox"] = "production"
     refresh: Any = None  # Callable[[], Awaitable[Credentials | None]]
+    linked: Linked | None = None
 
     def options_as(self, model: type[_M]) -> _M:
         """The integration's options as the provider's options model."""

@@ -39,7 +39,8 @@ WHERE id = $1
 -- A join on unnest, not "local_id = ANY($4)": once Postgres switches the prepared statement
 -- to a generic plan, ANY over a 2,000-element array became a scan testing every link
 -- against every id (seconds per chunk); the join keeps one index probe per id.
-SELECT l.local_id, l.remote_id, l.content_hash, l.remote_version, l.state
+SELECT l.local_id, l.remote_id, l.content_hash, l.remote_version, l.state, l.created_at,
+       l.last_synced_at, l.refused_at
 FROM unnest($4::text[]) AS u(local_id)
 JOIN entity_links l
   ON l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
@@ -51,7 +52,8 @@ WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
   AND state IN ('pending', 'failed')
 
 -- name: live_links_page
-SELECT local_id, remote_id, content_hash, remote_version, state
+SELECT local_id, remote_id, content_hash, remote_version, state, created_at, last_synced_at,
+       refused_at
 FROM entity_links
 WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
   AND state IN ('synced', 'pending', 'failed') AND local_id > $4
@@ -76,13 +78,31 @@ ON CONFLICT (venue_id, provider, entity_type, local_id) DO UPDATE SET
     source_updated_at = COALESCE(EXCLUDED.source_updated_at, l.source_updated_at),
     updated_at = now()
 
+-- name: mark_attempts
+-- A create is about to be sent: a pending link without remote id (kept if one exists), whose
+-- created_at tells the next run when an earlier attempt may have reached the provider.
+INSERT INTO entity_links (venue_id, provider, entity_type, local_id, state, updated_at)
+SELECT $1::uuid, $2, $3, u.local_id, 'pending', now()
+FROM unnest($4::text[]) AS u(local_id)
+ON CONFLICT (venue_id, provider, entity_type, local_id) DO NOTHING
+
+-- name: links_by_remote
+SELECT l.remote_id, l.local_id
+FROM unnest($4::text[]) AS u(remote_id)
+JOIN entity_links l
+  ON l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
+ AND l.remote_id = u.remote_id
+
 -- name: write_failures
+-- $7: the provider refused these records (a permanent failure), see refused_at.
 INSERT INTO entity_links AS l (venue_id, provider, entity_type, local_id, state, last_error,
-                               source_updated_at, updated_at)
-SELECT $1::uuid, $2, $3, u.local_id, 'failed', u.error, u.source_updated_at, now()
+                               source_updated_at, refused_at, updated_at)
+SELECT $1::uuid, $2, $3, u.local_id, 'failed', u.error, u.source_updated_at,
+       CASE WHEN $7 THEN now() END, now()
 FROM unnest($4::text[], $5::text[], $6::timestamptz[]) AS u(local_id, error, source_updated_at)
 ON CONFLICT (venue_id, provider, entity_type, local_id) DO UPDATE SET
-    state = 'failed', last_error = EXCLUDED.last_error, updated_at = now()
+    state = 'failed', last_error = EXCLUDED.last_error,
+    refused_at = CASE WHEN $7 THEN now() ELSE l.refused_at END, updated_at = now()
 
 -- name: settle_frozen
 -- Changed write-once records the provider holds and cannot change are not sent: the link
@@ -101,9 +121,16 @@ WHERE l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
   AND l.local_id = u.local_id AND l.remote_id IS NOT NULL
   AND l.state NOT IN ('deleted', 'archived')
 
--- name: link_remote_owner
-SELECT local_id FROM entity_links
-WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3 AND remote_id = $4
+-- name: release_links
+-- The provider has just created remote records ($4) that these links still claim: they point
+-- into a remote side that was reset (a sandbox reset), where the ids started again. They let
+-- go of the id, say why, and are sent again (as creates) on their next run.
+UPDATE entity_links SET
+    remote_id = NULL, remote_version = NULL, content_hash = NULL,
+    state = CASE WHEN state IN ('deleted', 'archived') THEN state ELSE 'pending' END,
+    last_error = $5, created_at = now(), updated_at = now()
+WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
+  AND remote_id = ANY($4::text[])
 
 -- name: sync_state
 SELECT watermark_at, last_full_at, last_pull_at FROM sync_state

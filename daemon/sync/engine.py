@@ -46,7 +46,7 @@ from daemon.queue.types import LeaseLost
 from daemon.source import SourceReader, SourceRecord, UnknownVenue, Venue
 from daemon.sql import queries
 from daemon.sync.compiled import compile_mapping
-from daemon.sync.keys import idempotency_key
+from daemon.sync.keys import create_key, update_key
 from daemon.sync.mappings import ResolvedMapping, resolve_mappings
 from daemon.sync.pacing import Pacer, push_concurrency, push_rate
 from daemon.sync.report import EntityReport, PlannedRecord, RecordError, RunOutcome, RunReport
@@ -64,6 +64,8 @@ Progress = Callable[[Entity, int, int, int | None], None]
 WriteGuard = Callable[[asyncpg.Connection], Awaitable[None]]
 DeletePolicy = Literal["delete", "archive", "leave"]
 _LINK_PAGE = 5000
+#: Transactions a batch's outcomes get before they are stored as failures (see _write).
+_WRITE_TRIES = 3
 _ORDER = (Entity.PRODUCT, Entity.CUSTOMER, Entity.TRANSACTION)
 
 
@@ -85,6 +87,17 @@ class _Link:
     content_hash: str | None
     remote_version: str | None
     state: str
+    #: When the row was first written: with no remote id, when a create was first tried.
+    created_at: datetime | None = None
+    #: When a result was last stored (part of the state an update starts from).
+    synced_at: datetime | None = None
+    #: When the provider last refused the record (a create after it is a new request).
+    refused_at: datetime | None = None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> _Link:
+        return cls(row["remote_id"], row["content_hash"], row["remote_version"], row["state"],
+                   row["created_at"], row["last_synced_at"], row["refused_at"])
 
 
 _Chunk = tuple[list[SourceRecord], dict[str, _Link]]
@@ -362,11 +375,19 @@ class _Run:
         ctx = ClientContext(venue_id=self.venue_id, credentials=credentials, options=opts,
                             http=http, base_url=base_url,
                             environment="sandbox" if env == "sandbox" else "production",
-                            refresh=self._refresh_for_plugin)
+                            refresh=self._refresh_for_plugin, linked=self._linked)
         return self.provider.client(ctx)
 
     async def _refresh_for_plugin(self) -> Credentials | None:
         return await self.engine.credentials.refresh(self.venue_id, self.name)
+
+    async def _linked(self, entity: Entity, remote_ids: Sequence[str]) -> dict[str, str]:
+        """{remote id: local id} of this integration's live links holding ``remote_ids``
+        (what a client may not adopt for another local record)."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_Q["links_by_remote"], self.venue_id, self.name,
+                                    entity.value, list(remote_ids))
+        return {r["remote_id"]: r["local_id"] for r in rows}
 
     async def _refresh(self, failed_client: ProviderClient) -> bool:
         """Replace the client with one on fresh credentials; False when none can be had."""
@@ -577,9 +598,7 @@ class _Run:
                     ids = [r.local_id for r in chunk]
                     async with self.pool.acquire() as conn:
                         rows = await conn.fetch(_Q["links_for"], venue_id, name, etype, ids)
-                    links = {r["local_id"]: _Link(r["remote_id"], r["content_hash"],
-                                                  r["remote_version"], r["state"])
-                             for r in rows}
+                    links = {r["local_id"]: _Link.of(r) for r in rows}
                     await ahead.put((chunk, links))
                     if self.stop.is_set():
                         break
@@ -636,12 +655,24 @@ class _Run:
             frozen.append(_Frozen(rec.local_id, digest, rec.changed_at))
             return None
         remote_id = link.remote_id if link and link.state != "deleted" else None
+        if remote_id is not None and link is not None:
+            key = update_key(self.venue_id, self.name, etype, rec.local_id,
+                             remote_id=remote_id, remote_version=link.remote_version,
+                             base_hash=link.content_hash, synced_at=link.synced_at,
+                             content_hash=digest)
+            attempted = None
+        else:
+            # A create: keyed by identity (and the gone remote record it replaces), so a
+            # retry after a lost answer replays even if the record changed meanwhile.
+            key = create_key(self.venue_id, self.name, etype, rec.local_id,
+                             replaces=link.remote_id if link else None,
+                             refused_at=link.refused_at if link else None)
+            attempted = link.created_at if link and link.remote_id is None else None
         record = OutboundRecord(
             entity=rec.entity, local_id=rec.local_id, payload=payload, content_hash=digest,
-            idempotency_key=idempotency_key(self.venue_id, self.name, etype, rec.local_id,
-                                            digest),
-            remote_id=remote_id, remote_version=link.remote_version if link else None,
-            operation="upsert")
+            idempotency_key=key, remote_id=remote_id,
+            remote_version=link.remote_version if link else None, operation="upsert",
+            attempted_at=attempted)
         return _Planned(record, rec.changed_at, _json_size(payload))
 
     def _unmapped(self, rec: SourceRecord, er: EntityReport, error: str) -> None:
@@ -686,8 +717,12 @@ class _Run:
         op: Literal["delete", "archive"] = "delete" if action == "delete" else "archive"
         record = OutboundRecord(
             entity=entity, local_id=local_id, payload={}, content_hash=digest,
-            idempotency_key=idempotency_key(self.venue_id, self.name, entity.value, local_id,
-                                            digest, operation=op),
+            idempotency_key=update_key(self.venue_id, self.name, entity.value, local_id,
+                                       remote_id=link.remote_id,
+                                       remote_version=link.remote_version,
+                                       base_hash=link.content_hash,
+                                       synced_at=link.synced_at, content_hash="",
+                                       operation=op),
             remote_id=link.remote_id, remote_version=link.remote_version, operation=op)
         return _Planned(record, changed_at, 0)
 
@@ -703,12 +738,26 @@ class _Run:
                 return
             for r in rows:
                 if r["local_id"] not in seen and r["remote_id"] is not None:
-                    link = _Link(r["remote_id"], r["content_hash"], r["remote_version"],
-                                 r["state"])
+                    link = _Link.of(r)
                     yield self._removal(entity, r["local_id"], link, policy, None)
             after = rows[-1]["local_id"]
             if len(rows) < _LINK_PAGE:
                 return
+
+    async def _mark_attempts(self, entity: Entity, batch: Sequence[_Planned]) -> None:
+        """Before creates are sent: a pending link for each record that has none, so that
+        if the provider commits and the answer is never recorded (crash, lost lease), the
+        next run knows an earlier attempt may exist (``OutboundRecord.attempted_at``)."""
+        fresh = [p.record.local_id for p in batch
+                 if p.record.remote_id is None and p.record.operation == "upsert"
+                 and p.record.attempted_at is None]
+        if not fresh:
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.guard is not None:
+                await self.guard(conn)
+            await conn.execute(_Q["mark_attempts"], self.venue_id, self.name, entity.value,
+                               fresh)
 
     async def _push_batch(self, entity: Entity, batch: list[_Planned], pacer: Pacer,
                           er: EntityReport) -> None:
@@ -718,6 +767,8 @@ class _Run:
             if self.stop.is_set():
                 return
             attempt += 1
+            if attempt == 1:
+                await self._mark_attempts(entity, batch)
             client = self.client
             assert client is not None
             await pacer.acquire()
@@ -825,37 +876,38 @@ class _Run:
     async def _write(self, entity: Entity, ok: Sequence[tuple[_Planned, RecordResult]],
                      failed: Sequence[tuple[_Planned, str]], er: EntityReport, *,
                      retryable: bool) -> None:
-        """Record a batch's outcomes in one transaction (with the caller's lease check)."""
+        """Record a batch's outcomes in one transaction (with the caller's lease check).
+
+        A remote id already linked to another local record (the links' unique index) is
+        settled by :meth:`_split_conflicts` and the transaction tried again; what the report
+        counts is what was stored.
+        """
         if not ok and not failed:
             return
         etype = entity.value
         good: list[tuple[_Planned, RecordResult]] = list(ok)
         bad: list[tuple[_Planned, str]] = list(failed)
+        stale: dict[str, str] = {}
         async with self.pool.acquire() as conn:
-            for _ in range(2):
+            for _ in range(_WRITE_TRIES):
                 try:
-                    async with conn.transaction():
-                        if self.guard is not None:
-                            await self.guard(conn)
-                        if good:
-                            await conn.execute(
-                                _Q["write_links"], self.venue_id, self.name, etype,
-                                [p.record.local_id for p, _ in good],
-                                [r.remote_id for _, r in good],
-                                [_stored_hash(p) for p, _ in good],
-                                [r.remote_version for _, r in good],
-                                [_state_after(p) for p, _ in good],
-                                [p.changed_at for p, _ in good])
-                        if bad:
-                            await conn.execute(
-                                _Q["write_failures"], self.venue_id, self.name, etype,
-                                [p.record.local_id for p, _ in bad], [e for _, e in bad],
-                                [p.changed_at for p, _ in bad])
+                    await self._store(conn, etype, good, bad, stale, retryable=retryable)
                     break
                 except asyncpg.UniqueViolationError:
-                    # A remote record already linked to another local record (two local
-                    # customers with one e-mail adopted the same remote customer).
-                    good, bad = await self._split_conflicts(conn, etype, good, bad)
+                    good, bad, stale = await self._split_conflicts(conn, etype, good, bad,
+                                                                   stale)
+            else:
+                # Links kept changing under this batch: store every outcome as a failure
+                # (that never conflicts), so the records are sent again next run.
+                reason = "its outcome could not be stored: its remote record's link kept " \
+                         "changing (another run at the same time?)"
+                bad += [(p, reason) for p, _ in good]
+                good, stale = [], {}
+                await self._store(conn, etype, good, bad, stale, retryable=True)
+        if stale:
+            log.warning("sync.stale_links_released", venue_id=self.venue_id,
+                        provider=self.name, entity=etype, count=len(stale),
+                        first=next(iter(stale)))
         kind = "retryable" if retryable else "permanent"
         for planned, result in good:
             er.sent += 1
@@ -879,27 +931,72 @@ class _Run:
             log.warning("sync.records_failed", venue_id=self.venue_id, provider=self.name,
                         entity=etype, count=len(bad), kind=kind, first=bad[0][1][:200])
 
+    async def _store(self, conn: asyncpg.Connection, etype: str,
+                     good: Sequence[tuple[_Planned, RecordResult]],
+                     bad: Sequence[tuple[_Planned, str]], stale: Mapping[str, str], *,
+                     retryable: bool) -> None:
+        async with conn.transaction():
+            if self.guard is not None:
+                await self.guard(conn)
+            if stale:
+                await conn.execute(
+                    _Q["release_links"], self.venue_id, self.name, etype, list(stale),
+                    "its remote record was gone and the provider gave its id to a new record "
+                    "(the remote side was reset?): sent again as a new record")
+            if good:
+                await conn.execute(
+                    _Q["write_links"], self.venue_id, self.name, etype,
+                    [p.record.local_id for p, _ in good],
+                    [r.remote_id for _, r in good],
+                    [_stored_hash(p) for p, _ in good],
+                    [r.remote_version for _, r in good],
+                    [_state_after(p) for p, _ in good],
+                    [p.changed_at for p, _ in good])
+            if bad:
+                await conn.execute(
+                    _Q["write_failures"], self.venue_id, self.name, etype,
+                    [p.record.local_id for p, _ in bad], [e for _, e in bad],
+                    [p.changed_at for p, _ in bad], not retryable)
+
     async def _split_conflicts(self, conn: asyncpg.Connection, etype: str,
                                good: list[tuple[_Planned, RecordResult]],
-                               bad: list[tuple[_Planned, str]]
+                               bad: list[tuple[_Planned, str]], stale: Mapping[str, str]
                                ) -> tuple[list[tuple[_Planned, RecordResult]],
-                                          list[tuple[_Planned, str]]]:
+                                          list[tuple[_Planned, str]], dict[str, str]]:
+        """Settle results whose remote id another local record's link holds.
+
+        The provider answered a create with that id: it has just made that remote record,
+        so the other link is stale (its remote record is gone and the id was given again,
+        as after a sandbox reset) and is released. Otherwise (an adopt or an update) the
+        conflict is real: this record fails and the other keeps its link.
+        """
         keep: list[tuple[_Planned, RecordResult]] = []
-        owners: dict[str, str] = {}
-        for planned, result in good:
-            rid = result.remote_id or planned.record.remote_id
-            owner = None
-            if rid is not None:
-                owner = owners.get(rid) or await conn.fetchval(
-                    _Q["link_remote_owner"], self.venue_id, self.name, etype, rid)
-            if owner is not None and owner != planned.record.local_id:
+        released = dict(stale)
+        ids = [r.remote_id or p.record.remote_id for p, r in good]
+        rows = await conn.fetch(_Q["links_by_remote"], self.venue_id, self.name, etype,
+                                [i for i in ids if i is not None])
+        owners = {r["remote_id"]: r["local_id"] for r in rows}
+        taken: dict[str, str] = {}
+        for (planned, result), rid in zip(good, ids, strict=True):
+            local_id = planned.record.local_id
+            if rid is None:
+                keep.append((planned, result))
+                continue
+            owner = taken.get(rid) or owners.get(rid)
+            if owner is not None and owner != local_id and rid not in taken and \
+                    rid not in released and result.action == "created":
+                released[rid] = owner
+                owner = None
+            if owner is not None and owner != local_id and rid not in released:
                 bad.append((planned, f"remote record {rid} is already linked to local "
                                      f"record {owner}"))
+            elif rid in taken:
+                bad.append((planned, f"remote record {rid} is already linked to local "
+                                     f"record {taken[rid]}"))
             else:
-                if rid is not None:
-                    owners[rid] = planned.record.local_id
+                taken[rid] = local_id
                 keep.append((planned, result))
-        return keep, bad
+        return keep, bad, released
 
     # --- pull -----------------------------------------------------------------------------
 

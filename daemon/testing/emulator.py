@@ -30,6 +30,8 @@ Control API (stable: the conformance kit depends on it):
 ``GET /_emulator/store``       ``{collection: [records...]}``
 ``POST /_emulator/reset``      clear store, requests, idempotency and rate-limit state; tokens
                                stay valid
+``DELETE /_emulator/idempotency`` forget every stored idempotency key, as a provider prunes
+                               old ones (Stripe after 24 hours); the store stays
 ``PATCH /_emulator/settings``  JSON subset of EmulatorSettings fields; answers the settings
 ``GET /_emulator/requests``    the request log
 ``GET /_emulator/credentials`` ``{"access_token"|"api_key": ..., "account": {...}}``
@@ -69,6 +71,7 @@ __all__ = [
     "EMULATOR_KEY",
     "IDEMPOTENCY_KEY",
     "REPLAYED",
+    "UNSAVED",
     "Emulator",
     "EmulatorServer",
     "RateLimiter",
@@ -92,6 +95,9 @@ ACCOUNT: web.RequestKey[str] = web.RequestKey("syncd_emulator_account", str)
 IDEMPOTENCY_KEY: web.RequestKey[str] = web.RequestKey("syncd_emulator_idempotency_key", str)
 BATCH_SIZE: web.RequestKey[int] = web.RequestKey("syncd_emulator_batch_size", int)
 REPLAYED: web.RequestKey[bool] = web.RequestKey("syncd_emulator_replayed", bool)
+#: Set by a handler whose response the provider does not keep under its idempotency key
+#: (Stripe keeps none for a request that failed validation).
+UNSAVED: web.RequestKey[bool] = web.RequestKey("syncd_emulator_unsaved", bool)
 
 _CONTROL_PREFIX = "/_emulator/"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -432,7 +438,7 @@ class Emulator:
             response = await handle()
         finally:
             self._in_flight.discard(slot)
-        if response.status not in (401, 429):
+        if response.status not in (401, 429) and not request.get(UNSAVED):
             raw = response.body
             data = raw if isinstance(raw, bytes) else b""
             extra = {k: v for k, v in response.headers.items()
@@ -553,6 +559,7 @@ class Emulator:
         return [
             web.get(p + "store", self._control_store),
             web.post(p + "reset", self._control_reset),
+            web.delete(p + "idempotency", self._control_forget_idempotency),
             web.patch(p + "settings", self._control_settings),
             web.get(p + "settings", self._control_get_settings),
             web.get(p + "requests", self._control_requests),
@@ -595,6 +602,16 @@ class Emulator:
     async def _control_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return web.json_response({"ok": True})
+
+    def forget_idempotency(self) -> int:
+        """Forget every stored idempotency key (the provider pruned them); the store stays.
+        Answers how many were forgotten."""
+        count = len(self._idempotency)
+        self._idempotency.clear()
+        return count
+
+    async def _control_forget_idempotency(self, request: web.Request) -> web.Response:
+        return web.json_response({"forgotten": self.forget_idempotency()})
 
     def settings_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)

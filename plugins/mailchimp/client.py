@@ -7,7 +7,9 @@ Members
     the batch reports as already on the list, and members syncd already links, are upserted
     with ``PUT /lists/{list_id}/members/{md5(lower(email))}`` and ``status_if_new``, which
     never touches an existing member's status. Both are idempotent by design (Mailchimp has no
-    idempotency keys): a retry after a lost response finds the member and adopts it.
+    idempotency keys): a retry after a lost response finds the member and adopts it. A member
+    is its e-mail, so a new record whose member another local record holds (linked, or
+    earlier in the same push) fails before anything is sent, rather than overwriting it.
 Products
     ``PUT /ecommerce/stores/{store_id}/products/{id}`` (an upsert keyed by the local id).
 Orders
@@ -40,6 +42,7 @@ from daemon.provider import (
     OutboundRecord,
     ProviderError,
     RecordResult,
+    adoption_conflicts,
 )
 from daemon.ratelimit import default_registry
 from plugins.mailchimp.capabilities import (
@@ -107,6 +110,11 @@ def _error_detail(response: httpx.Response) -> str:
     if isinstance(data, Mapping) and data.get("detail"):
         return str(data["detail"])
     return response.text[:300] or response.reason_phrase or "no body"
+
+
+def _valid_email(record: OutboundRecord) -> bool:
+    email = record.payload.get("email_address")
+    return isinstance(email, str) and "@" in email
 
 
 def _failed(record: OutboundRecord, kind: ErrorKind, error: str,
@@ -235,16 +243,21 @@ class MailchimpClient(HTTPProviderClient):
         results: dict[str, RecordResult] = {}
         fresh: list[OutboundRecord] = []
         upserts: list[OutboundRecord] = []
-        seen: set[str] = set()
+        # A member is its e-mail: an unlinked record's member is known before any call, and
+        # is refused when another local record holds it (linked, or earlier in this push).
+        candidates = {r.local_id: subscriber_hash(r.payload["email_address"].strip())
+                      for r in records if not r.remote_id and _valid_email(r)}
+        refused = await adoption_conflicts(self.ctx.linked, Entity.CUSTOMER, candidates)
         for record in records:
-            email = record.payload.get("email_address")
-            if not isinstance(email, str) or "@" not in email:
+            if not _valid_email(record):
                 results[record.local_id] = _failed(
                     record, ErrorKind.PERMANENT, "mailchimp: email_address is missing or invalid")
-            elif record.remote_id or email.strip().lower() in seen:
-                upserts.append(record)  # a second local record with one e-mail adopts it
+            elif record.local_id in refused:
+                results[record.local_id] = _failed(
+                    record, ErrorKind.PERMANENT, f"mailchimp: {refused[record.local_id]}")
+            elif record.remote_id:
+                upserts.append(record)
             else:
-                seen.add(email.strip().lower())
                 fresh.append(record)
         if fresh:
             batch_results, existing = await self._batch_subscribe(fresh)

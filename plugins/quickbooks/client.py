@@ -41,6 +41,7 @@ from daemon.provider import (
     OutboundRecord,
     ProviderError,
     RecordResult,
+    adoption_conflicts,
 )
 from daemon.ratelimit import default_registry
 from plugins.quickbooks.capabilities import (
@@ -216,6 +217,11 @@ class QuickBooksClient(HTTPProviderClient):
     def _params(self, **extra: Any) -> dict[str, Any]:
         return {"minorversion": self.options.minor_version, **extra}
 
+    @staticmethod
+    def _entity_of(kind: str) -> Entity:
+        return {"Item": Entity.PRODUCT, "Customer": Entity.CUSTOMER}.get(
+            kind, Entity.TRANSACTION)
+
     def _kind(self, entity: Entity) -> str:
         if entity is Entity.PRODUCT:
             return "Item"
@@ -308,7 +314,7 @@ class QuickBooksClient(HTTPProviderClient):
             ops.append(_Op(record, "update", self._update_body(
                 bodies[record.local_id], rid, tokens[rid]), "updated"))
         if entity is Entity.TRANSACTION and fresh:
-            fresh = await self._adopt_by_doc_number(kind, fresh, bodies, ops)
+            fresh = await self._adopt_by_doc_number(kind, fresh, bodies, ops, results)
         ops.extend(_Op(r, "create", bodies[r.local_id], "created") for r in fresh)
         retry = await self._run_batch(kind, ops, results, allow_retry=True)
         if retry:
@@ -357,7 +363,7 @@ class QuickBooksClient(HTTPProviderClient):
 
     async def _adopt_by_doc_number(
         self, kind: str, fresh: list[OutboundRecord], bodies: Mapping[str, dict[str, Any]],
-        ops: list[_Op],
+        ops: list[_Op], results: dict[str, RecordResult],
     ) -> list[OutboundRecord]:
         numbers = {r.local_id: str(bodies[r.local_id]["DocNumber"]) for r in fresh
                    if bodies[r.local_id].get("DocNumber")}
@@ -366,10 +372,17 @@ class QuickBooksClient(HTTPProviderClient):
         by_number = {str(f.get("DocNumber")): f
                      for f in await self._find(kind, "DocNumber", list(numbers.values()))}
         left: list[OutboundRecord] = []
+        refused = await adoption_conflicts(
+            self.ctx.linked, Entity.TRANSACTION,
+            {local: str(by_number[n]["Id"]) for local, n in numbers.items() if n in by_number})
         for record in fresh:
             found = by_number.get(numbers.get(record.local_id, "\0"))
             if found is None:
                 left.append(record)
+            elif record.local_id in refused:
+                results[record.local_id] = RecordResult(
+                    local_id=record.local_id, ok=False, error_kind=ErrorKind.PERMANENT,
+                    error=f"quickbooks: {refused[record.local_id]}")
             else:
                 ops.append(_Op(record, "update", self._update_body(
                     bodies[record.local_id], str(found["Id"]),
@@ -383,8 +396,11 @@ class QuickBooksClient(HTTPProviderClient):
             return []
         items = [{"bId": f"b{i}", "operation": op.operation, kind: op.body}
                  for i, op in enumerate(ops)]
-        keys = [f"{op.operation}:{op.record.idempotency_key}:{op.body.get('SyncToken', '')}"
-                for op in ops]
+        # The record's key (a create's names only the record), its content (a create retried
+        # with other content is another request, never a replay of the old answer) and the
+        # SyncToken it starts from.
+        keys = [f"{op.operation}:{op.record.idempotency_key}:{op.record.content_hash}:"
+                f"{op.body.get('SyncToken', '')}" for op in ops]
         data = await self.http.json(
             "POST", "/batch", params=self._params(requestid=batch_request_id(keys)),
             json_body={"BatchItemRequest": items}, scopes=("batch",))
@@ -455,14 +471,24 @@ class QuickBooksClient(HTTPProviderClient):
             if kind == "Customer" and emails:
                 by_email = {str(_email_of(f)).casefold(): f
                             for f in await self._find(kind, "PrimaryEmailAddr", emails)}
+            matches = {op.record.local_id: by_name.get(str(op.body.get(name_field, ""))
+                                                       .casefold())
+                       or by_email.get(str(_email_of(op.body)).casefold()) for op in dupes}
+            refused = await adoption_conflicts(
+                self.ctx.linked, self._entity_of(kind),
+                {local: str(f["Id"]) for local, f in matches.items() if f is not None})
             for op in dupes:
-                name = str(op.body.get(name_field, "")).casefold()
-                found = by_name.get(name) or by_email.get(str(_email_of(op.body)).casefold())
+                found = matches[op.record.local_id]
                 if found is None:
                     results[op.record.local_id] = RecordResult(
                         local_id=op.record.local_id, ok=False, error_kind=ErrorKind.PERMANENT,
                         error=f"quickbooks 6240: the name {op.body.get(name_field)!r} belongs "
                         "to a vendor or employee; map a different DisplayName")
+                    continue
+                if op.record.local_id in refused:
+                    results[op.record.local_id] = RecordResult(
+                        local_id=op.record.local_id, ok=False, error_kind=ErrorKind.PERMANENT,
+                        error=f"quickbooks: {refused[op.record.local_id]}")
                     continue
                 ops.append(_Op(op.record, "update", self._update_body(
                     bodies[op.record.local_id], str(found["Id"]),

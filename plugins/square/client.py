@@ -5,13 +5,19 @@
   items are read first (``batch-retrieve``) to reuse their variation ids. Square runs one
   catalog write per seller at a time, so catalog writes of one account are serialised here.
 - Customers: linked ones go through ``bulk-update``; the others are adopted by exact
-  ``reference_id`` then e-mail search, else created with ``bulk-create`` (keyed by each
-  record's idempotency key).
-- Transactions: ``POST /v2/orders`` then an ``EXTERNAL`` ``POST /v2/payments`` for the amount
-  due; both idempotent, so a retry after a lost response neither duplicates nor double-pays.
+  ``reference_id`` then e-mail search (only a customer no other local record is linked to;
+  two new records of one push with one e-mail: the later ones fail before anything is
+  sent), else created with ``bulk-create`` (keyed by each record's idempotency key).
+- Transactions: ``POST /v2/orders`` (its ``metadata`` names the local sale) then an
+  ``EXTERNAL`` ``POST /v2/payments`` for the amount due; both keyed by the sale's identity,
+  so a retry after a lost response neither duplicates nor double-pays. A sale an earlier
+  attempt may have reached (``OutboundRecord.attempted_at``) is first looked for with
+  ``POST /v2/orders/search`` among the orders created since that attempt, and paid or
+  taken as it is rather than ordered again: Square does not say how long it keeps keys, and
+  the sale may have changed since.
 
-Every idempotency key is deterministic per record version and shortened by hashing where an
-endpoint's limit requires it.
+Every idempotency key is deterministic (see :mod:`daemon.sync.keys`) and shortened by
+hashing where an endpoint's limit requires it.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -37,6 +43,7 @@ from daemon.provider import (
     OutboundRecord,
     ProviderError,
     RecordResult,
+    adoption_conflicts,
     minor_units,
 )
 from daemon.ratelimit import default_registry
@@ -58,6 +65,10 @@ _PRODUCTS_PER_REQUEST = SQUARE_CAPABILITIES.entities[Entity.PRODUCT].batch_size
 _CATALOG_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
 #: Unlinked customers in one push from which listing all customers beats searching.
 _INDEX_THRESHOLD = 20
+#: The order metadata key naming the local sale an order was made for.
+LOCAL_ID_KEY = "syncd_local_id"
+#: How far before an earlier attempt's recorded start its order is looked for.
+_ATTEMPT_MARGIN = timedelta(minutes=10)
 _CUSTOMER_FIELDS = ("given_name", "family_name", "company_name", "nickname", "email_address",
                     "phone_number", "reference_id", "note", "birthday")
 
@@ -424,6 +435,9 @@ class SquareClient(HTTPProviderClient):
         update_bodies: dict[str, dict[str, Any]] = {}
         creates: list[tuple[int, OutboundRecord, dict[str, Any]]] = []
         unlinked = sum(1 for r in records if not r.remote_id and r.operation == "upsert")
+        planned: list[tuple[int, OutboundRecord, dict[str, Any], str | None, str]] = []
+        found_for: dict[str, str] = {}
+        emails: dict[str, str] = {}
         for i, r in enumerate(records):
             if r.operation != "upsert":
                 results[i] = await self._delete_customer(r)
@@ -436,10 +450,23 @@ class SquareClient(HTTPProviderClient):
             remote = r.remote_id
             action = "updated"
             if not remote:
+                email = str(body["email_address"]).lower()
+                twin = emails.get(email)
+                if twin is not None:  # two new records, one e-mail: settled before pushing
+                    results[i] = _failed(r, f"local record {twin} has the same e-mail "
+                                         f"{email} in this push: merge or tell them apart")
+                    continue
+                emails[email] = r.local_id
                 found = await self._adopt(body, unlinked)
                 if found is not None:
                     remote, action = found, "adopted"
-            if remote and remote not in updates:
+                    found_for[r.local_id] = found
+            planned.append((i, r, body, remote, action))
+        refused = await adoption_conflicts(self.ctx.linked, Entity.CUSTOMER, found_for)
+        for i, r, body, remote, action in planned:
+            if r.local_id in refused:
+                results[i] = _failed(r, refused[r.local_id])
+            elif remote and remote not in updates:
                 updates[remote] = (i, r, action)
                 update_bodies[remote] = body
             else:
@@ -532,26 +559,35 @@ class SquareClient(HTTPProviderClient):
         note = _text(_nested(p, "line_item", "note"))
         if note:
             line["note"] = note
-        order: dict[str, Any] = {"location_id": await self._location(),
-                                 "reference_id": reference, "line_items": [line]}
-        ticket = _text(p.get("ticket_name"))
-        if ticket:
-            order["ticket_name"] = ticket[:30]
-        email = _text(p.get("customer_email"))
-        if email:
-            found = await self._search_customer("email_address", email)
-            if found:
-                order["customer_id"] = found["id"]
-        response = await self.http.request("POST", "/v2/orders", accept=(400, 404), json_body={
-            "idempotency_key": fit_key(record.idempotency_key, ORDER_IDEMPOTENCY_MAX),
-            "order": order})
-        created = self._body_of(response)
-        if response.status_code >= 400 or not isinstance(created.get("order"), dict):
-            return _failed(record, _errors_text(created.get("errors")))
-        placed = created["order"]
+        location = await self._location()
+        placed = await self._earlier_order(record, location) if record.attempted_at else None
+        action = "adopted" if placed is not None else "created"
+        if placed is None:
+            order: dict[str, Any] = {"location_id": location, "reference_id": reference,
+                                     "line_items": [line],
+                                     "metadata": {LOCAL_ID_KEY: record.local_id[:255]}}
+            ticket = _text(p.get("ticket_name"))
+            if ticket:
+                order["ticket_name"] = ticket[:30]
+            email = _text(p.get("customer_email"))
+            if email:
+                found = await self._search_customer("email_address", email)
+                if found:
+                    order["customer_id"] = found["id"]
+            response = await self.http.request(
+                "POST", "/v2/orders", accept=(400, 404), json_body={
+                    "idempotency_key": fit_key(record.idempotency_key, ORDER_IDEMPOTENCY_MAX),
+                    "order": order})
+            created = self._body_of(response)
+            if response.status_code >= 400 or not isinstance(created.get("order"), dict):
+                return _failed(record, _errors_text(created.get("errors")))
+            placed = created["order"]
         order_id = placed.get("id")
         if not isinstance(order_id, str):
             return _failed(record, "Square returned an order without an id", ErrorKind.RETRYABLE)
+        if placed.get("state") not in (None, "OPEN", "COMPLETED"):
+            return _failed(record, f"Square order {order_id}, made for this sale by an earlier "
+                           f"attempt, is {placed.get('state')}: settle it in Square")
         due = placed.get("net_amount_due_money") or placed.get("total_money")
         if isinstance(due, dict) and due.get("amount", 0) > 0:
             paid = await self.http.request("POST", "/v2/payments", accept=(400, 404), json_body={
@@ -568,7 +604,32 @@ class SquareClient(HTTPProviderClient):
                                     error="order created but the external payment was refused: "
                                           + _errors_text(payment.get("errors")))
         return RecordResult(record.local_id, ok=True, remote_id=order_id,
-                            remote_version=str(placed.get("version", "")), action="created")
+                            remote_version=str(placed.get("version", "")), action=action)
+
+    async def _earlier_order(self, record: OutboundRecord,
+                             location: str) -> dict[str, Any] | None:
+        """The order an earlier attempt made for this sale: the location's orders created
+        since that attempt, matched by their metadata (SearchOrders has no reference or
+        metadata filter)."""
+        assert record.attempted_at is not None
+        since = (record.attempted_at - _ATTEMPT_MARGIN).astimezone(UTC)
+        cursor: str | None = None
+        while True:
+            body: dict[str, Any] = {
+                "location_ids": [location], "limit": 1000, "return_entries": False,
+                "query": {"filter": {"date_time_filter": {"created_at": {
+                    "start_at": since.isoformat().replace("+00:00", "Z")}}},
+                    "sort": {"sort_field": "CREATED_AT", "sort_order": "ASC"}}}
+            if cursor:
+                body["cursor"] = cursor
+            data = await self._json("POST", "/v2/orders/search", json_body=body)
+            for order in data.get("orders") or []:
+                if isinstance(order, dict) and _nested(order, "metadata", LOCAL_ID_KEY) == \
+                        record.local_id[:255]:
+                    return order
+            cursor = data.get("cursor")
+            if not cursor:
+                return None
 
     @staticmethod
     def _body_of(response: httpx.Response) -> dict[str, Any]:

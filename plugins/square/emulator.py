@@ -14,8 +14,12 @@ Shapes follow ``api.json`` (Square-Version 2025-08-20). What is emulated:
 - Customers: ``POST /v2/customers``, ``bulk-create`` (1-100 entries keyed by idempotency key),
   ``bulk-update``, ``search`` (exact e-mail ignoring case, exact reference id, cursor), ``GET``,
   ``PUT``, ``DELETE /v2/customers/{id}``, ``GET /v2/customers`` (cursor).
-- ``POST /v2/orders`` (idempotency key <= 192), ``GET /v2/orders/{id}``, ``POST /v2/payments``
-  with ``source_id: EXTERNAL`` for an order (key <= 45; amount must equal the amount due).
+- ``POST /v2/orders`` (idempotency key <= 192; ``metadata`` keys <= 60 of ``[a-zA-Z0-9_-]``,
+  values <= 255, at most 10), ``GET /v2/orders/{id}``, ``POST /v2/orders/search``
+  (``location_ids`` 1-10, ``query.filter`` by ``state_filter``, ``customer_filter`` and
+  ``date_time_filter.created_at``/``updated_at`` with the sort on the same field, ``limit``
+  up to 1,000, default 500, cursor), ``POST /v2/payments`` with ``source_id: EXTERNAL`` for
+  an order (key <= 45; amount must equal the amount due).
 
 Errors are ``{"errors": [{"category", "code", "detail", "field"?}]}``. Square publishes no
 numeric rate limits; the emulator allows 20 requests a second per seller with a burst of 40
@@ -29,6 +33,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import re
 import secrets
 import string
 import time
@@ -86,6 +91,29 @@ def _err(code: str, detail: str, field: str | None = None,
     if field:
         error["field"] = field
     return error
+
+
+_METADATA_KEY = re.compile(r"[a-zA-Z0-9_-]{1,60}")
+
+
+def _time(value: Any) -> datetime | None:
+    """An RFC 3339 time, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _within(moment: datetime | None, start: datetime | None, end: datetime | None) -> bool:
+    return moment is not None and (start is None or moment >= start) and (
+        end is None or moment <= end)
 
 
 def _money_ok(money: Any) -> bool:
@@ -211,6 +239,7 @@ class SquareEmulator(Emulator):
             web.put("/v2/customers/{customer_id}", self.update_customer),
             web.delete("/v2/customers/{customer_id}", self.delete_customer),
             web.post("/v2/orders", self.create_order),
+            web.post("/v2/orders/search", self.search_orders),
             web.get("/v2/orders/{order_id}", self.get_order),
             web.post("/v2/payments", self.create_payment),
         ]
@@ -770,7 +799,57 @@ class SquareEmulator(Emulator):
         customer = order.get("customer_id")
         if customer is not None and customer not in self.collection("customer"):
             return _err("NOT_FOUND", "Customer not found.", "order.customer_id")
+        metadata = order.get("metadata")
+        if metadata is not None:
+            if not isinstance(metadata, dict) or len(metadata) > 10:
+                return _err("INVALID_VALUE", "metadata is a map of at most 10 entries",
+                            "order.metadata")
+            for key, value in metadata.items():
+                if not _METADATA_KEY.fullmatch(str(key)) or not isinstance(value, str) or \
+                        not 0 < len(value) <= 255:
+                    return _err("INVALID_VALUE", f"metadata entry {key!r}: keys are up to 60 "
+                                "of [a-zA-Z0-9_-], values 1-255 characters",
+                                f"order.metadata.{key}")
         return None
+
+    async def search_orders(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        locations = body.get("location_ids")
+        if not isinstance(locations, list) or not 1 <= len(locations) <= 10:
+            return self._errors(400, _err("INVALID_VALUE", "location_ids needs 1 to 10 "
+                                          "location ids", "location_ids"))
+        if any(loc not in self._locations for loc in locations):
+            return self._errors(400, _err("NOT_FOUND", "Location not found.", "location_ids"))
+        limit = body.get("limit", 500)
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            return self._errors(400, _err("VALUE_TOO_HIGH", "limit must be 1-1000", "limit"))
+        query = _map(body.get("query"))
+        flt, sort = _map(query.get("filter")), _map(query.get("sort"))
+        field = str(sort.get("sort_field") or "CREATED_AT")
+        if field not in ("CREATED_AT", "UPDATED_AT", "CLOSED_AT"):
+            return self._errors(400, _err("INVALID_ENUM_VALUE", "sort_field is CREATED_AT, "
+                                          "UPDATED_AT or CLOSED_AT", "query.sort.sort_field"))
+        found = [o for o in self.collection("transaction").values()
+                 if o["location_id"] in locations]
+        states = _map(flt.get("state_filter")).get("states")
+        if states is not None:
+            found = [o for o in found if o["state"] in states]
+        customers = _map(flt.get("customer_filter")).get("customer_ids")
+        if customers is not None:
+            found = [o for o in found if o.get("customer_id") in customers]
+        for name, ranged in _map(flt.get("date_time_filter")).items():
+            if name.upper() != field:
+                return self._errors(400, _err(
+                    "INVALID_VALUE", f"A {name} filter needs sort_field {name.upper()}.",
+                    "query.sort.sort_field"))
+            start, end = _time(_map(ranged).get("start_at")), _time(_map(ranged).get("end_at"))
+            found = [o for o in found if _within(_time(o.get(name)), start, end)]
+        key = field.lower()
+        found.sort(key=lambda o: (o.get(key) or "", o["id"]),
+                   reverse=sort.get("sort_order", "DESC") != "ASC")
+        return self._page(found, body.get("cursor"), limit, "orders")
 
     async def create_order(self, request: web.Request) -> web.Response:
         body = await self._keyed_body(request, ORDER_IDEMPOTENCY_MAX, required=False)
@@ -813,7 +892,7 @@ class SquareEmulator(Emulator):
             "net_amount_due_money": {"amount": total, "currency": currency},
             "source": {"name": "syncd"},
         }
-        for key in ("reference_id", "customer_id", "ticket_name"):
+        for key in ("reference_id", "customer_id", "ticket_name", "metadata"):
             if spec.get(key):
                 order[key] = spec[key]
         self.put("transaction", order["id"], order, change="created")

@@ -7,12 +7,23 @@ concurrently within the account's rate limit (the shared limiter enforces it).
   upsert: a create that meets ``resource_already_exists`` updates instead. Prices are
   immutable: when the amount or currency changes, a new ``Price`` is created and set as the
   product's ``default_price``, and the old one is archived.
-- Customers are adopted by an exact ``GET /v1/customers?email=`` lookup (read-after-write
-  consistent, unlike search) before one is created.
+- Customers are adopted by e-mail (exact, read-after-write consistent lists, unlike search)
+  before one is created, and only when the customer found is not linked to another local
+  record. A customer syncd creates or adopts carries ``syncd_local_id`` in its metadata; a
+  customer an earlier attempt may have created (``OutboundRecord.attempted_at``) is first
+  looked for among the customers created since, by that key (its e-mail may have changed).
+  The first unlinked customer of a client lists the account's customers once: when that
+  first page is the whole list (a new or small account), every later e-mail is looked up
+  in it, with no call; otherwise each one is looked up with ``GET /v1/customers?email=``.
 - Sales become invoices paid out of band: the buyer (adopted by e-mail or created), a draft
-  invoice, one invoice item on it, finalize, and ``pay`` with ``paid_out_of_band``.
-- Every POST carries an ``Idempotency-Key`` derived from the record's version key, so a retry
-  after a lost response replays Stripe's first answer instead of writing twice.
+  invoice (whose metadata carries ``syncd_local_id``), one invoice item on it, finalize, and
+  ``pay`` with ``paid_out_of_band``. A sale an earlier attempt may have reached
+  (``OutboundRecord.attempted_at``) is first looked for among the invoices created since
+  that attempt, by that metadata, and finished rather than created again: Stripe forgets
+  idempotency keys after 24 hours, and the sale may have changed since.
+- Every POST carries an ``Idempotency-Key`` derived from the record's key (a create's from its
+  identity, an update's from the state it starts from and its content), so a retry after a
+  lost response replays Stripe's first answer instead of writing twice.
 """
 
 from __future__ import annotations
@@ -49,6 +60,11 @@ _failed = RecordResult.failure
 __all__ = ["StripeClient", "encode_form", "product_id_for"]
 
 _PRODUCT_FIELDS = ("name", "description", "url", "statement_descriptor", "unit_label")
+#: The metadata key naming the local record a customer or invoice was made for.
+LOCAL_ID_KEY = "syncd_local_id"
+#: How far before an earlier attempt's recorded start its invoice is looked for (clocks
+#: differ between syncd's database and Stripe).
+_ATTEMPT_MARGIN_S = 600
 _CUSTOMER_FIELDS = ("email", "name", "phone", "description")
 
 
@@ -127,6 +143,12 @@ class StripeClient(HTTPProviderClient):
             default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
             default_headers=headers,
         )
+        #: E-mail -> customer id when the first page of the customer list was all of it
+        #: (False: the account has more, look each e-mail up; None: not fetched yet).
+        self._emails: dict[str, str] | bool | None = None
+        self._emails_lock = asyncio.Lock()
+        #: Customer id -> local id of what this client created or adopted.
+        self._owners: dict[str, str] = {}
 
     @staticmethod
     def _auth(creds: Credentials) -> Mapping[str, str]:
@@ -244,7 +266,9 @@ class StripeClient(HTTPProviderClient):
             except HTTPError as exc:
                 # The code for a duplicate custom id is not documented; Stripe's error-code
                 # list has resource_already_exists, and its message says "already exists".
-                if exc.code != "resource_already_exists" and "already exists" not in str(exc):
+                # idempotency_error: an earlier attempt created it from other content.
+                if exc.code not in ("resource_already_exists", "idempotency_error") and \
+                        "already exists" not in str(exc):
                     raise
                 action = "adopted"
         if product is None:
@@ -301,11 +325,40 @@ class StripeClient(HTTPProviderClient):
             params["metadata"] = {k: _scalar(v) for k, v in metadata.items() if v is not None}
         return params
 
+    async def _customer_index(self) -> dict[str, str] | None:
+        """E-mail -> id of every customer, when one page lists them all; else None."""
+        async with self._emails_lock:
+            if self._emails is None:
+                data = await self._call("GET", "/v1/customers", params={"limit": 100})
+                if data.get("has_more"):
+                    self._emails = False
+                else:
+                    index: dict[str, str] = {}
+                    for c in data.get("data") or []:  # newest first, as the e-mail lookup
+                        if isinstance(c, Mapping) and c.get("id") and c.get("email"):
+                            index.setdefault(str(c["email"]), str(c["id"]))
+                    self._emails = index
+        return self._emails if isinstance(self._emails, dict) else None
+
+    def _remember(self, email: str, customer_id: str) -> None:
+        if isinstance(self._emails, dict):
+            self._emails[email] = customer_id
+
     async def _find_customer(self, email: str) -> str | None:
+        index = await self._customer_index()
+        if index is not None:
+            return index.get(email)
         data = await self._call("GET", "/v1/customers", params={"email": email, "limit": 1})
         found = data.get("data") or []
         first = found[0] if found else None
         return str(first["id"]) if isinstance(first, Mapping) and first.get("id") else None
+
+    async def _owner(self, customer_id: str) -> str | None:
+        """The local record ``customer_id`` is linked to (or was taken by in this client)."""
+        owner = self._owners.get(customer_id)
+        if owner is None and self.ctx.linked is not None:
+            owner = (await self.ctx.linked(Entity.CUSTOMER, [customer_id])).get(customer_id)
+        return owner
 
     async def _push_customer(self, record: OutboundRecord) -> RecordResult:
         if record.operation != "upsert":
@@ -330,8 +383,20 @@ class StripeClient(HTTPProviderClient):
                 if exc.status != 404:
                     raise
                 remote = None  # deleted at Stripe: adopt or create again
-        remote = await self._find_customer(email)
+        params = {**params, "metadata": {**params.get("metadata", {}),
+                                         LOCAL_ID_KEY: record.local_id}}
+        remote = None
+        if record.attempted_at is not None:
+            earlier = await self._earlier(record, "/v1/customers")
+            remote = str(earlier["id"]) if earlier is not None else None
+        remote = remote or await self._find_customer(email)
         if remote:
+            owner = await self._owner(remote)
+            if owner is not None and owner != record.local_id:
+                return _failed(record, f"Stripe customer {remote} has this e-mail but is "
+                               f"linked to local record {owner}; two local customers share "
+                               f"{email}: merge them or tell them apart")
+            self._owners[remote] = record.local_id
             await self._call("POST", f"/v1/customers/{remote}", params=params,
                              idempotency_key=_key(record.idempotency_key, "adopt"))
             return RecordResult(record.local_id, ok=True, remote_id=remote, action="adopted")
@@ -341,6 +406,8 @@ class StripeClient(HTTPProviderClient):
         if not isinstance(customer_id, str):
             return _failed(record, "Stripe returned a customer without an id",
                            ErrorKind.RETRYABLE)
+        self._owners[customer_id] = record.local_id
+        self._remember(email, customer_id)
         return RecordResult(record.local_id, ok=True, remote_id=customer_id, action="created")
 
     # transactions
@@ -373,36 +440,75 @@ class StripeClient(HTTPProviderClient):
         metadata = p.get("metadata")
         meta = {k: _scalar(v) for k, v in metadata.items() if v is not None} \
             if isinstance(metadata, Mapping) else {}
-        customer_id = await self._find_customer(email)
-        if customer_id is None:
-            made = await self._call("POST", "/v1/customers", params={
-                "email": email, "name": p.get("customer_name")},
-                idempotency_key=_key(record.idempotency_key, "customer"))
-            customer_id = str(made.get("id") or "")
-            if not customer_id:
-                return _failed(record, "Stripe returned a customer without an id",
-                               ErrorKind.RETRYABLE)
-        invoice = await self._call("POST", "/v1/invoices", params={
-            "customer": customer_id, "collection_method": "send_invoice",
-            "days_until_due": 30, "auto_advance": False, "currency": currency,
-            "pending_invoice_items_behavior": "exclude", "metadata": meta},
-            idempotency_key=_key(record.idempotency_key, "invoice"))
+        invoice = await self._earlier_invoice(record) if record.attempted_at else None
+        action = "adopted" if invoice is not None else "created"
+        if invoice is None:
+            customer_id = await self._find_customer(email)
+            if customer_id is None:
+                made = await self._call("POST", "/v1/customers", params={
+                    "email": email, "name": p.get("customer_name")},
+                    idempotency_key=_key(record.idempotency_key, "customer"))
+                customer_id = str(made.get("id") or "")
+                if not customer_id:
+                    return _failed(record, "Stripe returned a customer without an id",
+                                   ErrorKind.RETRYABLE)
+                self._remember(email, customer_id)
+            invoice = await self._call("POST", "/v1/invoices", params={
+                "customer": customer_id, "collection_method": "send_invoice",
+                "days_until_due": 30, "auto_advance": False, "currency": currency,
+                "pending_invoice_items_behavior": "exclude",
+                "metadata": {**meta, LOCAL_ID_KEY: record.local_id}},
+                idempotency_key=_key(record.idempotency_key, "invoice"))
         invoice_id = invoice.get("id")
         if not isinstance(invoice_id, str):
             return _failed(record, "Stripe returned an invoice without an id",
                            ErrorKind.RETRYABLE)
-        await self._call("POST", "/v1/invoiceitems", params={
-            "customer": customer_id, "invoice": invoice_id, "amount": amount,
-            "currency": currency, "description": description, "metadata": meta},
-            idempotency_key=_key(record.idempotency_key, "item"))
-        final = await self._call("POST", f"/v1/invoices/{invoice_id}/finalize",
-                                 params={"auto_advance": False},
-                                 idempotency_key=_key(record.idempotency_key, "finalize"))
-        if final.get("status") != "paid":  # a zero total is paid on finalizing
+        customer_id = str(invoice.get("customer") or "")
+        status = invoice.get("status")
+        lines = invoice.get("lines")
+        has_line = isinstance(lines, Mapping) and bool(lines.get("data"))
+        if status == "draft" and not has_line:
+            await self._call("POST", "/v1/invoiceitems", params={
+                "customer": customer_id, "invoice": invoice_id, "amount": amount,
+                "currency": currency, "description": description, "metadata": meta},
+                idempotency_key=_key(record.idempotency_key, "item"))
+        if status == "draft":
+            final = await self._call("POST", f"/v1/invoices/{invoice_id}/finalize",
+                                     params={"auto_advance": False},
+                                     idempotency_key=_key(record.idempotency_key, "finalize"))
+            status = final.get("status")
+        if status == "open":  # a zero total is paid on finalizing
             await self._call("POST", f"/v1/invoices/{invoice_id}/pay",
                              params={"paid_out_of_band": True},
                              idempotency_key=_key(record.idempotency_key, "pay"))
-        return RecordResult(record.local_id, ok=True, remote_id=invoice_id, action="created")
+        elif status != "paid":
+            return _failed(record, f"Stripe invoice {invoice_id}, made for this sale by an "
+                           f"earlier attempt, is {status}: settle it in Stripe")
+        return RecordResult(record.local_id, ok=True, remote_id=invoice_id, action=action)
+
+    async def _earlier_invoice(self, record: OutboundRecord) -> dict[str, Any] | None:
+        return await self._earlier(record, "/v1/invoices")
+
+    async def _earlier(self, record: OutboundRecord, path: str) -> dict[str, Any] | None:
+        """What an earlier attempt made for this record (a customer, an invoice): the
+        objects created since that attempt (a list, so consistent, unlike search), matched
+        by their ``syncd_local_id`` metadata."""
+        assert record.attempted_at is not None
+        since = int(record.attempted_at.timestamp()) - _ATTEMPT_MARGIN_S
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 100, "created": {"gte": since}}
+            if after:
+                params["starting_after"] = after
+            data = await self._call("GET", path, params=params)
+            page = [i for i in data.get("data") or [] if isinstance(i, dict) and i.get("id")]
+            for found in page:
+                meta = found.get("metadata")
+                if isinstance(meta, Mapping) and meta.get(LOCAL_ID_KEY) == record.local_id:
+                    return found
+            if not data.get("has_more") or not page:
+                return None
+            after = str(page[-1]["id"])
 
     # --- pull ----------------------------------------------------------------------------
 

@@ -13,14 +13,19 @@ shaped like ``spec3.yaml``/``fixtures3.json``. What is emulated:
   ``resource_already_exists``; update; retrieve; list; delete, refused while the product has
   prices), ``/v1/prices`` (create, retrieve, list by product, update of mutable fields only:
   amounts are immutable), ``/v1/customers`` (create, update, retrieve, delete, list with exact
-  case-sensitive ``email``), ``GET /v1/account``, and invoices for ticket sales:
+  case-sensitive ``email`` and ``created`` ranges), ``GET /v1/account``, and invoices for
+  ticket sales:
   ``POST /v1/invoices`` (drafts; ``send_invoice`` needs ``days_until_due``),
   ``POST /v1/invoiceitems`` (onto a draft of the same customer and currency),
-  ``POST /v1/invoices/{id}/finalize`` and ``/pay`` (``paid_out_of_band`` only), stored in
-  the ``transaction`` collection.
+  ``POST /v1/invoices/{id}/finalize`` and ``/pay`` (``paid_out_of_band`` only),
+  ``GET /v1/invoices`` (by ``customer``, ``status``, ``created`` ranges), stored in the
+  ``transaction`` collection.
 - Unknown parameters are refused (400, ``param`` names them), as Stripe does.
 - ``Idempotency-Key`` (<= 255 chars): a replay returns the first response with
-  ``Idempotent-Replayed: true``; other parameters give 400 ``idempotency_error``.
+  ``Idempotent-Replayed: true``; other parameters give 400 ``idempotency_error``. No result
+  is saved for a request that failed validation (docs.stripe.com/idempotency). Stripe may
+  prune keys 24 hours old: ``Emulator.forget_idempotency`` (``DELETE
+  /_emulator/idempotency``) does that at once.
 - Lists: ``limit`` 1-100 (default 10), ``starting_after``/``ending_before``, ``has_more``;
   newest first.
 - Rate limit: 25 requests/s per account (test mode, docs.stripe.com/rate-limits); a 429
@@ -43,7 +48,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from daemon.provider import EmulatorSettings
-from daemon.testing.emulator import REPLAYED, Emulator, Token
+from daemon.testing.emulator import REPLAYED, UNSAVED, Emulator, Token
 from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX
 from plugins.stripe.webhooks import signature_header
 
@@ -246,6 +251,7 @@ class StripeEmulator(Emulator):
             web.get("/v1/customers/{id}", self.get_customer),
             web.delete("/v1/customers/{id}", self._write(self.delete_customer)),
             web.post("/v1/invoices", self._write(self.create_invoice)),
+            web.get("/v1/invoices", self.list_invoices),
             web.get("/v1/invoices/{id}", self.get_invoice),
             web.post("/v1/invoices/{id}/finalize", self._write(self.finalize_invoice)),
             web.post("/v1/invoices/{id}/pay", self._write(self.pay_invoice)),
@@ -283,6 +289,9 @@ class StripeEmulator(Emulator):
                 try:
                     result = handler(request, params)
                 except _Invalid as exc:
+                    # Stripe saves no result for a request that failed validation: a retry
+                    # with the same key (and other parameters) runs afresh.
+                    request[UNSAVED] = True
                     return self._invalid(exc)
                 return web.json_response(result)
 
@@ -666,6 +675,10 @@ class StripeEmulator(Emulator):
         items = list(self.collection("customer").values())
         if "email" in request.query:  # exact and case-sensitive, as Stripe documents
             items = [c for c in items if c.get("email") == request.query["email"]]
+        try:
+            items = self._filter_created(items, decode_form(request.query).get("created"))
+        except (ValueError, _Invalid) as exc:
+            return self._invalid(exc if isinstance(exc, _Invalid) else _Invalid(str(exc)))
         return self._list(request, items, "/v1/customers")
 
     def delete_customer(self, request: web.Request, params: dict[str, Any]) -> dict[str, Any]:
@@ -857,6 +870,35 @@ class StripeEmulator(Emulator):
         invoice["status_transitions"]["paid_at"] = now
         self.notify_change("transaction", invoice["id"], "updated")
         return self._public(invoice)
+
+    async def list_invoices(self, request: web.Request) -> web.Response:
+        """``GET /v1/invoices``: by ``customer``, ``status`` and ``created`` (an integer or a
+        range ``created[gte|gt|lte|lt]``), newest first."""
+        try:
+            query = decode_form(request.query)
+            items = self._filter_created(list(self.collection("transaction").values()),
+                                         query.get("created"))
+        except (ValueError, _Invalid) as exc:
+            return self._invalid(exc if isinstance(exc, _Invalid) else _Invalid(str(exc)))
+        for key in ("customer", "status", "collection_method"):
+            if key in query:
+                items = [i for i in items if i.get(key) == query[key]]
+        return self._list(request, items, "/v1/invoices")
+
+    @staticmethod
+    def _filter_created(items: list[dict[str, Any]], created: Any) -> list[dict[str, Any]]:
+        if created is None:
+            return items
+        bounds = created if isinstance(created, dict) else {"eq": created}
+        tests: dict[str, Callable[[int, int], bool]] = {
+            "eq": lambda a, b: a == b, "gte": lambda a, b: a >= b, "gt": lambda a, b: a > b,
+            "lte": lambda a, b: a <= b, "lt": lambda a, b: a < b}
+        for op, raw in bounds.items():
+            if op not in tests or not isinstance(raw, str) or not raw.lstrip("-").isdigit():
+                raise _Invalid("Invalid created: an integer or a hash of gt, gte, lt, lte "
+                               "integers", "created")
+            items = [i for i in items if tests[op](int(i["created"]), int(raw))]
+        return items
 
     async def get_invoice(self, request: web.Request) -> web.Response:
         invoice = self.collection("transaction").get(request.match_info["id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
@@ -14,7 +15,7 @@ from daemon.provider import Direction, Entity, EntitySupport, FieldSpec, RateLim
 from daemon.sync.engine import _Link, decide, delete_policy
 from daemon.sync.healing import find_alternative, heal_mapping
 from daemon.sync.health import classify
-from daemon.sync.keys import KEY_LENGTH, idempotency_key
+from daemon.sync.keys import KEY_LENGTH, create_key, idempotency_key, update_key
 from daemon.sync.mappings import detect_venue_type
 from daemon.sync.pacing import Pacer, push_concurrency, push_rate
 
@@ -86,13 +87,47 @@ def test_delete_policy_falls_back_to_what_the_provider_can_do() -> None:
 
 
 @given(st.text(min_size=1), st.text(min_size=1))
-def test_keys_are_deterministic_and_version_specific(local_id: str, digest: str) -> None:
-    key = idempotency_key("v", "square", "customer", local_id, digest)
-    assert key == idempotency_key("v", "square", "customer", local_id, digest)
+def test_keys_are_deterministic_and_operation_specific(local_id: str, digest: str) -> None:
+    key = idempotency_key("v", "square", "customer", local_id, digest, operation="update")
+    assert key == idempotency_key("v", "square", "customer", local_id, digest,
+                                  operation="update")
     assert len(key) == KEY_LENGTH
-    assert key != idempotency_key("v", "square", "customer", local_id, digest + "x")
+    assert key != idempotency_key("v", "square", "customer", local_id, digest + "x",
+                                  operation="update")
     assert key != idempotency_key("v", "square", "customer", local_id, digest,
                                   operation="delete")
+
+
+@given(st.text(min_size=1), st.text(min_size=1), st.text(min_size=1))
+def test_a_create_key_follows_identity_not_content(local_id: str, a: str, b: str) -> None:
+    # A retry of a create after a lost answer must replay even if the record changed since.
+    key = create_key("v", "stripe", "transaction", local_id)
+    assert key == create_key("v", "stripe", "transaction", local_id)
+    assert len(key) == KEY_LENGTH
+    assert key != create_key("v", "stripe", "transaction", local_id + "x")
+    assert key != create_key("v", "stripe", "customer", local_id)
+    assert key != create_key("w", "stripe", "transaction", local_id)
+    # A second life after the remote record was deleted is a new create.
+    assert key != create_key("v", "stripe", "transaction", local_id, replaces=a)
+    # After a recorded refusal the earlier attempt left nothing: a new request.
+    refused = datetime(2026, 1, 1, tzinfo=UTC)
+    assert key != create_key("v", "stripe", "transaction", local_id, refused_at=refused)
+
+
+@given(st.text(min_size=1), st.text(min_size=1), st.text(min_size=1))
+def test_an_update_key_follows_the_state_it_starts_from(local_id: str, a: str, b: str) -> None:
+    def key(base: str, content: str, version: str | None = None, at: int = 0) -> str:
+        return update_key("v", "stripe", "customer", local_id, remote_id="cus_1",
+                          remote_version=version, base_hash=base, content_hash=content,
+                          synced_at=datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=at))
+
+    assert key(a, b) == key(a, b)  # the same change retried replays
+    if a != b:
+        # A -> B, then B -> A: the second A starts from B, so it is not A's first answer.
+        assert key(b, a) != key(a, b)
+    assert key(a, b, "v1") != key(a, b, "v2")
+    # X -> A, A -> X, X -> A again: equal states, stored at different times.
+    assert key(a, b, at=1) != key(a, b, at=2)
 
 
 def test_push_rate_takes_the_narrowest_limit() -> None:

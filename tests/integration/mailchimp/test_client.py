@@ -381,12 +381,17 @@ async def test_missing_store_is_created_on_the_audience(env: Env) -> None:
     assert len(gets) == 1  # checked once per client
 
 
-async def test_two_records_with_one_email_share_the_member(env: Env) -> None:
+async def test_two_records_with_one_email_are_settled_before_pushing(env: Env) -> None:
+    # One e-mail is one member: the second record would overwrite the first's member, so it
+    # fails (naming the first) and nothing of it is sent.
     results = await env.client().push(Entity.CUSTOMER, [
         member(1, email="same@example.com"), member(2, email="Same@Example.com")])
-    assert [r.action for r in results] == ["created", "adopted"]
-    assert results[0].remote_id == results[1].remote_id
-    assert len(env.members()) == 1
+    assert [r.action for r in results] == ["created", ""]
+    assert not results[1].ok
+    assert results[1].error_kind is ErrorKind.PERMANENT
+    assert "local record c1" in (results[1].error or "")
+    (held,) = env.members()
+    assert held["merge_fields"]["LNAME"] == "Buyer 1"
 
 
 async def test_one_log_line_per_push_without_secrets(env: Env) -> None:

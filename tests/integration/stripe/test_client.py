@@ -78,7 +78,7 @@ async def test_customers_are_created_updated_and_adopted_by_exact_email(stripe: 
     [customer] = await stripe.store("customer")
     assert customer["email"] == "buyer1@example.com"
     assert customer["metadata"] == {"customer_id": "cu-1", "venue_id": "v1",
-                                    "marketing_opt_in": "True"}
+                                    "marketing_opt_in": "True", "syncd_local_id": "customer-1"}
 
     linked = outbound(Entity.CUSTOMER, 1, remote_id=made.remote_id,
                       **{"customer.full_name": "Grace"})
