@@ -1068,7 +1068,8 @@ class _Run:
                     rows = [u for u in self.unmapped if u[0] == etype]
                     await conn.execute(
                         _Q["write_failures"], self.venue_id, self.name, etype,
-                        [u[1] for u in rows], [u[2] for u in rows], [u[3] for u in rows])
+                        [u[1] for u in rows], [u[2] for u in rows], [u[3] for u in rows],
+                        False)  # never sent: the provider refused nothing
             await conn.execute(
                 _Q["finish_log"], log_id, report.status,
                 sum(e.scanned for e in report.entities), report.succeeded, report.failed,
