@@ -3,7 +3,10 @@
 Sub-commands live in :mod:`daemon.commands`, one module each with a ``register(subparsers)``
 function; plugins add theirs through the ``syncd_register_commands`` hook. Every command
 returns an exit status: 0 success, 1 error, and for ``plan`` 2 meaning "there are changes".
-An operator error (:class:`daemon.errors.SyncdError`) prints one line, never a traceback.
+An operator error (:class:`daemon.errors.SyncdError`) prints one line, never a traceback;
+so does an error the database answers a command with (:func:`database_error_line`). Bad
+arguments are refused by the parser itself (exit 2), with the types in
+:mod:`daemon.commands._argtypes`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import inspect
 import pkgutil
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
+
+import asyncpg
 
 from daemon import __version__
 from daemon.errors import SyncdError
@@ -22,11 +27,26 @@ from daemon.logs import configure_logging
 from daemon.loop import run_async
 from daemon.plugins import await_me_maybe
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "database_error_line", "main"]
+
+
+def database_error_line(exc: Exception) -> str:
+    """One line for an error the database (or the driver, on a value it cannot send) gave."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"the database refused the request: {text}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line naming the command and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser(plugins_hook: Any | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="syncd",
         description="Keep venues' Square, Stripe, Mailchimp and QuickBooks in step with "
         "the ticketing platform. Configuration is YAML in git; state is in Postgres.",
@@ -84,6 +104,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SyncdError as exc:
         print(f"syncd: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"syncd: error: {database_error_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
