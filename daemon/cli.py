@@ -27,7 +27,13 @@ from daemon.logs import configure_logging
 from daemon.loop import run_async
 from daemon.plugins import await_me_maybe
 
-__all__ = ["build_parser", "database_error_line", "main"]
+__all__ = ["build_parser", "database_error_line", "main", "one_line"]
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped: messages that echo
+    what the user typed stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def database_error_line(exc: Exception) -> str:
@@ -35,14 +41,14 @@ def database_error_line(exc: Exception) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     if len(text) > 300:
         text = text[:297] + "..."
-    return f"the database refused the request: {text}"
+    return f"the database refused the request: {one_line(text)}"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error as one line naming the command and where help is."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser(plugins_hook: Any | None = None) -> argparse.ArgumentParser:
@@ -89,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           early.log_format or settings.log_format)
         parser = build_parser(ctx.plugins.hook)
     except SyncdError as exc:
-        print(f"syncd: error: {exc}", file=sys.stderr)
+        print(f"syncd: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     args = parser.parse_args(args_list)
     func = getattr(args, "func", None)
@@ -102,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_async(await_me_maybe(result), settings.event_loop)
         return int(result or 0)
     except SyncdError as exc:
-        print(f"syncd: error: {exc}", file=sys.stderr)
+        print(f"syncd: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         print(f"syncd: error: {database_error_line(exc)}", file=sys.stderr)

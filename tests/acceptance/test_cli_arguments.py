@@ -25,6 +25,9 @@ from tests.acceptance.test_cli_queue import VENUE, _dead, _sql
     (["dlq", "replay", "0"], "argument ids: '0' is not between 1 and"),
     (["emulate", "stripe", "--port", "99999"], "argument --port: '99999' is not between"),
     (["emulate", "stripe", "--latency", "nan"], "argument --latency: 'nan' is not a finite"),
+    # A pool sized for it exhausted memory before the database was even reached.
+    (["worker", "--concurrency", "100000000"],
+     "argument --concurrency: '100000000' is not between 1 and 1000"),
 ])
 def test_bad_values_are_refused_by_the_parser_and_nothing_changes(
         syncd: Run, db_url: str, args: list[str], complaint: str) -> None:
