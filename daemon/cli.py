@@ -3,7 +3,10 @@
 Sub-commands live in :mod:`daemon.commands`, one module each with a ``register(subparsers)``
 function; plugins add theirs through the ``syncd_register_commands`` hook. Every command
 returns an exit status: 0 success, 1 error, and for ``plan`` 2 meaning "there are changes".
-An operator error (:class:`daemon.errors.SyncdError`) prints one line, never a traceback.
+An operator error (:class:`daemon.errors.SyncdError`) prints one line, never a traceback;
+so does an error the database answers a command with (:func:`database_error_line`). Bad
+arguments are refused by the parser itself (exit 2), with the types in
+:mod:`daemon.commands._argtypes`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import inspect
 import pkgutil
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
+
+import asyncpg
 
 from daemon import __version__
 from daemon.errors import SyncdError
@@ -22,11 +27,32 @@ from daemon.logs import configure_logging
 from daemon.loop import run_async
 from daemon.plugins import await_me_maybe
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "database_error_line", "main", "one_line"]
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped: messages that echo
+    what the user typed stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def database_error_line(exc: Exception) -> str:
+    """One line for an error the database (or the driver, on a value it cannot send) gave."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"the database refused the request: {one_line(text)}"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line naming the command and where help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser(plugins_hook: Any | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="syncd",
         description="Keep venues' Square, Stripe, Mailchimp and QuickBooks in step with "
         "the ticketing platform. Configuration is YAML in git; state is in Postgres.",
@@ -69,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                           early.log_format or settings.log_format)
         parser = build_parser(ctx.plugins.hook)
     except SyncdError as exc:
-        print(f"syncd: error: {exc}", file=sys.stderr)
+        print(f"syncd: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     args = parser.parse_args(args_list)
     func = getattr(args, "func", None)
@@ -82,8 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_async(await_me_maybe(result), settings.event_loop)
         return int(result or 0)
     except SyncdError as exc:
-        print(f"syncd: error: {exc}", file=sys.stderr)
+        print(f"syncd: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        print(f"syncd: error: {database_error_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

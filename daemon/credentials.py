@@ -7,8 +7,12 @@ encrypted token vault slots in behind the same two calls later:
 - ``refresh(venue_id, provider)`` returns fresh credentials after an auth error, or None
   when there is nothing to refresh (the integration then goes to ``error``).
 
+Webhook signing secrets are apart (:class:`WebhookSecrets`): only the webhook endpoint
+needs them, so a missing one never stops a push.
+
 :class:`ReferenceCredentialStore` resolves the references an integration's ``credentials``
-column holds (``env:NAME``, ``file:/path``); a value ``oauth`` is answered by a
+column holds (``env:NAME``, ``file:PATH``) within a
+:class:`~daemon.credential_scope.CredentialScope`; a value ``oauth`` is answered by a
 :class:`TokenSource` (tests and emulators provide one today; the vault tomorrow). Secret
 values never appear in logs, errors or ``repr``.
 """
@@ -16,25 +20,25 @@ values never appear in logs, errors or ``repr``.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 
-from daemon.errors import SyncdError
+from daemon.credential_scope import DEFAULT_SCOPE, CredentialError, CredentialScope
 from daemon.logs import get_logger
 from daemon.provider import Credentials
 
 __all__ = [
     "CredentialError",
+    "CredentialScope",
     "CredentialStore",
     "EmulatorTokens",
     "ReferenceCredentialStore",
     "StaticTokens",
     "TokenSource",
+    "WebhookSecrets",
     "resolve_reference",
 ]
 
@@ -42,10 +46,10 @@ log = get_logger("syncd.credentials")
 
 #: Credential keys that are secrets and go to the matching :class:`Credentials` field.
 _SECRET_FIELDS = ("access_token", "api_key")
-
-
-class CredentialError(SyncdError):
-    """A credential could not be resolved. The message names the reference, never a value."""
+#: ``token: env:NAME`` (or ``file:``) gives the access token directly.
+_TOKEN = "token"  # noqa: S105 - a credential key name, not a value
+#: The webhook signing secret: never part of :class:`Credentials`.
+_WEBHOOK_SECRET = "webhook_secret"  # noqa: S105 - a key name
 
 
 @runtime_checkable
@@ -58,6 +62,16 @@ class CredentialStore(Protocol):
 
     async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
         """Fresh credentials after the provider refused the current ones, or None."""
+        ...
+
+
+@runtime_checkable
+class WebhookSecrets(Protocol):
+    """Answers "which secret signs this provider's webhooks for this venue"."""
+
+    async def webhook_secret(self, venue_id: str, provider: str) -> str | None:
+        """The signing secret; None when none is configured; :class:`CredentialError` when
+        one is configured but cannot be read."""
         ...
 
 
@@ -139,31 +153,16 @@ class EmulatorTokens:
         return await self._fetch(provider)
 
 
-def resolve_reference(key: str, reference: str) -> str:
-    """The secret a reference points at. ``key`` names it in errors; the value never does."""
-    kind, sep, target = reference.partition(":")
-    if not sep or not target:
-        raise CredentialError(
-            f"credential {key!r} must be a reference (env:NAME or file:/path), not a value")
-    if kind == "env":
-        value = os.environ.get(target)
-        if value is None or not value.strip():
-            raise CredentialError(
-                f"credential {key!r} refers to environment variable {target}, which is unset")
-        return value.strip()
-    if kind == "file":
-        path = Path(target).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise CredentialError(
-                f"credential {key!r} refers to {path}, which cannot be read: "
-                f"{exc.strerror or type(exc).__name__}") from None
-        if not text:
-            raise CredentialError(f"credential {key!r} refers to {path}, which is empty")
-        return text
-    raise CredentialError(
-        f"credential {key!r} has an unknown reference kind {kind!r} (use env: or file:)")
+def resolve_reference(key: str, reference: str, scope: CredentialScope = DEFAULT_SCOPE) -> str:
+    """The secret a reference points at, within ``scope``. ``key`` names it in errors; the
+    value never does."""
+    return scope.read(key, reference)
+
+
+def _scope_from_settings() -> CredentialScope:
+    from daemon.settings import Settings
+
+    return CredentialScope.from_settings(Settings())
 
 
 class ReferenceCredentialStore:
@@ -171,12 +170,15 @@ class ReferenceCredentialStore:
 
     The column holds ``{"api_key": "env:SQUARE_KEY", "access_token": "oauth",
     "account": {"realm_id": "123"}}``: secret keys are references (or ``oauth``), and
-    ``account`` holds non-secret facts, each a plain value or a reference.
+    ``account`` holds non-secret facts, each a plain value or a reference. References are
+    resolved within ``scope`` (by default the one the settings give).
     """
 
-    def __init__(self, pool: asyncpg.Pool, tokens: TokenSource | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, tokens: TokenSource | None = None,
+                 scope: CredentialScope | None = None) -> None:
         self.pool = pool
         self.tokens = tokens
+        self.scope = scope if scope is not None else _scope_from_settings()
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def _references(self, venue_id: str, provider: str) -> Mapping[str, Any]:
@@ -194,22 +196,27 @@ class ReferenceCredentialStore:
     async def get(self, venue_id: str, provider: str) -> Credentials:
         refs = await self._references(venue_id, provider)
         secrets: dict[str, str | None] = dict.fromkeys(_SECRET_FIELDS)
+        others: dict[str, str] = {}
         account: dict[str, str] = {}
         wants_oauth = False
         for key, value in refs.items():
             if key == "account" and isinstance(value, Mapping):
                 for name, fact in value.items():
                     text = str(fact)
-                    account[str(name)] = (resolve_reference(f"account.{name}", text)
+                    account[str(name)] = (self.scope.read(f"account.{name}", text)
                                           if text.startswith(("env:", "file:")) else text)
+            elif key == _WEBHOOK_SECRET:
+                continue  # only the webhook endpoint needs it: see webhook_secret()
             elif value == "oauth":
                 wants_oauth = True
             elif not isinstance(value, str):
                 raise CredentialError(f"credential {key!r} must be a reference string")
             elif key in _SECRET_FIELDS:
-                secrets[key] = resolve_reference(key, value)
+                secrets[key] = self.scope.read(key, value)
             else:
-                account[key] = resolve_reference(key, value)
+                others[key] = self.scope.read(key, value)
+        direct = others.pop(_TOKEN, None)
+        secrets["access_token"] = secrets["access_token"] or direct
         expires_at = None
         if wants_oauth:
             token = await self.tokens.token(venue_id, provider) if self.tokens else None
@@ -224,7 +231,17 @@ class ReferenceCredentialStore:
         log.debug("credentials.resolved", venue_id=str(venue_id), provider=provider,
                   keys=sorted(k for k, v in secrets.items() if v), oauth=wants_oauth)
         return Credentials(access_token=secrets["access_token"], api_key=secrets["api_key"],
-                           account=account, expires_at=expires_at)
+                           account=account, expires_at=expires_at, secrets=others)
+
+    async def webhook_secret(self, venue_id: str, provider: str) -> str | None:
+        """The integration's ``webhook_secret``; None when it has none."""
+        refs = await self._references(venue_id, provider)
+        reference = refs.get(_WEBHOOK_SECRET)
+        if reference is None:
+            return None
+        if not isinstance(reference, str):
+            raise CredentialError(f"credential {_WEBHOOK_SECRET!r} must be a reference string")
+        return self.scope.read(_WEBHOOK_SECRET, reference)
 
     async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
         """Single-flight per integration: concurrent callers share one refresh."""

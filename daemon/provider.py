@@ -368,13 +368,21 @@ class ProviderError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """Resolved secrets for one account. ``repr`` never shows the values."""
+    """Resolved secrets for one account. ``repr`` never shows the secret values.
+
+    Secrets are ``access_token``, ``api_key`` and ``secrets`` (any other credential key the
+    provider declares, by key). ``account`` holds only non-secret facts and may appear in
+    logs and messages. A webhook signing secret is not here: pushes never need it, and the
+    webhook endpoint asks the credential store for it on its own.
+    """
 
     access_token: str | None = field(default=None, repr=False)
     api_key: str | None = field(default=None, repr=False)
     #: Non-secret account facts: realm_id, dc (Mailchimp data centre), list_id, account.
     account: Mapping[str, str] = field(default_factory=dict)
     expires_at: datetime | None = None
+    #: Other secret credential keys the provider declares (``credential_keys``), by key.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(slots=True)

@@ -103,6 +103,38 @@ class Settings(BaseSettings):
         description="Largest share of managed integrations one apply may switch off "
         "without --force.",
     )
+    config_max_file_bytes: int = Field(
+        default=1_048_576, ge=1, description="Largest config file read, in bytes."
+    )
+    config_max_depth: int = Field(
+        default=64, ge=2, le=500,
+        description="Deepest nesting of mappings and lists in a config file.",
+    )
+    config_max_nodes: int = Field(
+        default=100_000, ge=1,
+        description="Most values in a config file once YAML aliases are expanded.",
+    )
+
+    # --- credential references --------------------------------------------------------
+    credential_env_prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["VENUE_"],
+        description="Prefixes an env:NAME credential reference must start with "
+        "(comma-separated or a JSON list).",
+    )
+    secrets_dir: Path = Field(
+        default=Path("/run/secrets"),
+        description="Directory every file:PATH credential reference must stay inside.",
+    )
+
+    @field_validator("credential_env_prefixes", mode="before")
+    @classmethod
+    def _split_prefixes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else text.split(",")
+        if isinstance(value, list):
+            return [str(part).strip() for part in value if str(part).strip()]
+        return value
 
     # --- queue and workers ------------------------------------------------------------
     worker_concurrency: int = Field(

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 from daemon.commands._context import CliContext
-from daemon.config import ConfigInvalid
+from daemon.config import ConfigInvalid, YamlLimits
+from daemon.credential_scope import CredentialScope
 
-__all__ = ["add_config_dir", "config_dir", "print_problems"]
+__all__ = ["add_config_dir", "config_dir", "config_limits", "credential_scope",
+           "print_problems"]
 
 
 def add_config_dir(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +24,18 @@ def add_config_dir(parser: argparse.ArgumentParser) -> None:
 def config_dir(args: argparse.Namespace, ctx: CliContext) -> Path:
     chosen: Path | None = args.config
     return chosen if chosen is not None else ctx.settings.config_dir
+
+
+def config_limits(ctx: CliContext) -> YamlLimits:
+    """The caps on each config file, from the settings."""
+    s = ctx.settings
+    return YamlLimits(max_file_bytes=s.config_max_file_bytes, max_depth=s.config_max_depth,
+                      max_nodes=s.config_max_nodes)
+
+
+def credential_scope(ctx: CliContext) -> CredentialScope:
+    """Where credential references may point, from the settings."""
+    return CredentialScope.from_settings(ctx.settings)
 
 
 def print_problems(exc: ConfigInvalid, *, as_json: bool) -> None:

@@ -9,7 +9,13 @@ import json
 import signal
 from typing import Any
 
-from daemon.commands._config_args import add_config_dir, config_dir, print_problems
+from daemon.commands._config_args import (
+    add_config_dir,
+    config_dir,
+    config_limits,
+    credential_scope,
+    print_problems,
+)
 from daemon.commands._context import CliContext
 from daemon.config import ConfigInvalid, load_config
 from daemon.reconcile import Reconciler, apply_desired, git_commit, render_plan
@@ -44,7 +50,7 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
             reconciler = Reconciler(
                 db.pool, ctx.plugins, directory, poll_interval=settings.config_poll_interval,
                 max_disable_share=settings.config_max_disable_share, prune=args.prune,
-                source="watch")
+                source="watch", limits=config_limits(ctx), scope=credential_scope(ctx))
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -52,7 +58,8 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
             await reconciler.run(stop)
         return 0
     try:
-        desired = load_config(directory, ctx.plugins)
+        desired = load_config(directory, ctx.plugins, limits=config_limits(ctx),
+                              scope=credential_scope(ctx))
     except ConfigInvalid as exc:
         print_problems(exc, as_json=args.json)
         return 1

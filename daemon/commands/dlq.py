@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from daemon.commands._argtypes import DAYS, JOB_ID, whole_number
 from daemon.commands._context import CliContext
 from daemon.commands.queue import parse_uuid, queue_connection
 from daemon.errors import SyncdError
@@ -23,19 +24,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
     ls = sub.add_parser("list", help="list dead letters, newest first")
     _filters(ls)
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=whole_number(1, 10_000), default=50,
+                    help="most jobs listed (1 to 10000, default 50)")
     ls.add_argument("--json", action="store_true", help="print JSON")
     ls.set_defaults(func=list_cmd)
 
     sh = sub.add_parser("show", help="show one job in full")
-    sh.add_argument("id", type=int)
+    sh.add_argument("id", type=JOB_ID)
     sh.add_argument("--json", action="store_true", help="print JSON")
     sh.set_defaults(func=show_cmd)
 
     rp = sub.add_parser("replay", help="put dead letters back on the queue",
                         description="Back to pending with a fresh attempt budget. Give ids, "
                         "or --all (narrowed by --venue/--provider).")
-    rp.add_argument("ids", type=int, nargs="*")
+    rp.add_argument("ids", type=JOB_ID, nargs="*")
     rp.add_argument("--all", action="store_true")
     _filters(rp)
     rp.set_defaults(func=replay_cmd)
@@ -43,9 +45,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     pg = sub.add_parser("purge", help="delete dead letters",
                         description="Delete dead letters for good. Give ids, or --all "
                         "(narrowed by --venue/--provider/--older-than-days).")
-    pg.add_argument("ids", type=int, nargs="*")
+    pg.add_argument("ids", type=JOB_ID, nargs="*")
     pg.add_argument("--all", action="store_true")
-    pg.add_argument("--older-than-days", type=float, default=None)
+    pg.add_argument("--older-than-days", type=DAYS, default=None, metavar="DAYS",
+                    help="only dead letters that finished longer ago than this")
     _filters(pg)
     pg.set_defaults(func=purge_cmd)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from daemon.commands._argtypes import PORT, PROBABILITY, SECONDS, number, whole_number
 from daemon.commands._context import CliContext
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
@@ -28,25 +29,7 @@ log = get_logger("syncd.emulate")
 _DEFAULTS = EmulatorSettings()
 
 
-def _rate(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
+_POSITIVE = number(0, 1e9, above_low=True)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -58,31 +41,32 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "control API under /_emulator/ shows the store and the request log.",
     )
     p.add_argument("provider", metavar="PROVIDER", help="provider name, e.g. stripe")
-    p.add_argument("--port", type=int, default=12111, help="port (default 12111; 0: any)")
+    p.add_argument("--port", type=PORT, default=12111, help="port (default 12111; 0: any)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--latency", type=_non_negative, default=_DEFAULTS.latency,
+    p.add_argument("--latency", type=SECONDS, default=_DEFAULTS.latency,
                    metavar="SECONDS", help="delay before every answer")
-    p.add_argument("--error-rate", type=_rate, default=_DEFAULTS.error_rate, metavar="P",
+    p.add_argument("--error-rate", type=PROBABILITY, default=_DEFAULTS.error_rate, metavar="P",
                    help="share of requests answered with a 5xx")
-    p.add_argument("--rate-limit-storm", type=_rate, default=_DEFAULTS.rate_limit_storm,
+    p.add_argument("--rate-limit-storm", type=PROBABILITY, default=_DEFAULTS.rate_limit_storm,
                    metavar="P", help="share of requests answered 429 regardless of rate")
-    p.add_argument("--timeout-rate", type=_rate, default=_DEFAULTS.timeout_rate, metavar="P",
+    p.add_argument("--timeout-rate", type=PROBABILITY, default=_DEFAULTS.timeout_rate, metavar="P",
                    help="share of requests that hang, then drop the connection")
-    p.add_argument("--reset-rate", type=_rate, default=_DEFAULTS.reset_rate, metavar="P",
+    p.add_argument("--reset-rate", type=PROBABILITY, default=_DEFAULTS.reset_rate, metavar="P",
                    help="share of requests whose connection is reset before handling")
-    p.add_argument("--reset-after-commit-rate", type=_rate,
+    p.add_argument("--reset-after-commit-rate", type=PROBABILITY,
                    default=_DEFAULTS.reset_after_commit_rate, metavar="P",
                    help="share of requests applied, then reset before the answer")
     p.add_argument("--no-rate-limits", action="store_true",
                    help="do not enforce the provider's documented rate limits")
-    p.add_argument("--rate-limit-scale", type=_positive, default=_DEFAULTS.rate_limit_scale,
+    p.add_argument("--rate-limit-scale", type=_POSITIVE, default=_DEFAULTS.rate_limit_scale,
                    metavar="X", help="multiply the documented rate limits (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="seed for the fault dice")
+    p.add_argument("--seed", type=whole_number(0, 2**64 - 1), default=None,
+                   help="seed for the fault dice")
     p.add_argument("--webhook-url", default=None, metavar="URL",
                    help="send signed webhooks here when records change")
     p.add_argument("--webhook-secret", default=_DEFAULTS.webhook_secret, metavar="SECRET",
                    help="secret webhooks are signed with (a test value by default)")
-    p.add_argument("--access-token-ttl", type=_positive, default=None, metavar="SECONDS",
+    p.add_argument("--access-token-ttl", type=_POSITIVE, default=None, metavar="SECONDS",
                    help="lifetime of issued access tokens (default: the provider's)")
     p.set_defaults(func=run)
 

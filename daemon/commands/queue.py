@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from daemon.commands._argtypes import DAYS
 from daemon.commands._context import CliContext
 from daemon.errors import SyncdError
 from daemon.queue.types import LANES
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     r = sub.add_parser("prune", help="delete completed and failed jobs past retention",
                        description="Delete completed and failed jobs that finished longer ago "
                        "than the retention period. Dead letters are kept (see syncd dlq).")
-    r.add_argument("--older-than-days", type=float, default=None,
+    r.add_argument("--older-than-days", type=DAYS, default=None, metavar="DAYS",
                    help="retention in days (default: SYNCD_QUEUE_RETENTION_DAYS)")
     r.set_defaults(func=prune)
 
@@ -147,8 +148,6 @@ async def prune(args: argparse.Namespace, ctx: CliContext) -> int:
     days = args.older_than_days
     if days is None:
         days = ctx.settings.queue_retention_days
-    if days < 0:
-        raise SyncdError("--older-than-days must not be negative")
     async with queue_connection(ctx) as conn:
         deleted = await prune_finished(conn, older_than_s=days * 86400.0)
     print(f"pruned {deleted} finished job{'s' if deleted != 1 else ''} older than {days:g} days")

@@ -6,7 +6,13 @@ import argparse
 import json
 from typing import Any
 
-from daemon.commands._config_args import add_config_dir, config_dir, print_problems
+from daemon.commands._config_args import (
+    add_config_dir,
+    config_dir,
+    config_limits,
+    credential_scope,
+    print_problems,
+)
 from daemon.commands._context import CliContext
 from daemon.config import ConfigInvalid, load_config
 
@@ -27,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run(args: argparse.Namespace, ctx: CliContext) -> int:
     directory = config_dir(args, ctx)
     try:
-        desired = load_config(directory, ctx.plugins)
+        desired = load_config(directory, ctx.plugins, limits=config_limits(ctx),
+                              scope=credential_scope(ctx))
     except ConfigInvalid as exc:
         print_problems(exc, as_json=args.json)
         return 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from daemon.commands._argtypes import whole_number
 from daemon.commands._context import CliContext
 from daemon.errors import SyncdError
 from daemon.queue import handlers
@@ -22,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--handler", metavar="MODULE:FUNCTION",
                    help="job handler to run (default: the registered one, or the "
                    f"'default' entry of the {handlers.ENTRY_POINT_GROUP} entry-point group)")
-    p.add_argument("--concurrency", type=int, default=None,
+    p.add_argument("--concurrency", type=whole_number(1, 1000), default=None,
                    help="jobs run at once (default: SYNCD_WORKER_CONCURRENCY)")
     p.add_argument("--no-scheduler", action="store_true",
                    help="never run the scheduler in this process")

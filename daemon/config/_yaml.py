@@ -3,7 +3,9 @@
 ruamel.yaml composes the document into nodes that carry their marks; this module builds
 plain dicts, lists and scalars from them and records, for each key path, where its key and
 its value start. Only the YAML 1.2 core schema is constructed (no arbitrary tags), and a key
-given twice in one mapping is an error, not a silent overwrite.
+given twice in one mapping is an error, not a silent overwrite. Composition is metered by
+:class:`~daemon.config.limits.NodeBudget`: a file nested too deep or whose aliases expand to
+too many nodes is refused while it is read, before anything is built from it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from daemon.config.limits import DEFAULT_LIMITS, LimitExceeded, NodeBudget, YamlLimits
 
 __all__ = ["KeyPath", "Located", "Position", "YamlError", "parse_yaml"]
 
@@ -149,11 +155,41 @@ class _Builder:
         raise YamlError(f"unsupported node {type(node).__name__}", _pos(node))
 
 
-def parse_yaml(text: str) -> Located:
-    """One YAML document as :class:`Located` data; :class:`YamlError` on bad syntax."""
+class _MeteredComposer(Composer):
+    """ruamel's composer, reporting every node and alias to a :class:`NodeBudget`."""
+
+    budget: NodeBudget
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        mark = event.start_mark
+        if isinstance(event, AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self.budget.alias(target, mark.line + 1, mark.column + 1)
+            return super().compose_node(parent, index)
+        self.budget.enter(mark.line + 1, mark.column + 1)
+        node = super().compose_node(parent, index)
+        if isinstance(node, MappingNode):
+            children: list[object] = [part for pair in node.value for part in pair]
+        elif isinstance(node, SequenceNode):
+            children = list(node.value)
+        else:
+            children = []
+        self.budget.leave(node, children)
+        return node
+
+
+def parse_yaml(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> Located:
+    """One YAML document as :class:`Located` data; :class:`YamlError` on bad syntax or a
+    document over ``limits``."""
     yaml = YAML(typ="safe", pure=True)
+    yaml.Composer = _MeteredComposer
+    yaml.composer.budget = NodeBudget(limits)
     try:
         node = yaml.compose(text)
+    except LimitExceeded as exc:
+        raise YamlError(exc.message, Position(exc.line, exc.column), exc.hint) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         position = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)

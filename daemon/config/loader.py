@@ -30,6 +30,7 @@ from daemon.config.desired import (
     rule_json,
     spec_hash,
 )
+from daemon.config.limits import DEFAULT_LIMITS, LimitExceeded, YamlLimits, check_size
 from daemon.config.models import (
     IntegrationSpec,
     ScheduleSpec,
@@ -38,6 +39,7 @@ from daemon.config.models import (
     VenueSpec,
 )
 from daemon.config.problems import ConfigInvalid, ConfigProblem, format_path
+from daemon.credential_scope import CredentialScope
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.mapping import FieldRule, merge_mappings, validate_mapping
@@ -75,13 +77,23 @@ def _list(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file())
 
 
-def config_files(root: Path) -> ConfigFiles:
-    """Read every config file under ``root``; a missing directory is an operator error."""
+def _read(path: Path, limits: YamlLimits) -> bytes:
+    # One byte past the cap is enough to tell that a file is over it; never more.
+    with path.open("rb") as f:
+        return f.read(limits.max_file_bytes + 1)
+
+
+def config_files(root: Path, limits: YamlLimits = DEFAULT_LIMITS) -> ConfigFiles:
+    """Read every config file under ``root``; a missing directory is an operator error.
+
+    A file is read up to one byte past ``limits.max_file_bytes``, so that an oversized file
+    costs no more than that and is reported as a problem by :func:`load_config_files`.
+    """
     if not root.is_dir():
         raise SyncdError(f"config directory {root} does not exist (set --config or "
                          "SYNCD_CONFIG_DIR)")
-    venues = tuple((str(p), p.read_bytes()) for p in _list(root / "venues"))
-    templates = tuple((str(p), p.read_bytes()) for p in _list(root / "templates"))
+    venues = tuple((str(p), _read(p, limits)) for p in _list(root / "venues"))
+    templates = tuple((str(p), _read(p, limits)) for p in _list(root / "templates"))
     return ConfigFiles(root, venues, templates)
 
 
@@ -97,7 +109,12 @@ class _Parsed:
 
 
 def _parse(name: str, data: bytes, model: type[BaseModel],
-           problems: list[ConfigProblem]) -> _Parsed | None:
+           problems: list[ConfigProblem], limits: YamlLimits) -> _Parsed | None:
+    try:
+        check_size(len(data), limits)
+    except LimitExceeded as exc:
+        problems.append(ConfigProblem(name, exc.line, exc.column, "", exc.message, exc.hint))
+        return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -105,7 +122,7 @@ def _parse(name: str, data: bytes, model: type[BaseModel],
                                       "save the file as UTF-8"))
         return None
     try:
-        located = parse_yaml(text)
+        located = parse_yaml(text, limits)
     except YamlError as exc:
         problems.append(ConfigProblem(name, exc.position.line, exc.position.column, "",
                                       exc.message, exc.hint))
@@ -150,9 +167,11 @@ def _salvage(data: dict[str, Any]) -> _PartialVenue:
 
 
 class _Checker:
-    def __init__(self, plugins: Plugins, problems: list[ConfigProblem]) -> None:
+    def __init__(self, plugins: Plugins, problems: list[ConfigProblem],
+                 scope: CredentialScope | None = None) -> None:
         self.plugins = plugins
         self.problems = problems
+        self.scope = scope
         self._mapping_cache: dict[Any, list[tuple[str, str, str, str]]] = {}
         self._options_models: dict[str, type[BaseModel] | None] = {}
 
@@ -325,7 +344,12 @@ def _check_credentials(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
     creds = spec.credentials
     path = (*base, "credentials")
     allowed = sorted({*caps.credential_keys, *_ALWAYS_ALLOWED_CREDENTIALS})
+    scope = checker.scope
     for key, ref in creds.items():
+        refused = scope.problem(ref) if scope is not None else None
+        if refused is not None:
+            checker.add(item, (*path, key), f"credential {key!r} is out of scope: {refused}",
+                        _scope_hint(scope))
         if key not in allowed:
             checker.add(item, (*path, key), f"unknown credential {key!r} for {provider.name}",
                         "valid credential keys: " + ", ".join(allowed), key=True)
@@ -344,6 +368,14 @@ def _check_credentials(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
             checker.add(item, path if "credentials" in _raw(item, base) else base,
                         f"missing credential {key!r} for {provider.name}",
                         f"add {key}: env:NAME or {key}: file:PATH under credentials")
+
+
+def _scope_hint(scope: CredentialScope | None) -> str:
+    if scope is None:
+        return ""
+    prefixes = ", ".join(scope.env_prefixes) or "(none allowed)"
+    return (f"use env:NAME with NAME starting {prefixes} (SYNCD_CREDENTIAL_ENV_PREFIXES), "
+            f"or file:PATH inside {scope.secrets_dir} (SYNCD_SECRETS_DIR)")
 
 
 def _raw(item: _Parsed, path: KeyPath) -> Any:
@@ -524,14 +556,20 @@ def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checke
 # --- entry points -----------------------------------------------------------------------------
 
 
-def load_config_files(files: ConfigFiles, plugins: Plugins) -> DesiredState:
-    """The desired state of ``files``; :class:`ConfigInvalid` with every problem otherwise."""
+def load_config_files(files: ConfigFiles, plugins: Plugins, *,
+                      limits: YamlLimits = DEFAULT_LIMITS,
+                      scope: CredentialScope | None = None) -> DesiredState:
+    """The desired state of ``files``; :class:`ConfigInvalid` with every problem otherwise.
+
+    Each file is held to ``limits``; with a ``scope``, a credential reference outside it
+    is a problem too (without one, references are only checked when resolved).
+    """
     problems: list[ConfigProblem] = []
     templates = [p for name, data in files.templates
-                 if (p := _parse(name, data, TemplateFile, problems)) is not None]
+                 if (p := _parse(name, data, TemplateFile, problems, limits)) is not None]
     venues = [p for name, data in files.venues
-              if (p := _parse(name, data, VenueFile, problems)) is not None]
-    checker = _Checker(plugins, problems)
+              if (p := _parse(name, data, VenueFile, problems, limits)) is not None]
+    checker = _Checker(plugins, problems, scope)
     config_templates = _check_templates(templates, checker)
     desired_templates = _desired_templates(config_templates,
                                            _plugin_templates(plugins, config_templates))
@@ -545,6 +583,7 @@ def load_config_files(files: ConfigFiles, plugins: Plugins) -> DesiredState:
         files=len(files.venues) + len(files.templates))
 
 
-def load_config(root: Path, plugins: Plugins) -> DesiredState:
-    """Read and check the config directory ``root``."""
-    return load_config_files(config_files(root), plugins)
+def load_config(root: Path, plugins: Plugins, *, limits: YamlLimits = DEFAULT_LIMITS,
+                scope: CredentialScope | None = None) -> DesiredState:
+    """Read and check the config directory ``root`` (see :func:`load_config_files`)."""
+    return load_config_files(config_files(root, limits), plugins, limits=limits, scope=scope)

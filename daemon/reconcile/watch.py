@@ -18,7 +18,9 @@ from typing import Any
 
 import asyncpg
 
-from daemon.config import ConfigInvalid, config_files, load_config_files
+from daemon.config import ConfigInvalid, YamlLimits, config_files, load_config_files
+from daemon.config.limits import DEFAULT_LIMITS
+from daemon.credential_scope import CredentialScope
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.plugins import Plugins
@@ -99,8 +101,12 @@ class Reconciler:
 
     def __init__(self, pool: asyncpg.Pool, plugins: Plugins, config_dir: Path, *,
                  poll_interval: float = 5.0, max_disable_share: float = 0.5,
-                 prune: bool = False, source: str = "daemon") -> None:
+                 prune: bool = False, source: str = "daemon",
+                 limits: YamlLimits = DEFAULT_LIMITS,
+                 scope: CredentialScope | None = None) -> None:
         self.pool = pool
+        self.limits = limits
+        self.scope = scope
         self.plugins = plugins
         self.config_dir = config_dir
         self.poll_interval = poll_interval
@@ -134,9 +140,10 @@ class Reconciler:
                               attempts=self.status.attempts + 1)
         self._last_fingerprint = fingerprint(self.config_dir)
         try:
-            files = await asyncio.to_thread(config_files, self.config_dir)
+            files = await asyncio.to_thread(config_files, self.config_dir, self.limits)
             self._last_hash = files.content_hash
-            desired = await asyncio.to_thread(load_config_files, files, self.plugins)
+            desired = await asyncio.to_thread(load_config_files, files, self.plugins,
+                                              limits=self.limits, scope=self.scope)
             commit = await asyncio.to_thread(git_commit, self.config_dir)
             async with self.pool.acquire() as conn:
                 result = await apply_desired(
@@ -176,7 +183,7 @@ class Reconciler:
             return False
         self._last_fingerprint = current
         try:
-            content = config_files(self.config_dir).content_hash
+            content = config_files(self.config_dir, self.limits).content_hash
         except (OSError, SyncdError):
             return True
         return content != self._last_hash

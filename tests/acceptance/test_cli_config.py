@@ -47,7 +47,8 @@ async def test_broken_copy_is_refused_with_locations_and_nothing_applied(
         syncd: Run, config: Path, db_url: str) -> None:
     venue = config / "venues" / "riverside-music-hall.yaml"
     text = venue.read_text()
-    text = text.replace("api_key: env:RIVERSIDE_STRIPE_KEY", "api_key: sk_live_4eC39HqLyjWDarjtT1")
+    text = text.replace("api_key: env:VENUE_RIVERSIDE_STRIPE_KEY",
+                        "api_key: sk_live_4eC39HqLyjWDarjtT1")
     text = text.replace('"*/10 * * * *"', '"*/10 * * *"')
     text = text.replace("provider: quickbooks", "provider: xero")
     venue.write_text(text)

@@ -39,7 +39,7 @@ class World:
 
 
 async def add_integration(pool: asyncpg.Pool, venue: uuid.UUID, **extra: Any) -> None:
-    values = {"credentials": {"api_key": "env:TOY_API_KEY"}, "field_mappings": {},
+    values = {"credentials": {"api_key": "env:VENUE_TOY_API_KEY"}, "field_mappings": {},
               "options": {}, "schedules": {}, **extra}
     await pool.execute(
         "INSERT INTO integration_configs (venue_id, provider, venue_name, status, credentials,"
@@ -55,7 +55,7 @@ async def world(pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
         await create_platform_schema(conn)
         sample = await seed_venue(conn, customers=CUSTOMERS, events=EVENTS, orders=ORDERS)
     emulator = ToyEmulator()
-    monkeypatch.setenv("TOY_API_KEY", emulator.api_key)
+    monkeypatch.setenv("VENUE_TOY_API_KEY", emulator.api_key)
     await add_integration(pool, sample.venue_id)
     async with EmulatorServer(emulator) as server:
         engine = SyncEngine(pool, {"toy": ToyProvider()}, ReferenceCredentialStore(pool),
@@ -201,7 +201,7 @@ async def test_dry_run_sends_nothing_and_writes_nothing(world: World) -> None:
 
 async def test_refused_credentials_put_the_integration_in_error(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOY_API_KEY", "wrong")
+    monkeypatch.setenv("VENUE_TOY_API_KEY", "wrong")
     report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
     assert report.outcome is RunOutcome.AUTH
     row = await world.pool.fetchrow("SELECT status, last_error FROM integration_configs")

@@ -55,7 +55,7 @@ async def setup(pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
         await create_platform_schema(conn)
         sample = await seed_venue(conn, customers=12, events=2, orders=3)
     emulator = ToyEmulator()
-    monkeypatch.setenv("TOY_API_KEY", emulator.api_key)
+    monkeypatch.setenv("VENUE_TOY_API_KEY", emulator.api_key)
     await add_integration(pool, sample.venue_id)
     async with EmulatorServer(emulator) as server:
         handler = SyncJobHandler({"toy": ToyProvider()},
@@ -81,7 +81,7 @@ async def test_a_fenced_worker_commits_nothing(setup: Setup, pool: asyncpg.Pool)
 
 async def test_refused_credentials_are_an_auth_result(setup: Setup, pool: asyncpg.Pool,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOY_API_KEY", "wrong")
+    monkeypatch.setenv("VENUE_TOY_API_KEY", "wrong")
     result = await setup.handler(job(setup.venue), Context(pool))
     assert result.outcome is Outcome.AUTH
 

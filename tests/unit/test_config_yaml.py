@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from daemon.config._yaml import Position, YamlError, parse_yaml
+from daemon.config.limits import YamlLimits
 
 
 def test_positions_of_keys_and_values() -> None:
@@ -61,3 +62,23 @@ def test_empty_document() -> None:
 def test_keys_equal_as_text_are_duplicates() -> None:
     with pytest.raises(YamlError, match="duplicate key '1'"):
         parse_yaml("1: a\n'1': b\n")
+
+
+@pytest.mark.parametrize(("text", "line", "column", "message"), [
+    ("a: [[[[1]]]]\n", 1, 7, "nested more than 4 levels deep"),
+    ("a: &a [1, 2, 3]\nb: [*a, *a, *a]\n", 2, 9, "more than 12 values once aliases"),
+    ("a: &a {b: [*a]}\n", 1, 12, "an alias refers to a node that contains it"),
+])
+def test_documents_over_the_limits_are_located(text: str, line: int, column: int,
+                                               message: str) -> None:
+    limits = YamlLimits(max_depth=4, max_nodes=12)
+    with pytest.raises(YamlError) as info:
+        parse_yaml(text, limits)
+    assert info.value.position == Position(line, column)
+    assert message in info.value.message
+    assert "SYNCD_CONFIG_MAX" in info.value.hint or "alias" in info.value.hint
+
+
+def test_aliases_within_the_limits_expand() -> None:
+    doc = parse_yaml("a: &a [1, 2]\nb: [*a, *a]\n", YamlLimits(max_depth=3, max_nodes=13))
+    assert doc.data == {"a": [1, 2], "b": [[1, 2], [1, 2]]}

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.credentials import CredentialError, StaticTokens, resolve_reference
+from daemon.credentials import CredentialError, CredentialScope, StaticTokens, resolve_reference
 from daemon.provider import Credentials
 
 
 def test_env_and_file_references_resolve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                          ) -> None:
+    scope = CredentialScope(env_prefixes=("SQ_",), secrets_dir=tmp_path)
     monkeypatch.setenv("SQ_KEY", "sk-123")
-    assert resolve_reference("api_key", "env:SQ_KEY") == "sk-123"
+    assert resolve_reference("api_key", "env:SQ_KEY", scope) == "sk-123"
     secret = tmp_path / "key"
     secret.write_text("sk-456\n")
-    assert resolve_reference("api_key", f"file:{secret}") == "sk-456"
+    assert resolve_reference("api_key", f"file:{secret}", scope) == "sk-456"
+    assert resolve_reference("api_key", "file:key", scope) == "sk-456"
 
 
 @pytest.mark.parametrize(("reference", "message"), [
     ("sk-live-abc", "must be a reference"),
-    ("env:NOT_SET_ANYWHERE", "is unset"),
-    ("file:/nonexistent/key", "cannot be read"),
+    ("env:VENUE_NOT_SET_ANYWHERE", "is unset"),
+    ("file:/run/secrets/nonexistent/key", "cannot be read"),
     ("vault:x", "unknown reference kind"),
 ])
 def test_bad_references_name_the_key_not_the_value(reference: str, message: str) -> None:
@@ -53,3 +57,49 @@ async def test_static_tokens_refresh_through_the_refresher() -> None:
     assert fresh is not None
     assert (await tokens.token("v", "square")) == fresh
     assert "new" not in str(logs)
+
+
+@pytest.mark.parametrize(("reference", "message"), [
+    ("env:HOME", "outside the allowed prefixes (VENUE_*)"),
+    ("env:SYNCD_DATABASE_URL", "one of syncd's own settings"),
+    ("env:DATABASE_URL", "one of syncd's own settings"),
+    ("file:/proc/self/environ", "outside the secrets directory"),
+    ("file:/dev/zero", "outside the secrets directory"),
+    ("file:../outside", "outside the secrets directory"),
+    ("file:link-out", "leads outside the secrets directory"),
+    ("file:fifo", "not a regular file"),
+    ("file:big", "larger than 65536 bytes"),
+    ("file:dir", "not a regular file"),
+])
+def test_references_outside_the_scope_are_refused_without_reading(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference: str, message: str) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (tmp_path / "outside").write_text("sk-outside")
+    (secrets / "link-out").symlink_to(tmp_path / "outside")
+    os.mkfifo(secrets / "fifo")  # opening it for reading would block without O_NONBLOCK
+    (secrets / "big").write_bytes(b"k" * 70_000)
+    (secrets / "dir").mkdir()
+    monkeypatch.setenv("HOME", "sk-home")
+    monkeypatch.setenv("SYNCD_DATABASE_URL", "postgresql://u:pw@h/d")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:pw@h/d")
+    # Even a prefix that covers syncd's own settings does not make them credentials.
+    scope = CredentialScope(env_prefixes=("VENUE_", "SYNCD_", "DATABASE"), secrets_dir=secrets)
+    if reference == "env:HOME":
+        scope = CredentialScope(secrets_dir=secrets)
+    with pytest.raises(CredentialError, match=re.escape(message)) as info:
+        resolve_reference("api_key", reference, scope)
+    assert "sk-" not in str(info.value)
+    assert "pw@" not in str(info.value)
+
+
+def test_a_symlink_inside_the_secrets_directory_is_followed(tmp_path: Path) -> None:
+    """Kubernetes mounts secrets as links into a ``..data`` directory beside them."""
+    secrets = tmp_path / "secrets"
+    (secrets / "..2024_01_01").mkdir(parents=True)
+    (secrets / "..2024_01_01" / "key").write_text("sk-mounted\n")
+    (secrets / "..data").symlink_to("..2024_01_01")
+    (secrets / "key").symlink_to("..data/key")
+    scope = CredentialScope(secrets_dir=secrets)
+    assert resolve_reference("api_key", "file:key", scope) == "sk-mounted"
+    assert scope.problem(f"file:{secrets}/key") is None
