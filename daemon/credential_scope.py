@@ -23,7 +23,13 @@ from typing import Any
 
 from daemon.errors import SyncdError
 
-__all__ = ["DEFAULT_SCOPE", "MAX_SECRET_BYTES", "CredentialError", "CredentialScope"]
+__all__ = [
+    "DEFAULT_SCOPE",
+    "MAX_SECRET_BYTES",
+    "OPERATOR_SCOPE",
+    "CredentialError",
+    "CredentialScope",
+]
 
 #: The largest secret file read (a key, a token, a small JSON key file).
 MAX_SECRET_BYTES = 65_536
@@ -164,3 +170,7 @@ class CredentialScope:
 
 
 DEFAULT_SCOPE = CredentialScope()
+#: For references in syncd's own settings (an OAuth app's client secret): the operator sets
+#: those, so any environment variable but syncd's own and any regular file may be named; the
+#: size cap and the regular-file rule still hold. Venue files never get this scope.
+OPERATOR_SCOPE = CredentialScope(env_prefixes=("",), secrets_dir=Path("/"))

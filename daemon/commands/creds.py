@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from daemon.commands._context import CliContext
+from daemon.credential_scope import CredentialScope
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.oauth.lifecycle import mark_connected
@@ -79,7 +80,8 @@ async def run_set(args: argparse.Namespace, ctx: CliContext) -> int:
         except Exception:
             opts = options
         base_url = base_urls.get(provider.name) or (row["options"] or {}).get("base_url")
-        facts = account_facts(row["credentials"] or {})
+        facts = account_facts(row["credentials"] or {},
+                              CredentialScope.from_settings(ctx.settings))
         credentials = Credentials(api_key=value, account=facts)
         async with httpx.AsyncClient(timeout=30.0) as http:
             client = provider.client(ClientContext(

@@ -36,6 +36,7 @@ def _port(text: str) -> int:
 
 
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
+    from daemon.credential_scope import CredentialScope
     from daemon.http import create_app
     from daemon.http.secrets import ReferenceWebhookSecrets
     from daemon.http.server import serve
@@ -50,8 +51,10 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
         print(f"syncd serve: listening on {url}", flush=True)
 
     async with ctx.database(migrate=True) as db:
+        secrets = ReferenceWebhookSecrets(db.pool,
+                                          scope=CredentialScope.from_settings(settings))
         app = create_app(pool=db.pool, providers=plugins.providers, settings=settings,
-                         secrets=ReferenceWebhookSecrets(db.pool), plugin_failures=failures)
+                         secrets=secrets, plugin_failures=failures)
         await serve(app, settings, host=host, port=port, on_listening=listening)
     print("syncd serve: stopped", file=sys.stderr, flush=True)
     return 0

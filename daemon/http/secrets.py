@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import asyncpg
 
+from daemon.credential_scope import DEFAULT_SCOPE, CredentialScope
 from daemon.credentials import CredentialError, resolve_reference
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
@@ -56,11 +57,11 @@ class VenueWebhookSecrets(Protocol):
         ...
 
 
-def _resolve(key: str, reference: Any) -> str | None:
+def _resolve(key: str, reference: Any, scope: CredentialScope) -> str | None:
     if not isinstance(reference, str) or not reference.startswith(("env:", "file:")):
         return None  # "oauth" or absent: not a webhook secret
     try:
-        return resolve_reference(key, reference)
+        return resolve_reference(key, reference, scope)
     except CredentialError as exc:
         raise WebhookSecretUnavailable(str(exc)) from None
 
@@ -68,9 +69,11 @@ def _resolve(key: str, reference: Any) -> str | None:
 class ReferenceWebhookSecrets:
     """Secrets from ``integration_configs.credentials`` references (``env:``, ``file:``)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0,
+                 scope: CredentialScope = DEFAULT_SCOPE) -> None:
         self.pool = pool
         self.timeout = timeout
+        self.scope = scope
 
     async def venue_webhook_secrets(self, venue_id: uuid.UUID,
                                     provider: str) -> VenueSecrets | None:
@@ -86,5 +89,6 @@ class ReferenceWebhookSecrets:
             return None
         if not isinstance(refs, Mapping):
             refs = {}
-        return VenueSecrets(signing_secret=_resolve("webhook_secret", refs.get("webhook_secret")),
-                            url_token=_resolve("token", refs.get("token")))
+        return VenueSecrets(
+            signing_secret=_resolve("webhook_secret", refs.get("webhook_secret"), self.scope),
+            url_token=_resolve("token", refs.get("token"), self.scope))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from daemon.credential_scope import OPERATOR_SCOPE
 from daemon.credentials import CredentialError, resolve_reference
 from daemon.errors import SyncdError
 from daemon.provider import OAuthSpec, Provider
@@ -97,7 +98,8 @@ def oauth_app(provider: Provider, settings: Settings, *, environment: str = "pro
     if client.client_secret is not None:
         raw = client.client_secret.get_secret_value()
         try:
-            secret = (resolve_reference(f"SYNCD_OAUTH_CLIENTS.{name}.client_secret", raw)
+            secret = (resolve_reference(f"SYNCD_OAUTH_CLIENTS.{name}.client_secret", raw,
+                                        OPERATOR_SCOPE)
                       if raw.startswith(("env:", "file:")) else raw)
         except CredentialError as exc:
             raise OAuthError(str(exc)) from None

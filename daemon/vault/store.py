@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 
+from daemon.credential_scope import DEFAULT_SCOPE, CredentialScope
 from daemon.credentials import (
     CredentialError,
     CredentialStore,
@@ -60,13 +61,15 @@ class TokenRefresher(Protocol):
         ...
 
 
-def account_facts(refs: Mapping[str, Any]) -> dict[str, str]:
+def account_facts(refs: Mapping[str, Any],
+                  scope: CredentialScope = DEFAULT_SCOPE) -> dict[str, str]:
+    """An integration's non-secret account facts, references resolved within ``scope``."""
     account = refs.get("account")
     facts: dict[str, str] = {}
     if isinstance(account, Mapping):
         for name, fact in account.items():
             text = str(fact)
-            facts[str(name)] = (resolve_reference(f"account.{name}", text)
+            facts[str(name)] = (resolve_reference(f"account.{name}", text, scope)
                                 if text.startswith(("env:", "file:")) else text)
     return facts
 
@@ -76,8 +79,10 @@ class VaultCredentialStore:
 
     def __init__(self, pool: asyncpg.Pool, vault: Vault | None, fallback: CredentialStore, *,
                  refresher: TokenRefresher | None = None, margin_seconds: float = 300.0,
-                 no_vault_reason: str = "no encryption key configured") -> None:
+                 no_vault_reason: str = "no encryption key configured",
+                 scope: CredentialScope = DEFAULT_SCOPE) -> None:
         self.pool = pool
+        self.scope = scope
         self.vault = vault
         self.tokens = TokenVault(vault) if vault is not None else None
         self.fallback = fallback
@@ -135,12 +140,12 @@ class VaultCredentialStore:
             log.debug("credentials.resolved", venue_id=venue_id, provider=provider,
                       source="vault", kind="oauth")
             return Credentials(access_token=token.access_token,
-                               account={**token.account, **account_facts(refs)},
+                               account={**token.account, **account_facts(refs, self.scope)},
                                expires_at=token.expires_at)
         if key is not None:
             log.debug("credentials.resolved", venue_id=venue_id, provider=provider,
                       source="vault", kind="api_key")
-            return Credentials(api_key=key, account=account_facts(refs))
+            return Credentials(api_key=key, account=account_facts(refs, self.scope))
         if "oauth" in refs.values() and getattr(self.fallback, "tokens", None) is None:
             raise CredentialError(
                 f"no OAuth token for the {provider} integration of venue {venue_id}; connect "
@@ -203,7 +208,8 @@ def build_credential_store(pool: asyncpg.Pool, tokens: TokenSource | None = None
     refresher = None
     if vault is not None:
         refresher = Refresher(pool, vault, plugins, settings, base_urls=base_urls or {})
-    return VaultCredentialStore(pool, vault, ReferenceCredentialStore(pool, tokens),
+    scope = CredentialScope.from_settings(settings)
+    return VaultCredentialStore(pool, vault, ReferenceCredentialStore(pool, tokens, scope),
                                 refresher=refresher,
                                 margin_seconds=settings.oauth_refresh_margin_seconds,
-                                no_vault_reason=reason)
+                                no_vault_reason=reason, scope=scope)

@@ -87,7 +87,7 @@ async def test_a_long_retry_after_requeues_the_job_instead_of_sleeping(
         sample = await seed_venue(conn, customers=12, events=2, orders=3)
     emulator = _SlowDownEmulator()
     emulator.update_settings({"rate_limit_storm": 1.0})
-    monkeypatch.setenv("TOY_API_KEY", emulator.api_key)
+    monkeypatch.setenv("VENUE_TOY_API_KEY", emulator.api_key)
     await add_integration(pool, sample.venue_id)
     async with EmulatorServer(emulator) as server:
         handler = SyncJobHandler({"toy": ToyProvider()},

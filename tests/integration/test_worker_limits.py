@@ -198,7 +198,7 @@ async def test_sync_jobs_on_a_pool_sized_for_their_concurrency_all_complete(
                                           customers=20, events=2, orders=4)
                 venues.append(sample.venue_id)
         emulator = ToyEmulator()
-        monkeypatch.setenv("TOY_API_KEY", emulator.api_key)
+        monkeypatch.setenv("VENUE_TOY_API_KEY", emulator.api_key)
         for venue in venues:
             await add_integration(pool, venue)
         async with EmulatorServer(emulator) as server:

@@ -38,9 +38,9 @@ VENUE_SQUARE = uuid.UUID("5e0c4b7a-0000-4000-8000-000000000004")
 VENUE_QUICKBOOKS = uuid.UUID("5e0c4b7a-0000-4000-8000-000000000005")
 
 ENV = {
-    "TEST_STRIPE_WEBHOOK_SECRET": STRIPE_VENUE_SECRET,
-    "TEST_MAILCHIMP_WEBHOOK_SECRET": MAILCHIMP_VENUE_SECRET,
-    "TEST_MAILCHIMP_URL_TOKEN": MAILCHIMP_URL_TOKEN,
+    "VENUE_TEST_STRIPE_WEBHOOK_SECRET": STRIPE_VENUE_SECRET,
+    "VENUE_TEST_MAILCHIMP_WEBHOOK_SECRET": MAILCHIMP_VENUE_SECRET,
+    "VENUE_TEST_MAILCHIMP_URL_TOKEN": MAILCHIMP_URL_TOKEN,
 }
 
 SCHEDULES = {"customer": {"cron": "0 * * * *", "lane": "NORMAL", "direction": "push"},
@@ -65,13 +65,14 @@ def settings(tmp_path: Path, **overrides: Any) -> Settings:
 async def connect_venues(pool: asyncpg.Pool) -> None:
     """Integrations of the test venues, with account facts the processor matches on."""
     rows = [
-        (VENUE_STRIPE, "stripe", {"api_key": "env:TEST_STRIPE_KEY",
-                                  "webhook_secret": "env:TEST_STRIPE_WEBHOOK_SECRET"}, {}),
-        (VENUE_MAILCHIMP, "mailchimp", {"api_key": "env:TEST_MC_KEY",
-                                        "webhook_secret": "env:TEST_MAILCHIMP_WEBHOOK_SECRET"},
+        (VENUE_STRIPE, "stripe", {"api_key": "env:VENUE_TEST_STRIPE_KEY",
+                                  "webhook_secret": "env:VENUE_TEST_STRIPE_WEBHOOK_SECRET"}, {}),
+        (VENUE_MAILCHIMP, "mailchimp",
+         {"api_key": "env:VENUE_TEST_MC_KEY",
+          "webhook_secret": "env:VENUE_TEST_MAILCHIMP_WEBHOOK_SECRET"},
          {"list_id": "a1b2c3d4e5"}),
-        (VENUE_MAILCHIMP_TOKEN, "mailchimp", {"api_key": "env:TEST_MC_KEY",
-                                              "token": "env:TEST_MAILCHIMP_URL_TOKEN"},
+        (VENUE_MAILCHIMP_TOKEN, "mailchimp", {"api_key": "env:VENUE_TEST_MC_KEY",
+                                              "token": "env:VENUE_TEST_MAILCHIMP_URL_TOKEN"},
          {"list_id": "f0f0f0f0f0"}),
         (VENUE_SQUARE, "square", {"token": "oauth", "account": {"merchant_id": "MLEMULATOR0001"}},
          {}),
