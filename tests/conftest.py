@@ -16,14 +16,26 @@ import asyncpg
 import pytest
 
 from daemon.db import init_connection
+from daemon.testing.openapi import specs_dir
 from daemon.testing.postgres import PostgresServer, find_server
 
-_KEEP = {"SYNCD_TEST_DATABASE_URL", "SYNCD_TEST_EMBEDDED"}
+# SYNCD_EMULATOR_SPECS says where the providers' API descriptions are (CI may put them
+# anywhere); it changes what the emulators check, not what a test expects.
+_KEEP = {"SYNCD_TEST_DATABASE_URL", "SYNCD_TEST_EMBEDDED", "SYNCD_EMULATOR_SPECS"}
 for _name in list(os.environ):
     if (_name.startswith("SYNCD_") and _name not in _KEEP) or _name == "DATABASE_URL":
         del os.environ[_name]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI the providers' API descriptions must be there: without them the emulators
+    check nothing and every test against them would pass for the wrong reason."""
+    if os.environ.get("CI") == "true" and specs_dir() is None:
+        raise pytest.UsageError(
+            "CI=true but the providers' API descriptions were not found: set "
+            "SYNCD_EMULATOR_SPECS or place shared/specs beside the checkout")
 
 
 @pytest.fixture(scope="session")

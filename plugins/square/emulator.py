@@ -260,6 +260,8 @@ class SquareEmulator(Emulator):
         try:
             problems = await check_request(self.description, request)
         except UnknownPath:
+            if request.match_info.http_exception is None:
+                return None  # emulated, not described there (an authorization page)
             return web.json_response({"errors": [_err(
                 "NOT_FOUND", f"Resource not found: {request.method} {request.path}.")]},
                 status=404)

@@ -267,12 +267,13 @@ class StripeEmulator(Emulator):
         """Refuse what Stripe refuses, as Stripe words it: the first problem against
         ``spec3.yaml``, 400 ``invalid_request_error`` with ``param``; 404 for a URL Stripe
         does not have."""
-        if (not self.settings.strict or self.description is None
-                or self.is_public(request)):
+        if not self.settings.strict or self.description is None:
             return None
         try:
             problems = await check_request(self.description, request, decode=decode_form)
         except UnknownPath:
+            if request.match_info.http_exception is None:
+                return None  # emulated, not described there (an authorization page)
             return self._invalid(_Invalid(
                 f"Unrecognized request URL ({request.method}: {request.path}). Please see "
                 "https://stripe.com/docs or we can help at https://support.stripe.com/.",
