@@ -120,9 +120,9 @@ def load_description(path: Path) -> Mapping[str, Any]:
 
 def _parse_yaml(raw: bytes) -> dict[str, Any]:
     try:
-        import yaml  # noqa: PLC0415 - libyaml is much faster, when installed
+        import yaml
     except ImportError:
-        from ruamel.yaml import YAML  # noqa: PLC0415
+        from ruamel.yaml import YAML
 
         return dict(YAML(typ="safe", pure=True).load(raw))
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -534,7 +534,7 @@ def find_description(relative: str, *, name: str, form: bool = False) -> Descrip
     return Description.from_file((root / relative).resolve(), name=name, form=form)
 
 
-class UnknownPath(Exception):  # noqa: N818 - an answer, not a failure
+class UnknownPath(Exception):
     """The description has no operation for the request's method and path."""
 
 

@@ -22,10 +22,9 @@ hashing where an endpoint's limit requires it.
 
 from __future__ import annotations
 
-import html
-
 import asyncio
 import hashlib
+import html
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence

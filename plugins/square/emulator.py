@@ -45,8 +45,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from daemon.provider import EmulatorSettings
 from daemon.logs import get_logger
+from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import BATCH_SIZE, Emulator
 from daemon.testing.openapi import (
     Description,

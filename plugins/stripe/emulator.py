@@ -47,8 +47,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from daemon.provider import EmulatorSettings
 from daemon.logs import get_logger
+from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import REPLAYED, UNSAVED, Emulator, Token
 from daemon.testing.openapi import (
     Description,
