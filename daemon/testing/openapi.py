@@ -41,13 +41,16 @@ from aiohttp import web
 __all__ = [
     "SPECS_ENV",
     "Description",
+    "InvalidRequest",
     "Operation",
     "Problem",
     "ProblemKind",
     "UnknownPath",
     "check_request",
     "find_description",
+    "invalid_requests",
     "load_description",
+    "sample",
     "specs_dir",
 ]
 
@@ -573,3 +576,166 @@ async def check_request(description: Description, request: web.Request, *,
                 except ValueError:
                     return [Problem("body", "body", ())]
     return operation.check(query=query, path_params=path_params, body=body)
+
+
+# --- invalid requests, made from a description --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidRequest:
+    """A request with exactly one problem, made from an operation's description: the
+    provider must refuse it, naming ``field`` (in ``location``) as ``kind``."""
+
+    method: str
+    path: str
+    query: dict[str, Any]
+    body: Any
+    kind: ProblemKind
+    location: str
+    field: Path_
+
+
+def _object(node: _Node) -> _Node | None:
+    """The object schema ``node`` stands for, through single-branch wrappers; else None."""
+    for _ in range(8):
+        if len(node.any_of) == 1:
+            node = node.any_of[0]
+            continue
+        break
+    if node.any_of or "object" not in node.types or not node.properties:
+        return None
+    return node
+
+
+def _scalar(node: _Node) -> _Node:
+    while len(node.any_of) == 1:
+        node = node.any_of[0]
+    return node
+
+
+def _read_only(node: _Node) -> bool:
+    while not node.read_only and len(node.any_of) == 1:
+        node = node.any_of[0]
+    return node.read_only
+
+
+def sample(node: _Node, depth: int = 0) -> Any:
+    """A small value ``node`` accepts: required fields only, shortest strings."""
+    node = _scalar(node)
+    if node.any_of:
+        return sample(node.any_of[0], depth + 1)
+    if node.enum:
+        return next((v for v in node.enum if v not in ("", None)), node.enum[0])
+    kind = next(iter(sorted(node.types)), "object")
+    if kind == "object":
+        if depth > 12:
+            return {}
+        return {name: sample(node.properties[name], depth + 1)
+                for name in node.required if name in node.properties}
+    if kind == "array":
+        count = node.min_items or 0
+        return [sample(node.items, depth + 1) for _ in range(count)] if node.items else []
+    if kind == "boolean":
+        return True
+    if kind in ("integer", "number"):
+        low = node.minimum if node.minimum is not None else 1
+        return int(low) if kind == "integer" else float(low)
+    return "x" * max(node.min_length or 1, 1)
+
+
+def _wrong_type(node: _Node) -> Any:
+    kinds = node.types
+    if "object" in kinds or "array" in kinds:
+        return "not-a-structure"
+    if kinds & {"integer", "number", "boolean"}:
+        return "not-a-value"
+    return {"nested": "x"}
+
+
+def _scalar_faults(name: str, node: _Node) -> Iterable[tuple[ProblemKind, Any]]:
+    if _read_only(node):
+        yield "read_only", sample(node)
+        return
+    node = _scalar(node)
+    if node.any_of or not node.types:
+        return
+    if node.enum and node.types <= {"string"}:
+        yield "enum", "NOT_ONE_OF_THEM"
+    if node.types == frozenset({"string"}) and not node.enum:
+        if node.max_length is not None and node.max_length < 100_000:
+            yield "too_long", "x" * (node.max_length + 1)
+        yield "type", _wrong_type(node)
+    if node.types <= {"integer", "number"}:
+        if node.maximum is not None:
+            yield "too_large", int(node.maximum) + 1
+        if node.minimum is not None:
+            yield "too_small", int(node.minimum) - 1
+        yield "type", _wrong_type(node)
+    if node.types == frozenset({"boolean"}):
+        yield "type", _wrong_type(node)
+
+
+def _with(base: Any, path: Path_, value: Any, *, drop: bool = False) -> Any:
+    """``base`` (a copy) with ``value`` at ``path`` (or that key dropped)."""
+    if not path:
+        return value
+    head, rest = path[0], path[1:]
+    if isinstance(base, list):
+        copy_list = list(base)
+        copy_list[int(head)] = _with(copy_list[int(head)], rest, value, drop=drop)
+        return copy_list
+    copy = dict(base)
+    if drop and not rest:
+        copy.pop(str(head), None)
+    else:
+        copy[str(head)] = _with(copy.get(str(head), {}), rest, value, drop=drop)
+    return copy
+
+
+def invalid_requests(operation: Operation, *, unknown: str = "zz_not_a_field",
+                     depth: int = 3) -> list[InvalidRequest]:
+    """Requests to ``operation`` each breaking its description once: an unknown field or
+    query parameter (named ``unknown``), a required field dropped, a wrong type, a value
+    outside the enum, a string over its length, a number out of range, a read-only field
+    set, at every depth up to ``depth`` objects in."""
+    path = re.sub(r"\{[^}]+\}", "x1", operation.template)
+    query = {name: sample(p.node) for name, p in operation.query.items() if p.required}
+    out: list[InvalidRequest] = []
+
+    def make(q: dict[str, Any], body: Any, kind: ProblemKind, where: str,
+             field_: Path_) -> None:
+        out.append(InvalidRequest(operation.method, path, q, body, kind, where, field_))
+
+    make({**query, unknown: "1"}, None if operation.body is None else
+         sample(operation.body), "unknown", "query", (unknown,))
+    base = sample(operation.body) if operation.body is not None else None
+    for name, param in operation.query.items():
+        for kind, value in _scalar_faults(name, param.node):
+            # A query string carries scalars: a structure is not a wrong type there.
+            if kind != "read_only" and not isinstance(value, dict):
+                make({**query, name: value}, base, kind, "query", (name,))
+    root = _object(operation.body) if operation.body is not None else None
+    if root is None:
+        return out
+
+    def walk(node: _Node, at: Path_, body: Any, level: int) -> None:
+        if node.closed:
+            make(query, _with(body, (*at, unknown), 1), "unknown", "body", (*at, unknown))
+        for name in node.required:
+            make(query, _with(body, (*at, name), None, drop=True), "missing", "body",
+                 (*at, name))
+        for name, sub in node.properties.items():
+            for kind, value in _scalar_faults(name, sub):
+                make(query, _with(body, (*at, name), value), kind, "body", (*at, name))
+            inner = _object(sub)
+            if inner is not None and level < depth and not _read_only(sub):
+                walk(inner, (*at, name), _with(body, (*at, name), sample(inner)), level + 1)
+            items = _scalar(sub).items
+            element = _object(items) if items is not None else None
+            if (element is not None and level < depth and "array" in _scalar(sub).types
+                    and not _read_only(sub)):
+                walk(element, (*at, name, 0), _with(body, (*at, name), [sample(element)]),
+                     level + 1)
+
+    walk(root, (), base, 0)
+    return out
