@@ -21,6 +21,11 @@ Shapes follow ``api.json`` (Square-Version 2025-08-20). What is emulated:
   up to 1,000, default 500, cursor), ``POST /v2/payments`` with ``source_id: EXTERNAL`` for
   an order (key <= 45; amount must equal the amount due).
 
+Every request is first checked against Square's OpenAPI description (``api.json``, see
+docs/emulators.md): unknown fields and query parameters, missing fields, types, enums,
+lengths, ranges and read-only fields are refused with 400 and one error per problem naming
+its ``field``; an unknown path is 404 ``NOT_FOUND``.
+
 Errors are ``{"errors": [{"category", "code", "detail", "field"?}]}``. Square publishes no
 numeric rate limits; the emulator allows 20 requests a second per seller with a burst of 40
 (an assumption) and answers 429 ``RATE_LIMITED`` / ``RATE_LIMIT_ERROR`` **without**

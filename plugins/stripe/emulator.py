@@ -20,7 +20,10 @@ shaped like ``spec3.yaml``/``fixtures3.json``. What is emulated:
   ``POST /v1/invoices/{id}/finalize`` and ``/pay`` (``paid_out_of_band`` only),
   ``GET /v1/invoices`` (by ``customer``, ``status``, ``created`` ranges), stored in the
   ``transaction`` collection.
-- Unknown parameters are refused (400, ``param`` names them), as Stripe does.
+- Every request is first checked against Stripe's OpenAPI description (``spec3.yaml``, see
+  docs/emulators.md): unknown parameters at any depth (body and query), missing ones,
+  types, enums, lengths and ranges are refused with 400 ``invalid_request_error`` and
+  ``param`` naming the first, as Stripe does; an unknown URL is 404.
 - ``Idempotency-Key`` (<= 255 chars): a replay returns the first response with
   ``Idempotent-Replayed: true``; other parameters give 400 ``idempotency_error``. No result
   is saved for a request that failed validation (docs.stripe.com/idempotency). Stripe may
