@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from daemon.db import init_connection
-from daemon.testing.openapi import specs_dir
+from daemon.testing.openapi import RESPONSE_AUDIT, specs_dir
 from daemon.testing.postgres import PostgresServer, find_server
 
 # SYNCD_EMULATOR_SPECS says where the providers' API descriptions are (CI may put them
@@ -27,6 +27,20 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+RESPONSE_AUDIT.enabled = True  # every emulator response in the suite is checked
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when an emulator answered something its provider's description says
+    the provider never answers (the response audit of daemon.testing.openapi)."""
+    if RESPONSE_AUDIT.problems:
+        shown = "\n".join(f"  {p}" for p in sorted(set(RESPONSE_AUDIT.problems))[:50])
+        session.config.get_terminal_writer().line(
+            f"emulator responses that do not fit the providers' descriptions:\n{shown}",
+            red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

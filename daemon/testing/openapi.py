@@ -39,13 +39,16 @@ import platformdirs
 from aiohttp import web
 
 __all__ = [
+    "RESPONSE_AUDIT",
     "SPECS_ENV",
     "Description",
     "InvalidRequest",
     "Operation",
     "Problem",
     "ProblemKind",
+    "ResponseAudit",
     "UnknownPath",
+    "audit_responses",
     "check_request",
     "find_description",
     "invalid_requests",
@@ -739,3 +742,57 @@ def invalid_requests(operation: Operation, *, unknown: str = "zz_not_a_field",
 
     walk(root, (), base, 0)
     return out
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ResponseAudit:
+    """Responses checked against the description's response schemas, when switched on
+    (the test suite switches it on for every emulator it runs): what did not fit."""
+
+    enabled: bool = False
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def observe(self, description: Description | None, method: str, path: str, *,
+                status: int, body: bytes | None, content_type: str) -> None:
+        """Check one response (JSON bodies of described operations only)."""
+        if not self.enabled or description is None or not body:
+            return
+        if not content_type.startswith("application/json"):
+            return
+        found = description.match(method, path)
+        if found is None:
+            return
+        try:
+            value = json.loads(body)
+        except ValueError:
+            self.problems.append(f"{description.name} {method} {path} {status}: not JSON")
+            return
+        self.checked += 1
+        for problem in found[0].check_response(status, value)[:3]:
+            where = ".".join(str(p) for p in problem.path) or "(body)"
+            self.problems.append(f"{description.name} {method} {found[0].template} "
+                                 f"{status}: {where} {problem.kind} (expected "
+                                 f"{problem.expected or 'present'}, got {problem.value!r:.60})")
+
+
+#: The process's response audit (see :class:`ResponseAudit`).
+RESPONSE_AUDIT = ResponseAudit()
+
+
+def audit_responses(app: web.Application, description: Description | None) -> None:
+    """Check every response ``app`` sends against ``description`` while
+    :data:`RESPONSE_AUDIT` is enabled."""
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        if isinstance(response, web.Response) and not request.path.startswith("/_emulator/"):
+            raw = response.body
+            RESPONSE_AUDIT.observe(description, request.method, request.path,
+                                   status=response.status,
+                                   body=raw if isinstance(raw, bytes) else None,
+                                   content_type=response.content_type)
+
+    app.on_response_prepare.append(on_prepare)

@@ -57,6 +57,7 @@ from daemon.testing.openapi import (
     Description,
     Problem,
     UnknownPath,
+    audit_responses,
     check_request,
     find_description,
 )
@@ -305,6 +306,11 @@ class SquareEmulator(Emulator):
         event = {"merchant_id": MERCHANT_ID, "type": event_type, "event_id": str(uuid.uuid4()),
                  "created_at": _now_iso(), "data": data}
         return json.dumps(event, separators=(",", ":")).encode()
+
+    def app(self) -> web.Application:
+        app = super().app()
+        audit_responses(app, self.description)
+        return app
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -57,6 +57,7 @@ from daemon.testing.openapi import (
     Description,
     Problem,
     UnknownPath,
+    audit_responses,
     check_request,
     find_description,
 )
@@ -323,6 +324,11 @@ class StripeEmulator(Emulator):
                  "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
                  "type": event_type}
         return json.dumps(event, separators=(",", ":")).encode()
+
+    def app(self) -> web.Application:
+        app = super().app()
+        audit_responses(app, self.description)
+        return app
 
     def routes(self) -> list[web.RouteDef]:
         return [

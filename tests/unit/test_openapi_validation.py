@@ -120,3 +120,19 @@ def test_without_descriptions_an_emulator_says_so_and_checks_nothing(
         emulator = SquareEmulator(EmulatorSettings())
     assert emulator.description is None
     assert any(e["event"] == "emulator.description_missing" for e in logs)
+
+
+def test_the_response_audit_reports_answers_that_do_not_fit() -> None:
+    doc = {"paths": {"/r": {"get": {"responses": {"200": {"content": {"application/json": {
+        "schema": {"type": "object", "required": ["id"], "properties": {
+            "id": {"type": "string"}, "n": {"type": "integer"}}}}}}}}}}}
+    d = Description(doc, name="toy")
+    audit = openapi.ResponseAudit(enabled=True)
+    audit.observe(d, "GET", "/r", status=200, body=b'{"id": "a", "extra": 1}',
+                  content_type="application/json")
+    assert audit.problems == []
+    audit.observe(d, "GET", "/r", status=200, body=b'{"n": "x"}',
+                  content_type="application/json")
+    assert audit.checked == 2
+    assert [p.split(": ")[1].split(" (")[0] for p in audit.problems] == ["n type",
+                                                                          "id missing"]
