@@ -476,6 +476,10 @@ class EmulatorSettings:
     webhook_url: str | None = None
     webhook_secret: str = "emulator-webhook-secret"  # noqa: S105 - a test fixture value
     access_token_ttl: float | None = None
+    #: Refuse every request the provider's published API description refuses (unknown,
+    #: missing or malformed parameters and fields), as the real service does. False lets
+    #: them through, for exploring.
+    strict: bool = True
 
 
 @runtime_checkable

@@ -16,14 +16,40 @@ import asyncpg
 import pytest
 
 from daemon.db import init_connection
+from daemon.testing.openapi import RESPONSE_AUDIT, specs_dir
 from daemon.testing.postgres import PostgresServer, find_server
 
-_KEEP = {"SYNCD_TEST_DATABASE_URL", "SYNCD_TEST_EMBEDDED"}
+# SYNCD_EMULATOR_SPECS says where the providers' API descriptions are (CI may put them
+# anywhere); it changes what the emulators check, not what a test expects.
+_KEEP = {"SYNCD_TEST_DATABASE_URL", "SYNCD_TEST_EMBEDDED", "SYNCD_EMULATOR_SPECS"}
 for _name in list(os.environ):
     if (_name.startswith("SYNCD_") and _name not in _KEEP) or _name == "DATABASE_URL":
         del os.environ[_name]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+RESPONSE_AUDIT.enabled = True  # every emulator response in the suite is checked
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when an emulator answered something its provider's description says
+    the provider never answers (the response audit of daemon.testing.openapi)."""
+    if RESPONSE_AUDIT.problems:
+        shown = "\n".join(f"  {p}" for p in sorted(set(RESPONSE_AUDIT.problems))[:50])
+        session.config.get_terminal_writer().line(
+            f"emulator responses that do not fit the providers' descriptions:\n{shown}",
+            red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """In CI the providers' API descriptions must be there: without them the emulators
+    check nothing and every test against them would pass for the wrong reason."""
+    if os.environ.get("CI") == "true" and specs_dir() is None:
+        raise pytest.UsageError(
+            "CI=true but the providers' API descriptions were not found: set "
+            "SYNCD_EMULATOR_SPECS or place shared/specs beside the checkout")
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ Subclass hooks: :meth:`~Emulator.error_response`, :meth:`~Emulator.routes`,
 :meth:`~Emulator.webhook_event`, and optionally :meth:`~Emulator.is_public`,
 :meth:`~Emulator.authenticate`, :meth:`~Emulator.unauthorized_response`,
 :meth:`~Emulator.rate_limited_response`, :meth:`~Emulator.idempotency_mismatch_response`,
-:meth:`~Emulator.default_credentials`.
+:meth:`~Emulator.default_credentials`, :meth:`~Emulator.check_request`.
 
 Control API (stable: the conformance kit depends on it):
 
@@ -318,6 +318,12 @@ class Emulator:
 
     # Optional hooks, with defaults.
 
+    async def check_request(self, request: web.Request) -> web.Response | None:
+        """Refuse, before it is handled, a request the provider refuses (checked against
+        its published description: see :mod:`daemon.testing.openapi`); None lets it
+        through. Runs after authentication and rate limiting. Default: none refused."""
+        return None
+
     def is_public(self, request: web.Request) -> bool:
         """Requests that need no credentials (OAuth endpoints). Control API is always public."""
         return False
@@ -535,6 +541,9 @@ class Emulator:
             if wait > 0:
                 return self.rate_limited_response(wait)
 
+        refused = await self.check_request(request)
+        if refused is not None:
+            return refused
         try:
             response = await handler(request)
         except web.HTTPException:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import html
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -102,6 +103,11 @@ def _errors_text(errors: Any) -> str:
             field = f" ({e['field']})" if e.get("field") else ""
             parts.append(f"{e.get('code', 'ERROR')}: {e.get('detail', '')}{field}")
     return "; ".join(parts)[:500] or "rejected by Square"
+
+
+def _html(text: str) -> str:
+    """Plain text as Square's ``description_html``: escaped, one paragraph, line breaks."""
+    return "<p>" + html.escape(text, quote=False).replace("\n", "<br>") + "</p>"
 
 
 def _text(value: Any) -> str | None:
@@ -261,10 +267,13 @@ class SquareClient(HTTPProviderClient):
             "variations": [{"type": "ITEM_VARIATION", "id": variation_id,
                             "present_at_all_locations": True, "item_variation_data": vdata}],
         }
-        for key in ("description", "abbreviation"):
-            value = _text(p.get(key))
-            if value:
-                item_data[key] = value
+        description = _text(p.get("description"))
+        if description:
+            # item_data.description is deprecated (2022-07-20): description_html replaces it.
+            item_data["description_html"] = _html(description)
+        abbreviation = _text(p.get("abbreviation"))
+        if abbreviation:
+            item_data["abbreviation"] = abbreviation
         item_id = str(existing["id"]) if existing is not None else f"#{temp}"
         return {"type": "ITEM", "id": item_id, "present_at_all_locations": True,
                 "item_data": item_data}

@@ -21,6 +21,11 @@ Shapes follow ``api.json`` (Square-Version 2025-08-20). What is emulated:
   up to 1,000, default 500, cursor), ``POST /v2/payments`` with ``source_id: EXTERNAL`` for
   an order (key <= 45; amount must equal the amount due).
 
+Every request is first checked against Square's OpenAPI description (``api.json``, see
+docs/emulators.md): unknown fields and query parameters, missing fields, types, enums,
+lengths, ranges and read-only fields are refused with 400 and one error per problem naming
+its ``field``; an unknown path is 404 ``NOT_FOUND``.
+
 Errors are ``{"errors": [{"category", "code", "detail", "field"?}]}``. Square publishes no
 numeric rate limits; the emulator allows 20 requests a second per seller with a burst of 40
 (an assumption) and answers 429 ``RATE_LIMITED`` / ``RATE_LIMIT_ERROR`` **without**
@@ -45,8 +50,17 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from daemon.logs import get_logger
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import BATCH_SIZE, Emulator
+from daemon.testing.openapi import (
+    Description,
+    Problem,
+    UnknownPath,
+    audit_responses,
+    check_request,
+    find_description,
+)
 from plugins.square.capabilities import (
     CATALOG_IDEMPOTENCY_MAX,
     MAX_BATCH_OBJECTS,
@@ -70,6 +84,22 @@ _CATEGORIES = {400: "INVALID_REQUEST_ERROR", 401: "AUTHENTICATION_ERROR",
                403: "AUTHENTICATION_ERROR", 404: "INVALID_REQUEST_ERROR",
                409: "INVALID_REQUEST_ERROR", 429: "RATE_LIMIT_ERROR"}
 _ID_ALPHABET = string.ascii_uppercase + string.digits
+#: The description requests are checked against, under the specs directory.
+DESCRIPTION = "square/api.json"
+log = get_logger("syncd.emulator")
+
+#: Square's error code for each kind of problem (its ``ErrorCode`` enum).
+_PROBLEM_CODES = {
+    "unknown": "BAD_REQUEST", "missing": "MISSING_REQUIRED_PARAMETER",
+    "enum": "INVALID_ENUM_VALUE", "too_long": "VALUE_TOO_LONG", "too_short": "VALUE_TOO_SHORT",
+    "too_large": "VALUE_TOO_HIGH", "too_small": "VALUE_TOO_LOW",
+    "too_many": "ARRAY_LENGTH_TOO_LONG", "too_few": "ARRAY_LENGTH_TOO_SHORT",
+    "read_only": "INVALID_VALUE", "pattern": "VALUE_REGEX_MISMATCH",
+    "body": "EXPECTED_JSON_BODY",
+}
+_TYPE_CODES = {"string": "EXPECTED_STRING", "integer": "EXPECTED_INTEGER",
+               "number": "EXPECTED_FLOAT", "boolean": "EXPECTED_BOOLEAN",
+               "object": "EXPECTED_OBJECT", "array": "EXPECTED_ARRAY"}
 
 
 def _new_id(length: int = 26) -> str:
@@ -123,6 +153,42 @@ def _money_ok(money: Any) -> bool:
             and money["currency"].isupper())
 
 
+def _field(path: tuple[str | int, ...]) -> str:
+    """A field as Square names it: ``order.line_items[0].name``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def _refusal(problem: Problem) -> dict[str, str]:
+    """One problem as one of Square's ``errors``."""
+    name = _field(problem.path)
+    kind = problem.kind
+    if kind == "type":
+        expected = problem.expected.split("|")
+        code = _TYPE_CODES.get(expected[0], "INCORRECT_TYPE") if len(expected) == 1 \
+            else "INCORRECT_TYPE"
+        return _err(code, f"Expected `{name}` to be {problem.expected}.", name)
+    if kind == "unknown" and problem.location == "query":
+        return _err("UNKNOWN_QUERY_PARAMETER", f"Unknown query parameter `{name}`.", name)
+    details = {
+        "unknown": f"Unrecognized field `{name}`.",
+        "missing": f"Field `{name}` is required.",
+        "enum": f"`{name}` must be one of {problem.expected}.",
+        "too_long": f"`{name}` must be at most {problem.expected} characters long.",
+        "too_short": f"`{name}` must be at least {problem.expected} characters long.",
+        "too_large": f"`{name}` must be at most {problem.expected}.",
+        "too_small": f"`{name}` must be at least {problem.expected}.",
+        "too_many": f"`{name}` must have at most {problem.expected} elements.",
+        "too_few": f"`{name}` must have at least {problem.expected} elements.",
+        "read_only": f"`{name}` is read-only and cannot be set.",
+        "pattern": f"`{name}` must match {problem.expected}.",
+        "body": "The request body must be a JSON object.",
+    }
+    return _err(_PROBLEM_CODES[kind], details[kind], name or None)
+
+
 class SquareEmulator(Emulator):
     """Square, locally."""
 
@@ -137,6 +203,11 @@ class SquareEmulator(Emulator):
         self._catalog_busy: set[str] = set()
         self._codes: dict[str, tuple[str, tuple[str, ...], str | None]] = {}
         self._pkce_refresh: set[str] = set()
+        #: Square's published description (None: not found, requests go unchecked).
+        self.description: Description | None = find_description(DESCRIPTION, name="square")
+        if self.description is None:
+            log.warning("emulator.description_missing", provider=self.name,
+                        description=DESCRIPTION)
         self._locations: dict[str, dict[str, Any]] = {
             LOCATION_ID: {
                 "id": LOCATION_ID, "name": "Emulated Box Office", "merchant_id": MERCHANT_ID,
@@ -186,6 +257,24 @@ class SquareEmulator(Emulator):
     def rate_limit(self) -> tuple[float, float]:
         return (20.0, 40.0)
 
+    async def check_request(self, request: web.Request) -> web.Response | None:
+        """Refuse what Square refuses, as Square words it: every problem against
+        ``api.json`` as 400 ``errors`` with ``field``; 404 ``NOT_FOUND`` for a path Square
+        does not have."""
+        if not self.settings.strict or self.description is None:
+            return None
+        try:
+            problems = await check_request(self.description, request)
+        except UnknownPath:
+            if request.match_info.http_exception is None:
+                return None  # emulated, not described there (an authorization page)
+            return web.json_response({"errors": [_err(
+                "NOT_FOUND", f"Resource not found: {request.method} {request.path}.")]},
+                status=404)
+        if not problems:
+            return None
+        return web.json_response({"errors": [_refusal(p) for p in problems]}, status=400)
+
     def is_public(self, request: web.Request) -> bool:
         return request.path in ("/oauth2/authorize", "/oauth2/token", "/oauth2/revoke")
 
@@ -217,6 +306,11 @@ class SquareEmulator(Emulator):
         event = {"merchant_id": MERCHANT_ID, "type": event_type, "event_id": str(uuid.uuid4()),
                  "created_at": _now_iso(), "data": data}
         return json.dumps(event, separators=(",", ":")).encode()
+
+    def app(self) -> web.Application:
+        app = super().app()
+        audit_responses(app, self.description)
+        return app
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -20,7 +20,10 @@ shaped like ``spec3.yaml``/``fixtures3.json``. What is emulated:
   ``POST /v1/invoices/{id}/finalize`` and ``/pay`` (``paid_out_of_band`` only),
   ``GET /v1/invoices`` (by ``customer``, ``status``, ``created`` ranges), stored in the
   ``transaction`` collection.
-- Unknown parameters are refused (400, ``param`` names them), as Stripe does.
+- Every request is first checked against Stripe's OpenAPI description (``spec3.yaml``, see
+  docs/emulators.md): unknown parameters at any depth (body and query), missing ones,
+  types, enums, lengths and ranges are refused with 400 ``invalid_request_error`` and
+  ``param`` naming the first, as Stripe does; an unknown URL is 404.
 - ``Idempotency-Key`` (<= 255 chars): a replay returns the first response with
   ``Idempotent-Replayed: true``; other parameters give 400 ``idempotency_error``. No result
   is saved for a request that failed validation (docs.stripe.com/idempotency). Stripe may
@@ -47,8 +50,17 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from daemon.logs import get_logger
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import REPLAYED, UNSAVED, Emulator, Token
+from daemon.testing.openapi import (
+    Description,
+    Problem,
+    UnknownPath,
+    audit_responses,
+    check_request,
+    find_description,
+)
 from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX
 from plugins.stripe.webhooks import signature_header
 
@@ -59,7 +71,10 @@ PLATFORM_ACCOUNT = "acct_1EmulatorPlatform"
 CONNECTED_ACCOUNT = "acct_1EmulatorConnected"
 CLIENT_ID = "ca_emulator"
 API_VERSION = "2023-10-16"
+#: The description requests are checked against, under the specs directory.
+DESCRIPTION = "stripe/spec3.yaml"
 _ALNUM = string.ascii_letters + string.digits
+log = get_logger("syncd.emulator")
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
 _PRODUCT_PARAMS = {"id", "name", "description", "active", "url", "statement_descriptor",
@@ -130,6 +145,59 @@ class _Invalid(Exception):
         self.param, self.code, self.status = param, code, status
 
 
+def _param(path: tuple[str | int, ...]) -> str:
+    """A parameter as Stripe names it: ``default_price_data[currency]``, ``items[0]``."""
+    head, *rest = [str(p) for p in path] or [""]
+    return head + "".join(f"[{part}]" for part in rest)
+
+
+def _refusal(problem: Problem) -> _Invalid:
+    """One problem worded as Stripe's API words it."""
+    param = _param(problem.path)
+    value = problem.value
+    shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
+    kind = problem.kind
+    if kind == "unknown":
+        return _Invalid(f"Received unknown parameter: {param}", param, "parameter_unknown")
+    if kind == "missing":
+        return _Invalid(f"Missing required param: {param}.", param, "parameter_missing")
+    if kind == "read_only":
+        return _Invalid(f"You cannot set {param}.", param, "parameter_unknown")
+    if kind == "type":
+        expected = problem.expected.split("|")
+        if value == "":
+            return _Invalid(f"You passed an empty string for '{param}'. We assume empty "
+                            "values are an attempt to unset a parameter; however "
+                            f"'{param}' cannot be unset. You should remove '{param}' from "
+                            "your request or supply a non-empty value.", param,
+                            "parameter_invalid_empty")
+        if "integer" in expected:
+            return _Invalid(f"Invalid integer: {shown}", param, "parameter_invalid_integer")
+        if "boolean" in expected:
+            return _Invalid(f"Invalid boolean: {shown}", param)
+        if "object" in expected:
+            return _Invalid(f"Invalid hash: {param} must be a hash", param)
+        if "array" in expected:
+            return _Invalid(f"Invalid array: {param} must be an array", param)
+        return _Invalid(f"Invalid {problem.expected}: {param}", param)
+    if kind == "enum":
+        return _Invalid(f"Invalid {param}: must be one of {problem.expected}", param)
+    if kind == "too_long":
+        return _Invalid(f"Invalid string: {shown}; must be at most {problem.expected} "
+                        "characters", param)
+    if kind == "too_short":
+        return _Invalid(f"Invalid string: {shown}; must be at least {problem.expected} "
+                        "characters", param)
+    if kind in ("too_large", "too_small"):
+        bound = "at most" if kind == "too_large" else "at least"
+        return _Invalid(f"Invalid {param}: must be {bound} {problem.expected}", param)
+    if kind in ("too_many", "too_few"):
+        bound = "at most" if kind == "too_many" else "at least"
+        return _Invalid(f"Invalid array: {param} must have {bound} {problem.expected} "
+                        "elements", param)
+    return _Invalid(f"Invalid request: {param or 'body'}", param or None)
+
+
 class StripeEmulator(Emulator):
     """Stripe, locally."""
 
@@ -143,6 +211,12 @@ class StripeEmulator(Emulator):
         self._order = 0
         #: Creation order, to sort objects created within the same second.
         self._seq: dict[str, int] = {}
+        #: Stripe's published description (None: not found, requests go unchecked).
+        self.description: Description | None = find_description(DESCRIPTION, name="stripe",
+                                                                form=True)
+        if self.description is None:
+            log.warning("emulator.description_missing", provider=self.name,
+                        description=DESCRIPTION)
 
     # --- base hooks ----------------------------------------------------------------------
 
@@ -193,6 +267,27 @@ class StripeEmulator(Emulator):
     def rate_limit(self) -> tuple[float, float]:
         return (25.0, 25.0)
 
+    async def check_request(self, request: web.Request) -> web.Response | None:
+        """Refuse what Stripe refuses, as Stripe words it: the first problem against
+        ``spec3.yaml``, 400 ``invalid_request_error`` with ``param``; 404 for a URL Stripe
+        does not have."""
+        if not self.settings.strict or self.description is None:
+            return None
+        try:
+            problems = await check_request(self.description, request, decode=decode_form)
+        except UnknownPath:
+            if request.match_info.http_exception is None:
+                return None  # emulated, not described there (an authorization page)
+            return self._invalid(_Invalid(
+                f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+                "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+                status=404))
+        except ValueError as exc:
+            return self._invalid(_Invalid(str(exc)))
+        if not problems:
+            return None
+        return self._invalid(_refusal(problems[0]))
+
     def is_public(self, request: web.Request) -> bool:
         return request.path.startswith("/oauth/")
 
@@ -229,6 +324,11 @@ class StripeEmulator(Emulator):
                  "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
                  "type": event_type}
         return json.dumps(event, separators=(",", ":")).encode()
+
+    def app(self) -> web.Application:
+        app = super().app()
+        audit_responses(app, self.description)
+        return app
 
     def routes(self) -> list[web.RouteDef]:
         return [

@@ -12,7 +12,9 @@ Each check is its own test: capabilities and templates, batching at the declared
 idempotent retry, no duplicate after a simulated crash, 429 handling, authentication
 failures, malformed answers classified rather than crashing, updates of write-once entities
 refused, the webhook signature round trip with forged, tampered and stale deliveries
-refused, and webhook bodies nested thousands of levels deep handled without raising. The
+refused, webhook bodies nested thousands of levels deep handled without raising, and (when
+the emulator or the test class has the provider's published description) requests made from
+that description, each breaking it once, refused by the emulator. The
 checks are also plain async functions (``check_*``) over a :class:`KitSession`, for use in
 an author's own tests.
 """
@@ -44,6 +46,13 @@ from daemon.testing.kit._checks import (
     write_once_entities,
 )
 from daemon.testing.kit._conformance import ProviderConformance
+from daemon.testing.kit._described import (
+    check_refused,
+    described_operations,
+    encode_form,
+    invalid_request_strategy,
+    names_field,
+)
 from daemon.testing.kit._records import (
     chunks,
     default_template,
@@ -69,6 +78,7 @@ __all__ = [
     "check_idempotent_retry",
     "check_malformed_answers",
     "check_rate_limit_429",
+    "check_refused",
     "check_webhook_deep_bodies",
     "check_webhook_garbage",
     "check_webhook_parse",
@@ -77,9 +87,13 @@ __all__ = [
     "check_write_once",
     "chunks",
     "default_template",
+    "described_operations",
+    "encode_form",
     "entity_mapping",
     "garbage_server",
     "idempotency_key",
+    "invalid_request_strategy",
+    "names_field",
     "outbound_records",
     "push_until_done",
     "pushable_entities",

@@ -10,7 +10,15 @@ import pytest
 
 from daemon.provider import EmulatorSettings, Entity, Provider
 from daemon.testing.kit import _checks
+from daemon.testing.kit._described import (
+    Refusal,
+    check_refused,
+    described_operations,
+    invalid_request_strategy,
+    names_field,
+)
 from daemon.testing.kit._session import KitSession
+from daemon.testing.openapi import Description
 
 __all__ = ["ProviderConformance"]
 
@@ -48,6 +56,14 @@ class ProviderConformance:
     check_timeout: ClassVar[float] = 180.0
     #: The longest the kit itself waits between retries of a failed push.
     max_retry_wait: ClassVar[float] = 2.0
+    #: The provider's published API description the emulator must hold requests to; by
+    #: default the emulator's own ``description`` attribute, when it has one.
+    description: ClassVar[Description | None] = None
+    #: Whether an answer refuses an invalid request in the provider's shape; by default a
+    #: 400 naming the offending field.
+    refusal: ClassVar[Refusal] = staticmethod(names_field)
+    #: How many generated invalid requests the description check sends.
+    invalid_examples: ClassVar[int] = 100
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -159,3 +175,46 @@ class ProviderConformance:
 
     def test_parse_webhook(self, kit_provider: Provider, kit_webhook_entity: Entity) -> None:
         self._run(kit_provider, lambda s: _checks.check_webhook_parse(s, kit_webhook_entity))
+
+    # --- the emulator against the provider's description ---------------------------------
+
+    def test_emulator_refuses_invalid_requests(self, kit_provider: Provider) -> None:
+        """Requests made from the description, each breaking it once, are refused."""
+        from hypothesis import HealthCheck, given, settings
+
+        async def start(session: KitSession) -> tuple[Description, list[Any], str]:
+            emulator = session.server.emulator if session.server else None
+            description = self.description or getattr(emulator, "description", None)
+            if emulator is None or not isinstance(description, Description):
+                pytest.skip(f"{kit_provider.name}: no API description to check against")
+            token = next(str(v) for k, v in emulator.default_credentials().items()
+                         if k != "account")
+            return description, described_operations(emulator, description), token
+
+        async def body(session: KitSession) -> None:
+            description, operations, token = await start(session)
+            await session.configure(enforce_rate_limits=False)  # many requests, at once
+            if not operations:
+                pytest.skip(f"{kit_provider.name}: the emulator serves no described path")
+            import httpx
+
+            loop = asyncio.get_running_loop()
+            async with httpx.AsyncClient(base_url=session.url, timeout=10.0, headers={
+                    "Authorization": f"Bearer {token}"}) as http:
+                refused = type(self).refusal
+                strategy = invalid_request_strategy(operations, form=description.form)
+                found: list[Any] = []
+
+                @settings(max_examples=self.invalid_examples, deadline=None,
+                          derandomize=True, database=None,
+                          suppress_health_check=list(HealthCheck))
+                @given(strategy)
+                def draw(invalid: Any) -> None:
+                    found.append(invalid)
+
+                await loop.run_in_executor(None, draw)
+                for invalid in found:
+                    await check_refused(http, invalid, form=description.form,
+                                        refused=refused)
+
+        self._run(kit_provider, body)

@@ -32,6 +32,18 @@ async def test_products_are_created_then_updated_when_linked(square: Square) -> 
         "amount"] == 3000
 
 
+async def test_descriptions_go_as_description_html_not_the_deprecated_field(
+        square: Square) -> None:
+    client = await square.client()
+    record = outbound(Entity.PRODUCT, 1, **{"event.description": "Doors at 7 <sharp> & late\nbar"})
+    [created] = await client.push(Entity.PRODUCT, [record])
+    assert created.ok, created.error
+    [item] = await square.store("product")
+    assert "description" not in item["item_data"]  # deprecated since 2022-07-20
+    assert item["item_data"]["description_html"] == (
+        "<p>Doors at 7 &lt;sharp&gt; &amp; late<br>bar</p>")
+
+
 async def test_a_full_product_push_goes_in_one_request(square: Square) -> None:
     client = await square.client()
     size = client_batch = 5000

@@ -1,0 +1,248 @@
+"""The Stripe and Square emulators refuse what the real services refuse, checked against
+their published API descriptions, with each provider's own error shape."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from daemon.provider import EmulatorSettings
+from daemon.testing.emulator import Emulator, EmulatorServer
+from daemon.testing.kit._described import (
+    check_refused,
+    described_operations,
+    invalid_request_strategy,
+)
+from daemon.testing.openapi import Description, InvalidRequest
+from plugins.square.emulator import SquareEmulator
+from plugins.stripe.emulator import StripeEmulator
+
+
+def _described(emulator: Emulator) -> Description:
+    description = getattr(emulator, "description", None)
+    if description is None:
+        message = "the providers' API descriptions were not found (SYNCD_EMULATOR_SPECS)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    assert isinstance(description, Description)
+    return description
+
+
+@asynccontextmanager
+async def _served(emulator: Emulator) -> AsyncIterator[httpx.AsyncClient]:
+    _described(emulator)
+    async with EmulatorServer(emulator) as server:
+        token = next(v for k, v in emulator.default_credentials().items() if k != "account")
+        async with httpx.AsyncClient(base_url=server.url, timeout=10.0, headers={
+                "Authorization": f"Bearer {token}"}) as http:
+            yield http
+
+
+@pytest.fixture
+async def stripe() -> AsyncIterator[httpx.AsyncClient]:
+    async with _served(StripeEmulator(EmulatorSettings(enforce_rate_limits=False))) as http:
+        yield http
+
+
+@pytest.fixture
+async def square() -> AsyncIterator[httpx.AsyncClient]:
+    async with _served(SquareEmulator(EmulatorSettings(enforce_rate_limits=False))) as http:
+        yield http
+
+
+def _stripe_error(response: httpx.Response, param: str | None) -> dict[str, Any]:
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error.get("param") == param
+    assert isinstance(error["message"], str)
+    return dict(error)
+
+
+def _square_fields(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 400, response.text
+    errors = response.json()["errors"]
+    assert errors
+    for error in errors:
+        assert error["category"] == "INVALID_REQUEST_ERROR"
+        assert error["code"]
+        assert error["detail"]
+    return {e.get("field", ""): e["code"] for e in errors}
+
+
+# --- Stripe: the requests issue 17 found accepted --------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "data", "param", "code"), [
+    ("POST", "/v1/products", {"name": "Show", "default_price_data[currency]": "usd",
+                              "default_price_data[bogus]": "1"},
+     "default_price_data[bogus]", "parameter_unknown"),
+    ("GET", "/v1/customers?colour=red", None, "colour", "parameter_unknown"),
+    ("POST", "/v1/invoices", {"customer": "cus_1", "auto_advance": "maybe"},
+     "auto_advance", None),
+    ("POST", "/v1/invoices", {"customer": "cus_1", "pending_invoice_items_behavior": "bogus"},
+     "pending_invoice_items_behavior", None),
+    ("POST", "/v1/products", {"name": "Show", "description": "x" * 40_001},
+     "description", None),
+    ("POST", "/v1/products", {"name": "Show", "expand[]": "x" * 5001}, "expand[0]", None),
+    ("POST", "/v1/prices", {"product": "prod_1", "unit_amount": "12.5"},
+     "unit_amount", "parameter_invalid_integer"),
+    ("POST", "/v1/products", {"description": "no name"}, "name", "parameter_missing"),
+])
+async def test_stripe_refuses_what_its_description_refuses(
+        stripe: httpx.AsyncClient, method: str, path: str, data: dict[str, str] | None,
+        param: str, code: str | None) -> None:
+    response = await stripe.request(method, path, data=data)
+    error = _stripe_error(response, param)
+    assert error.get("code") == code
+
+
+async def test_stripe_unknown_urls_are_404_in_its_shape(stripe: httpx.AsyncClient) -> None:
+    response = await stripe.get("/v1/nothing_here")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert "Unrecognized request URL (GET: /v1/nothing_here)" in error["message"]
+
+
+async def test_stripe_refused_requests_change_nothing(stripe: httpx.AsyncClient) -> None:
+    response = await stripe.post("/v1/customers", data={"email": "a@example.com",
+                                                        "shoe_size": "9"},
+                                 headers={"Idempotency-Key": "k1"})
+    _stripe_error(response, "shoe_size")
+    listed = await stripe.get("/v1/customers")
+    assert listed.json()["data"] == []
+    retried = await stripe.post("/v1/customers", data={"email": "a@example.com"},
+                                headers={"Idempotency-Key": "k1"})
+    assert retried.status_code == 200, retried.text
+
+
+# --- Square ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field", "code"), [
+    ("POST", "/v2/customers/search",
+     {"query": {"filter": {"shoe_size": {"exact": "9"}}}}, "query.filter.shoe_size",
+     "BAD_REQUEST"),
+    ("POST", "/v2/customers/search", {"query": {"sort": {"field": "NAME"}}},
+     "query.sort.field", "INVALID_ENUM_VALUE"),
+    ("GET", "/v2/customers?sort_field=NAME", None, "sort_field", "INVALID_ENUM_VALUE"),
+    ("GET", "/v2/customers?colour=red", None, "colour", "UNKNOWN_QUERY_PARAMETER"),
+    ("POST", "/v2/customers/bulk-create",
+     {"customers": {"k1": {"given_name": "Ada", "shoe_size": 9}}},
+     "customers.k1.shoe_size", "BAD_REQUEST"),
+    ("POST", "/v2/payments", {"source_id": "EXTERNAL", "idempotency_key": "k",
+                              "amount_money": {"amount": 1, "currency": "USD"},
+                              "bogus": True}, "bogus", "BAD_REQUEST"),
+    ("POST", "/v2/orders", {"idempotency_key": "k", "order": {
+        "location_id": "L1", "total_money": {"amount": 1, "currency": "USD"}}},
+     "order.total_money", "INVALID_VALUE"),
+    ("POST", "/v2/orders", {"idempotency_key": "k", "order": {
+        "location_id": "L1", "ticket_name": "x" * 60}}, "order.ticket_name",
+     "VALUE_TOO_LONG"),
+    ("POST", "/v2/orders", {"idempotency_key": "k", "order": {}}, "order.location_id",
+     "MISSING_REQUIRED_PARAMETER"),
+    ("POST", "/v2/catalog/batch-upsert", {"idempotency_key": "k", "batches": [{"objects": [
+        {"type": "ITEM", "id": "#a", "item_data": {"name": "Show", "variations": [
+            {"type": "ITEM_VARIATION", "id": "#v", "item_variation_data": {
+                "name": "GA", "pricing_type": "FOOO"}}]}}]}]},
+     "batches[0].objects[0].item_data.variations[0].item_variation_data.pricing_type",
+     "INVALID_ENUM_VALUE"),
+    ("POST", "/v2/customers", {"given_name": 5}, "given_name", "EXPECTED_STRING"),
+])
+async def test_square_refuses_what_its_description_refuses(
+        square: httpx.AsyncClient, method: str, path: str, body: Any, field: str,
+        code: str) -> None:
+    response = await square.request(method, path, json=body)
+    assert _square_fields(response).get(field) == code
+
+
+async def test_square_unknown_paths_are_404_in_its_shape(square: httpx.AsyncClient) -> None:
+    response = await square.get("/v2/nothing-here")
+    assert response.status_code == 404
+    [error] = response.json()["errors"]
+    assert (error["category"], error["code"]) == ("INVALID_REQUEST_ERROR", "NOT_FOUND")
+
+
+async def test_square_unknown_catalog_fields_are_not_stored(square: httpx.AsyncClient) -> None:
+    response = await square.post("/v2/catalog/batch-upsert", json={
+        "idempotency_key": "k", "batches": [{"objects": [{
+            "type": "ITEM", "id": "#a", "item_data": {"name": "Show", "colour": "red"}}]}]})
+    assert "batches[0].objects[0].item_data.colour" in _square_fields(response)
+    listed = await square.get("/v2/catalog/list")
+    assert listed.json().get("objects", []) == []
+
+
+async def test_relaxed_emulators_let_invalid_requests_through() -> None:
+    emulator = SquareEmulator(EmulatorSettings(strict=False))
+    async with _served(emulator) as http:
+        response = await http.get("/v2/customers?sort_field=NAME")
+        assert response.status_code == 200
+        # strict is a setting like the others: PATCH /_emulator/settings turns it back on
+        await http.patch("/_emulator/settings", json={"strict": True})
+        response = await http.get("/v2/customers?sort_field=NAME")
+        assert response.status_code == 400
+
+
+# --- generated from the descriptions -----------------------------------------------------
+
+
+def _stripe_refusal(status: int, body: Any, invalid: InvalidRequest) -> bool:
+    error = body.get("error") if isinstance(body, dict) else None
+    head, *rest = [str(p) for p in invalid.field]
+    param = head + "".join(f"[{p}]" for p in rest)
+    return (status == 400 and isinstance(error, dict)
+            and error.get("type") == "invalid_request_error" and error.get("param") == param)
+
+
+def _square_field(invalid: InvalidRequest) -> str:
+    out = ""
+    for part in invalid.field:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _square_refusal(status: int, body: Any, invalid: InvalidRequest) -> bool:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return (status == 400 and isinstance(errors, list) and all(
+        e.get("category") == "INVALID_REQUEST_ERROR" and e.get("code") and e.get("detail")
+        for e in errors) and any(e.get("field") == _square_field(invalid) for e in errors))
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.mark.parametrize("emulator_type", [StripeEmulator, SquareEmulator],
+                         ids=["stripe", "square"])
+def test_generated_invalid_requests_are_refused_in_the_provider_shape(
+        emulator_type: type[Emulator], loop: asyncio.AbstractEventLoop) -> None:
+    emulator = emulator_type(EmulatorSettings(enforce_rate_limits=False))
+    description = _described(emulator)
+    operations = described_operations(emulator, description)
+    assert len(operations) >= 10
+    form = description.form
+    refused = _stripe_refusal if form else _square_refusal
+    cm = _served(emulator)
+    http = loop.run_until_complete(cm.__aenter__())
+    try:
+        @settings(max_examples=300, deadline=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.too_slow])
+        @given(invalid_request_strategy(operations, form=form))
+        def refused_in_shape(invalid: InvalidRequest) -> None:
+            loop.run_until_complete(check_refused(http, invalid, form=form, refused=refused))
+
+        refused_in_shape()
+    finally:
+        loop.run_until_complete(cm.__aexit__(None, None, None))
