@@ -44,7 +44,6 @@ from aiohttp import web
 
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import REPLAYED, Emulator, Token
-from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX
 from plugins.stripe.webhooks import signature_header
 
 __all__ = ["CLIENT_ID", "CONNECTED_ACCOUNT", "PLATFORM_ACCOUNT", "StripeEmulator",
@@ -54,6 +53,9 @@ PLATFORM_ACCOUNT = "acct_1EmulatorPlatform"
 CONNECTED_ACCOUNT = "acct_1EmulatorConnected"
 CLIENT_ID = "ca_emulator"
 API_VERSION = "2023-10-16"
+# Stripe's documented limit, the emulator's own (never the plugin's). Source:
+# shared/reference/providers.md (Stripe, Idempotency): keys of up to 255 characters.
+IDEMPOTENCY_KEY_MAX = 255
 _ALNUM = string.ascii_letters + string.digits
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
