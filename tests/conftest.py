@@ -18,7 +18,7 @@ import pytest
 from daemon.db import init_connection
 from daemon.testing.postgres import PostgresServer, find_server
 
-_KEEP = {"SYNCD_TEST_DATABASE_URL", "SYNCD_TEST_EMBEDDED"}
+_KEEP = {"SYNCD_TEST_DATABASE_URL", "SYNCD_TEST_EMBEDDED", "SYNCD_TEST_SHARED"}
 for _name in list(os.environ):
     if (_name.startswith("SYNCD_") and _name not in _KEEP) or _name == "DATABASE_URL":
         del os.environ[_name]

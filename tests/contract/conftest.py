@@ -1,12 +1,15 @@
 """Contract tests: what the plugins send and the emulators answer, against the providers'
 published API descriptions (``../shared/specs``) and documented shapes.
 
-CI places ``shared/`` next to the checkout; without it these tests skip, saying why.
+CI places ``shared/`` next to the checkout. Without it these tests skip, saying why, on a
+developer's machine, and fail in CI (``CI=true``), where a missing description would
+otherwise pass the contract checks unseen.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -15,28 +18,38 @@ import yaml
 from tests.contract.openapi import OpenAPI
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = ROOT.parent / "shared"
+#: ``shared/`` beside the checkout; SYNCD_TEST_SHARED points elsewhere (a git worktree).
+SHARED = Path(os.environ.get("SYNCD_TEST_SHARED") or ROOT.parent / "shared")
 SPECS = SHARED / "specs"
 
 
-def _require(path: Path) -> Path:
+def in_ci() -> bool:
+    """True in CI (``CI`` set to true, as CI services and .ci/run's caller do)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require(path: Path) -> Path:
+    """``path``; else a skip on a developer's machine and a failure in CI."""
     if not path.is_file():
-        pytest.skip(f"the providers' API descriptions are not at {path} "
-                    "(CI copies shared/ next to the checkout)")
+        message = (f"the providers' API descriptions are not at {path} "
+                   "(CI copies shared/ next to the checkout)")
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
     return path
 
 
 @pytest.fixture(scope="session")
 def square_api() -> OpenAPI:
     """Square's OpenAPI description (loaded once per session)."""
-    path = _require(SPECS / "square" / "api.json")
+    path = require(SPECS / "square" / "api.json")
     return OpenAPI(json.loads(path.read_text("utf-8")), name="square")
 
 
 @pytest.fixture(scope="session")
 def stripe_api() -> OpenAPI:
     """Stripe's OpenAPI description (loaded once per session)."""
-    path = _require(SPECS / "stripe" / "spec3.yaml")
+    path = require(SPECS / "stripe" / "spec3.yaml")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open("rb") as handle:
         return OpenAPI(yaml.load(handle, Loader=loader), name="stripe")  # noqa: S506 - safe loader
