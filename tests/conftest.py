@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import asyncpg
 import pytest
 
 from daemon.db import init_connection
-from daemon.testing.postgres import PostgresServer, find_server
+from daemon.testing.postgres import PostgresServer, embedded_data_dir, find_server
 
 _KEEP = {"SYNCD_TEST_DATABASE_URL", "SYNCD_TEST_EMBEDDED", "SYNCD_TEST_SHARED"}
 for _name in list(os.environ):
@@ -26,10 +28,26 @@ for _name in list(os.environ):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A parallel run's id, chosen here so that this (controlling) process knows it too and
+    # can remove the embedded Postgres directory its workers shared.
+    option = config.option
+    if (not hasattr(config, "workerinput") and getattr(option, "numprocesses", None)
+            and getattr(option, "testrunuid", "unset") is None):
+        option.testrunuid = uuid.uuid4().hex
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run_id = getattr(config.option, "testrunuid", None)
+    if not hasattr(config, "workerinput") and run_id:
+        shutil.rmtree(embedded_data_dir(run_id), ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def pg_server() -> Iterator[PostgresServer]:
     """The Postgres server all database tests use (see daemon.testing.postgres)."""
-    server = asyncio.run(find_server(tmp_path_factory.mktemp("pgdata")))
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    server = asyncio.run(find_server(embedded_data_dir(run_id) if run_id else None))
     asyncio.run(server.create_template())
     yield server
     asyncio.run(server.close())
