@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="select", default="",
                         help="run only mutants whose id contains this text")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("-j", dest="jobs", type=int, default=1,
+                        help="mutants run at once, each in a copy of its own (default 1)")
     parser.add_argument("--tests", nargs="+", metavar="PATH",
                         help="run these tests against each mutant instead of its own")
     args = parser.parse_args(argv)
@@ -120,21 +125,39 @@ def main(argv: list[str] | None = None) -> int:
         python = sys.executable
     results: dict[str, list[tuple[Mutant, str]]] = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="syncd-mutate-") as tmp:
-        root = Path(tmp)
-        _copy_tree(root)
-        problems = [(m, why) for m in chosen if (why := _check(m, root))]
+        roots: queue.Queue[Path] = queue.Queue()
+        for i in range(max(1, args.jobs)):
+            root = Path(tmp) / f"copy{i}"
+            _copy_tree(root)
+            roots.put(root)
+        first = roots.get()
+        problems = [(m, why) for m in chosen if (why := _check(m, first))]
+        roots.put(first)
         for m, why in problems:
             print(f"cannot apply {m.id}: {why}", file=sys.stderr)
         if problems:
             return 2
-        for n, m in enumerate(chosen, 1):
+        done = 0
+        lock = threading.Lock()
+
+        def one(m: Mutant) -> None:
+            nonlocal done
             if m.equivalent:
                 outcome, elapsed = "equivalent", 0.0
             else:
-                outcome, elapsed = _run(m, root, python)
-            results[m.module].append((m, outcome))
-            print(f"[{n:3}/{len(chosen)}] {outcome.upper():10} {m.id:40} {m.what} "
-                  f"({elapsed:.1f}s)", flush=True)
+                root = roots.get()
+                try:
+                    outcome, elapsed = _run(m, root, python)
+                finally:
+                    roots.put(root)
+            with lock:
+                done += 1
+                results[m.module].append((m, outcome))
+                print(f"[{done:3}/{len(chosen)}] {outcome.upper():10} {m.id:40} {m.what} "
+                      f"({elapsed:.1f}s)", flush=True)
+
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            list(pool.map(one, chosen))
 
     print()
     print(f"{'module':28} {'killed':>6} {'survived':>8} {'equiv':>5} {'score':>6}")
