@@ -80,8 +80,9 @@ def _run(mutant: Mutant, root: Path, python: str) -> tuple[str, float]:
            "--timeout", "300", *mutant.tests]
     start = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=root,  # noqa: S603 - our own pytest env=env, capture_output=True, text=True,
-                              timeout=TIMEOUT_S, check=False)
+        proc = subprocess.run(  # noqa: S603 - our own pytest
+            cmd, cwd=root, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
+            check=False)
         code = proc.returncode
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or [""]
     except subprocess.TimeoutExpired:
