@@ -25,6 +25,8 @@ class Mutant:
     tests: tuple[str, ...]
     what: str
     equivalent: str = ""
+    #: Further (find, replace) pairs in the same file, applied with the first.
+    also: tuple[tuple[str, str], ...] = ()
 
 
 _T = "tests/"
@@ -110,7 +112,19 @@ MUTANTS: tuple[Mutant, ...] = (
            "WHERE status = 'processing' AND lease_expires_at < now() + interval '1 hour'\n"
            "     ORDER BY",
            (*QUEUE_SQL, _T + "integration/test_worker_crash.py"),
-           "reclaim takes leases that have not expired (the CTE only)"),
+           "reclaim's candidate list takes leases that have not expired",
+           equivalent="the UPDATE re-checks lease_expires_at < now() on every row the CTE "
+                      "picked, and the CTE orders by expiry so expired rows fill its LIMIT "
+                      "first; reclaim-live-leases-both drops both checks"),
+    Mutant("queue.sql:reclaim-live-leases-both", "queue SQL", Q,
+           "WHERE status = 'processing' AND lease_expires_at < now()\n     ORDER BY",
+           "WHERE status = 'processing' AND lease_expires_at < now() + interval '1 hour'\n"
+           "     ORDER BY",
+           (*QUEUE_SQL, _T + "integration/test_worker_crash.py"),
+           "reclaim takes leases that have not expired",
+           also=(("AND q.status = 'processing' AND q.lease_expires_at < now()\n",
+                  "AND q.status = 'processing' AND q.lease_expires_at < now() + interval "
+                  "'1 hour'\n"),)),
     Mutant("queue.sql:expire-early", "queue SQL", Q,
            "WHERE status = 'pending' AND expires_at <= now()",
            "WHERE status = 'pending' AND expires_at <= now() + interval '1 hour'",

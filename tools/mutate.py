@@ -63,16 +63,21 @@ def _check(mutant: Mutant, root: Path) -> str | None:
     path = root / mutant.path
     if not path.is_file():
         return f"no file {mutant.path}"
-    count = path.read_text().count(mutant.find)
-    if count != 1:
-        return f"{mutant.path}: the text to change occurs {count} times, not once"
+    text = path.read_text()
+    for find, _ in ((mutant.find, mutant.replace), *mutant.also):
+        count = text.count(find)
+        if count != 1:
+            return f"{mutant.path}: the text to change occurs {count} times, not once"
     return None
 
 
 def _run(mutant: Mutant, root: Path, python: str) -> tuple[str, float]:
     path = root / mutant.path
     original = path.read_text()
-    path.write_text(original.replace(mutant.find, mutant.replace, 1))
+    mutated = original
+    for find, replace_with in ((mutant.find, mutant.replace), *mutant.also):
+        mutated = mutated.replace(find, replace_with, 1)
+    path.write_text(mutated)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("PYTEST_ADDOPTS", None)

@@ -299,3 +299,42 @@ async def test_a_long_handler_transaction_does_not_hold_up_other_leases(
     after = await pool.fetchval("SELECT lease_expires_at FROM sync_queue WHERE id = $1",
                                 other.id)
     assert after > before  # the other job's lease was renewed meanwhile
+
+
+async def test_a_retried_job_waits_out_its_delay(pool: asyncpg.Pool) -> None:
+    await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x")
+    [job] = await claim_jobs(pool, owner="a", limit=1, lanes=LaneScheduler(), lease_seconds=60)
+    await pool.fetch(Q["retry_many"], [job.id], [job.lease_token], ["busy"], [600.0])
+    assert await claim_jobs(pool, owner="b", limit=1, lanes=LaneScheduler(),
+                            lease_seconds=60) == []
+    wait = await pool.fetchval("SELECT extract(epoch FROM run_at - now()) FROM sync_queue")
+    assert 590 < wait <= 600
+
+
+async def test_a_job_is_not_expired_before_its_expiry(pool: asyncpg.Pool) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from daemon.queue.maintenance import expire_pending
+
+    soon = datetime.now(UTC) + timedelta(minutes=20)
+    await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x",
+                  run_at=soon, expires_at=soon + timedelta(minutes=10))
+    assert await expire_pending(pool) == 0
+    assert await pool.fetchval("SELECT status FROM sync_queue") == "pending"
+
+
+async def test_a_replayed_dead_letter_gets_a_fresh_attempt_budget(pool: asyncpg.Pool) -> None:
+    from daemon.queue.admin import dlq_replay
+
+    job_id = await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x",
+                           max_attempts=1)
+    [job] = await claim_jobs(pool, owner="a", limit=1, lanes=LaneScheduler(), lease_seconds=60)
+    rows = await pool.fetch(Q["retry_many"], [job.id], [job.lease_token], ["boom"], [0.0])
+    assert [tuple(r) for r in rows] == [(job_id, "dead_letter")]
+    async with pool.acquire() as conn:
+        assert await dlq_replay(conn, ids=[job_id]) == [job_id]
+    row = await pool.fetchrow("SELECT status, attempts, last_error FROM sync_queue")
+    assert tuple(row) == ("pending", 0, "boom")
+    [again] = await claim_jobs(pool, owner="b", limit=1, lanes=LaneScheduler(),
+                               lease_seconds=60)
+    assert (again.id, again.attempts) == (job_id, 1)
