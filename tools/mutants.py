@@ -409,7 +409,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("plan:absent-vs-null", "plan diff", "daemon/reconcile/plan.py",
            "elif b is _ABSENT or a is _ABSENT or b != a",
            "elif b != a", PLAN, "a missing key equals a null",
-           ),
+           equivalent="_ABSENT is a private object() sentinel, unequal to every value, and a "
+                      "key is never absent on both sides (keys come from their union), so "
+                      "b != a already holds whenever either side is absent"),
     Mutant("plan:template-drift", "plan diff", "daemon/reconcile/plan.py",
            "tuple(fields), drift=trow.spec_hash == tpl.spec_hash,",
            "tuple(fields), drift=trow.spec_hash != tpl.spec_hash,",

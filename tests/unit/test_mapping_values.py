@@ -168,3 +168,10 @@ def test_reordering_a_template_keeps_every_records_hash(path: str) -> None:
     forward = PATHS[path](parse_entity_mapping(raw), record)
     backward = PATHS[path](parse_entity_mapping(dict(reversed(raw.items()))), record)
     assert content_hash(forward) == content_hash(backward)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_list_indexes_read_an_element_or_nothing(path: str) -> None:
+    rules = parse_entity_mapping({"first": "customer.tags.0", "third": "customer.tags.2",
+                                  "deep": "customer.tags.0.x"})
+    assert PATHS[path](rules, {"customer": {"tags": ["vip", "late"]}}) == {"first": "vip"}
