@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench mutate clean
 
 $(VENV):
 	python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ bench: $(VENV)
 	@# standard library's queue module for the other scripts.
 	@for b in bench/*.py; do n=$$(basename $$b .py); echo "== $$n"; \
 		$(PY) -m bench.$$n --quick || exit 1; done
+
+# Mutation testing of the core (docs/testing.md): minutes, so not part of `make test` or CI.
+mutate: $(VENV)
+	$(VENV)/bin/pip install -e '.[test]' && $(PY) tools/mutate.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .hypothesis

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from daemon.db import init_connection
 from daemon.testing.openapi import RESPONSE_AUDIT, specs_dir
-from daemon.testing.postgres import PostgresServer, find_server
+from daemon.testing.postgres import PostgresServer, embedded_data_dir, find_server
 
 # SYNCD_EMULATOR_SPECS says where the providers' API descriptions are (CI may put them
 # anywhere); it changes what the emulators check, not what a test expects.
@@ -32,9 +35,20 @@ ROOT = Path(__file__).resolve().parent.parent
 RESPONSE_AUDIT.enabled = True  # every emulator response in the suite is checked
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist: a worker's audit problems come back to the controlling process."""
+    RESPONSE_AUDIT.problems.extend(node.workeroutput.get("response_audit", []))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when an emulator answered something its provider's description says
-    the provider never answers (the response audit of daemon.testing.openapi)."""
+    the provider never answers (the response audit of daemon.testing.openapi). An xdist
+    worker hands its problems to the controller, which fails the run."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["response_audit"] = list(RESPONSE_AUDIT.problems)
+        return
     if RESPONSE_AUDIT.problems:
         shown = "\n".join(f"  {p}" for p in sorted(set(RESPONSE_AUDIT.problems))[:50])
         session.config.get_terminal_writer().line(
@@ -52,10 +66,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             "SYNCD_EMULATOR_SPECS or place shared/specs beside the checkout")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A parallel run's id, chosen here so that this (controlling) process knows it too and
+    # can remove the embedded Postgres directory its workers shared.
+    option = config.option
+    if (not hasattr(config, "workerinput") and getattr(option, "numprocesses", None)
+            and getattr(option, "testrunuid", "unset") is None):
+        option.testrunuid = uuid.uuid4().hex
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    run_id = getattr(config.option, "testrunuid", None)
+    if not hasattr(config, "workerinput") and run_id:
+        shutil.rmtree(embedded_data_dir(run_id), ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def pg_server() -> Iterator[PostgresServer]:
     """The Postgres server all database tests use (see daemon.testing.postgres)."""
-    server = asyncio.run(find_server(tmp_path_factory.mktemp("pgdata")))
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    server = asyncio.run(find_server(embedded_data_dir(run_id) if run_id else None))
     asyncio.run(server.create_template())
     yield server
     asyncio.run(server.close())

@@ -90,13 +90,6 @@ UPDATE sync_queue
  WHERE id = $1 AND lease_token = $2 AND status = 'processing'
 RETURNING id
 
--- name: complete_many
-UPDATE sync_queue q
-   SET status = 'completed', completed_at = now(),
-       lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
- WHERE q.id = ANY ($1::bigint[]) AND q.lease_token = ANY ($2::uuid[]) AND q.status = 'processing'
-RETURNING q.id
-
 -- name: fail_many
 -- Not retried: a permanent failure or rejected credentials.
 UPDATE sync_queue q

@@ -4,11 +4,17 @@ Order of preference: ``SYNCD_TEST_DATABASE_URL``; a server at 127.0.0.1:5432 (us
 postgres) when one answers; otherwise the embedded Postgres (``pgserver``) in a private
 directory. Each test gets its own database cloned from a template built once from the
 migrations, as ``CREATE DATABASE ... TEMPLATE`` makes that a file copy.
+
+Under pytest-xdist every worker process builds a template of its own (named after its
+process), so no two processes ever clone from, or drop, one template; with the embedded
+Postgres the workers share one server (:func:`embedded_data_dir`) rather than start one each.
+
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -21,7 +27,7 @@ import asyncpg
 from daemon.db import EmbeddedPostgres, init_connection
 from daemon.migrate import apply_migrations
 
-__all__ = ["PostgresServer", "find_server", "with_database"]
+__all__ = ["PostgresServer", "embedded_data_dir", "find_server", "with_database"]
 
 LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -30,6 +36,17 @@ def with_database(url: str, database: str) -> str:
     """``url`` pointing at another database on the same server."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def embedded_data_dir(run_id: str) -> Path:
+    """The embedded Postgres data directory shared by the processes of one test run.
+
+    Under pytest-xdist every worker passes the run's id (``PYTEST_XDIST_TESTRUNUID``): the
+    first to arrive starts the server, the others join it (pgserver serialises this with a
+    lock) and the last one out stops it. The directory lies outside pytest's numbered
+    temporary folders, which a concurrent pytest session of the same user may clean up.
+    """
+    return Path(tempfile.gettempdir()) / f"syncd-test-pg-{run_id}"
 
 
 async def _reachable(url: str) -> bool:
@@ -48,6 +65,8 @@ class PostgresServer:
     admin_url: str
     kind: str
     embedded: EmbeddedPostgres | None = None
+    #: A data directory of this handle's own, removed by :meth:`close`.
+    owned_dir: Path | None = None
     _template: str | None = field(default=None, init=False)
 
     async def _admin(self) -> asyncpg.Connection:
@@ -101,6 +120,9 @@ class PostgresServer:
             self._template = None
         if self.embedded is not None:
             await self.embedded.stop()
+        if self.owned_dir is not None:
+            shutil.rmtree(self.owned_dir, ignore_errors=True)
+            self.owned_dir = None
 
 
 async def find_server(data_dir: Path | None = None, **_: Any) -> PostgresServer:
@@ -110,6 +132,8 @@ async def find_server(data_dir: Path | None = None, **_: Any) -> PostgresServer:
         return PostgresServer(url, "configured")
     if os.environ.get("SYNCD_TEST_EMBEDDED") != "1" and await _reachable(LOCAL_URL):
         return PostgresServer(LOCAL_URL, "local")
-    directory = data_dir or Path(tempfile.mkdtemp(prefix="syncd-test-pg-"))
+    owned = None if data_dir is not None else Path(tempfile.mkdtemp(prefix="syncd-test-pg-"))
+    directory = data_dir or owned
+    assert directory is not None
     embedded = EmbeddedPostgres(directory)
-    return PostgresServer(await embedded.start(), "embedded", embedded)
+    return PostgresServer(await embedded.start(), "embedded", embedded, owned)

@@ -26,7 +26,6 @@ from aiohttp import web
 
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import ACCOUNT, BATCH_SIZE, Emulator, Token
-from plugins.mailchimp.capabilities import BATCH_SUBSCRIBE_MAX, MEMBER_PAGE_MAX
 from plugins.mailchimp.webhooks import encode_form, sign, subscriber_hash
 
 __all__ = ["DEFAULT_DC", "DEFAULT_LIST_ID", "DEFAULT_STORE_ID", "MailchimpEmulator"]
@@ -34,6 +33,11 @@ __all__ = ["DEFAULT_DC", "DEFAULT_LIST_ID", "DEFAULT_STORE_ID", "MailchimpEmulat
 DEFAULT_DC = "us6"
 DEFAULT_LIST_ID = "a1b2c3d4e5"
 DEFAULT_STORE_ID = "syncd-store"
+# Mailchimp's documented limits, the emulator's own (never the plugin's). Source:
+# shared/reference/providers.md (Mailchimp): batch subscribe takes up to 500 members per call
+# (the official SDKs' model docs); member lists page with count, max 1000.
+BATCH_SUBSCRIBE_MAX = 500
+MEMBER_PAGE_MAX = 1000
 _ERROR_DOC = "https://mailchimp.com/developer/marketing/docs/errors/"
 _STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "transactional"})
 _MAX_CONNECTIONS = 10

@@ -39,12 +39,17 @@ from aiohttp import web
 
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import ACCOUNT, BATCH_SIZE, Emulator
-from plugins.quickbooks.capabilities import BATCH_MAX, MIN_MINOR_VERSION, QUERY_PAGE_MAX
 from plugins.quickbooks.webhooks import sign
 
 __all__ = ["DEFAULT_REALM", "QuickBooksEmulator"]
 
 DEFAULT_REALM = "9130350000000001"
+# QuickBooks Online's documented limits, the emulator's own (never the plugin's). Source:
+# shared/reference/providers.md (QuickBooks): at most 30 items per batch request (Intuit's
+# limits page), minor versions below 75 dropped on 2025-08-01, MAXRESULTS at most 1000.
+BATCH_MAX = 30
+MIN_MINOR_VERSION = 75
+QUERY_PAGE_MAX = 1000
 CLIENT_ID = "emulated-client-id"
 CLIENT_SECRET = "emulated-client-secret"  # noqa: S105 - a fixed test value of the emulator
 ACCESS_TTL = 3600

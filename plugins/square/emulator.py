@@ -61,14 +61,6 @@ from daemon.testing.openapi import (
     check_request,
     find_description,
 )
-from plugins.square.capabilities import (
-    CATALOG_IDEMPOTENCY_MAX,
-    MAX_BATCH_OBJECTS,
-    MAX_BULK_CUSTOMERS,
-    MAX_REQUEST_OBJECTS,
-    ORDER_IDEMPOTENCY_MAX,
-    PAYMENT_IDEMPOTENCY_MAX,
-)
 from plugins.square.webhooks import SIGNATURE_HEADER, sign
 
 __all__ = ["CLIENT_ID", "CLIENT_SECRET", "SquareEmulator"]
@@ -77,6 +69,17 @@ CLIENT_ID = "sq0idp-emulator"
 CLIENT_SECRET = "sq0csp-emulator-secret"  # noqa: S105 - a well-known emulator value
 MERCHANT_ID = "MLEMULATOR0001"
 LOCATION_ID = "LEMULATOR00001"
+
+# Square's documented limits, the emulator's own (never the plugin's, so that a wrong
+# constant in the plugin is refused here rather than mirrored). Source:
+# shared/reference/providers.md (Square), from api.json (BatchUpsertCatalogObjectsRequest,
+# BulkCreateCustomersRequest, the idempotency_key maxLength of each request).
+MAX_BATCH_OBJECTS = 1000  # objects per batch of POST /v2/catalog/batch-upsert
+MAX_REQUEST_OBJECTS = 10_000  # objects per batch-upsert request
+MAX_BULK_CUSTOMERS = 100  # entries of POST /v2/customers/bulk-create
+CATALOG_IDEMPOTENCY_MAX = 128
+ORDER_IDEMPOTENCY_MAX = 192
+PAYMENT_IDEMPOTENCY_MAX = 45
 ACCESS_TTL = 30 * 86400.0
 PKCE_REFRESH_TTL = 90 * 86400.0
 

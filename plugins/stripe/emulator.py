@@ -61,7 +61,6 @@ from daemon.testing.openapi import (
     check_request,
     find_description,
 )
-from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX
 from plugins.stripe.webhooks import signature_header
 
 __all__ = ["CLIENT_ID", "CONNECTED_ACCOUNT", "PLATFORM_ACCOUNT", "StripeEmulator",
@@ -73,6 +72,9 @@ CLIENT_ID = "ca_emulator"
 API_VERSION = "2023-10-16"
 #: The description requests are checked against, under the specs directory.
 DESCRIPTION = "stripe/spec3.yaml"
+# Stripe's documented limit, the emulator's own (never the plugin's). Source:
+# shared/reference/providers.md (Stripe, Idempotency): keys of up to 255 characters.
+IDEMPOTENCY_KEY_MAX = 255
 _ALNUM = string.ascii_letters + string.digits
 log = get_logger("syncd.emulator")
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")

@@ -1,7 +1,9 @@
 """Contract tests: what the plugins send and the emulators answer, against the providers'
 published API descriptions (``../shared/specs``) and documented shapes.
 
-CI places ``shared/`` next to the checkout; without it these tests skip, saying why.
+CI places ``shared/`` next to the checkout. Without it these tests skip, saying why, on a
+developer's machine, and fail in CI (``CI=true``), where a missing description would
+otherwise pass the contract checks unseen.
 """
 
 from __future__ import annotations
@@ -16,15 +18,24 @@ import yaml
 from daemon.testing.openapi import specs_dir
 from tests.contract.openapi import OpenAPI
 
-SPECS = specs_dir() or Path(__file__).resolve().parents[3] / "shared" / "specs"
+ROOT = Path(__file__).resolve().parents[2]
+#: Where the emulators find them too (SYNCD_EMULATOR_SPECS, else shared/specs beside the
+#: checkout or one of its parents).
+SPECS = specs_dir() or ROOT.parent / "shared" / "specs"
 
 
-def _require(path: Path) -> Path:
+def in_ci() -> bool:
+    """True in CI (``CI`` set to true, as CI services and .ci/run's caller do)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def require(path: Path) -> Path:
+    """``path``; else a skip on a developer's machine and a failure in CI."""
     if not path.is_file():
         message = (f"the providers' API descriptions are not at {path} (set "
                    "SYNCD_EMULATOR_SPECS, or place shared/specs beside the checkout)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
+        if in_ci():
+            pytest.fail(message, pytrace=False)
         pytest.skip(message)
     return path
 
@@ -32,14 +43,14 @@ def _require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def square_api() -> OpenAPI:
     """Square's OpenAPI description (loaded once per session)."""
-    path = _require(SPECS / "square" / "api.json")
+    path = require(SPECS / "square" / "api.json")
     return OpenAPI(json.loads(path.read_text("utf-8")), name="square")
 
 
 @pytest.fixture(scope="session")
 def stripe_api() -> OpenAPI:
     """Stripe's OpenAPI description (loaded once per session)."""
-    path = _require(SPECS / "stripe" / "spec3.yaml")
+    path = require(SPECS / "stripe" / "spec3.yaml")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open("rb") as handle:
         return OpenAPI(yaml.load(handle, Loader=loader), name="stripe")  # noqa: S506 - safe loader

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +79,20 @@ def test_stripe_responses_and_form_names_are_checked(stripe_api: OpenAPI) -> Non
     names = form_names(b"email=a%40b.c&name=Ada&metadata[venue]=v1&emial=x")
     assert names == {"email", "name", "metadata", "emial"}
     assert unknown_form_names(op, names) == {"emial"}
+
+
+def test_missing_descriptions_fail_in_ci_and_skip_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.contract.conftest import require
+
+    missing = tmp_path / "api.json"
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="API descriptions are not at"):
+        require(missing)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        require(missing)
+    missing.write_text("{}")
+    monkeypatch.setenv("CI", "true")
+    assert require(missing) == missing

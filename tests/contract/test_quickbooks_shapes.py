@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from daemon.plugins import load_plugins
 from tests.contract.traffic import Exchange, record_traffic
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "quickbooks"
 #: ``/v3/company/{realmId}/{entity}``, optionally followed by one id (``companyinfo/{realmId}``).
 COMPANY = re.compile(r"^/v3/company/[^/]+/(?P<what>[a-z]+)(?:/[^/]+)?$")
 FAULT_TYPES = {"ValidationFault", "SystemFault", "AuthenticationFault", "AuthorizationFault"}
@@ -85,6 +88,48 @@ def test_errors_are_faults(traffic: list[Exchange]) -> None:
     for x in errors:
         if x.is_json_response:
             _check_fault(x.response_json().get("Fault"), str(x), status=x.status)
-    for x in traffic:
-        if x.status == 200 and x.is_json_response and "Fault" in (x.response_json() or {}):
-            _check_fault(x.response_json()["Fault"], str(x))
+    # A 200 that carries a Fault (QuickBooks' way with some validation errors), if any.
+    for x in [x for x in traffic if x.status == 200 and x.is_json_response
+              and "Fault" in (x.response_json() or {})]:
+        _check_fault(x.response_json()["Fault"], str(x))
+
+
+def _shape(value: Any) -> Any:
+    """The structure of a JSON value: keys and types, no values."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def _covers(answer: Any, recorded: Any, where: str) -> None:
+    """``answer`` has every key of ``recorded``, recursively, with the same JSON types."""
+    if isinstance(recorded, dict):
+        assert isinstance(answer, dict), f"{where}: not an object"
+        for key, sub in recorded.items():
+            assert key in answer, f"{where}: no {key!r}"
+            _covers(answer[key], sub, f"{where}.{key}")
+    elif isinstance(recorded, list):
+        assert isinstance(answer, list), f"{where}: not a list"
+        if recorded and answer:
+            _covers(answer[0], recorded[0], f"{where}[0]")
+    else:
+        assert type(answer).__name__ == recorded, f"{where}: {type(answer).__name__}"
+
+
+def test_batch_answers_match_a_recorded_quickbooks_response(traffic: list[Exchange]) -> None:
+    recorded = json.loads((FIXTURES / "batch_response.json").read_text())
+    entity_item, fault_item = recorded["BatchItemResponse"]
+    answers = [item for x in traffic if _what(x) == "batch" and x.status == 200
+               for item in x.response_json()["BatchItemResponse"]]
+    assert answers, "no batch was answered"
+    customers = [a for a in answers if "Customer" in a]
+    faults = [a for a in answers if "Fault" in a]
+    assert customers, "no customer was answered in a batch"
+    for answer in customers:
+        _covers(answer, _shape(entity_item), "BatchItemResponse[].Customer item")
+    for answer in faults:
+        _covers(answer, _shape(fault_item), "BatchItemResponse[].Fault item")
+    first = next(x for x in traffic if _what(x) == "batch" and x.status == 200)
+    assert "time" in first.response_json()

@@ -38,10 +38,12 @@ def test_writes_reach_the_batch_endpoints(square_api: OpenAPI,
 
 def test_request_bodies_fit_the_schemas(square_api: OpenAPI, traffic: list[Exchange]) -> None:
     problems: list[str] = []
-    for x in traffic:
+    sent = [x for x in traffic
+            if square_api.operation(x.method, x.path) is not None and x.request_body]
+    assert sent, "no request body was sent"
+    for x in sent:
         op = square_api.operation(x.method, x.path)
-        if op is None or not x.request_body:
-            continue
+        assert op is not None
         assert x.request_type == "application/json", f"{x}: sent {x.request_type}"
         schema = op.request_schema("application/json")
         assert schema is not None, f"{x}: the operation takes no body"
@@ -51,6 +53,7 @@ def test_request_bodies_fit_the_schemas(square_api: OpenAPI, traffic: list[Excha
 
 def test_every_write_carries_an_idempotency_key(square_api: OpenAPI,
                                                 traffic: list[Exchange]) -> None:
+    keyed = []
     for x in traffic:
         op = square_api.operation(x.method, x.path)
         if op is None or x.method != "POST" or "search" in x.path or x.status == 401:
@@ -60,15 +63,19 @@ def test_every_write_carries_an_idempotency_key(square_api: OpenAPI,
         props = square_api.document["components"]["schemas"][ref.rsplit("/", 1)[-1]].get(
             "properties", {}) if ref else {}
         if "idempotency_key" in props:
-            assert x.request_json().get("idempotency_key"), f"{x}: no idempotency_key"
+            keyed.append(x)
+    assert keyed, "no write that takes an idempotency_key was sent"
+    for x in keyed:
+        assert x.request_json().get("idempotency_key"), f"{x}: no idempotency_key"
 
 
 def test_responses_fit_the_schemas(square_api: OpenAPI, traffic: list[Exchange]) -> None:
     problems: list[str] = []
-    for x in traffic:
+    answered = [x for x in traffic if square_api.operation(x.method, x.path) is not None]
+    assert answered, "no published operation was called"
+    for x in answered:
         op = square_api.operation(x.method, x.path)
-        if op is None:
-            continue
+        assert op is not None
         assert x.is_json_response, f"{x}: answered {x.response_type or 'no content type'}"
         schema = op.response_schema(x.status) if x.status < 400 else None
         schema = schema or ERRORS
@@ -83,3 +90,21 @@ def test_bad_credentials_get_squares_401(traffic: list[Exchange]) -> None:
         [error] = x.response_json()["errors"]
         assert error["category"] == "AUTHENTICATION_ERROR"
         assert error["code"] == "UNAUTHORIZED"
+
+
+def test_the_emulators_limits_are_squares_published_ones(square_api: OpenAPI) -> None:
+    from plugins.square import emulator
+
+    schemas = square_api.document["components"]["schemas"]
+
+    def key_max(request: str) -> int:
+        return int(schemas[request]["properties"]["idempotency_key"]["maxLength"])
+
+    assert key_max("BatchUpsertCatalogObjectsRequest") == emulator.CATALOG_IDEMPOTENCY_MAX
+    assert key_max("CreateOrderRequest") == emulator.ORDER_IDEMPOTENCY_MAX
+    assert key_max("CreatePaymentRequest") == emulator.PAYMENT_IDEMPOTENCY_MAX
+    bulk = schemas["BulkCreateCustomersRequest"]["properties"]["customers"]["description"]
+    assert f"1 to {emulator.MAX_BULK_CUSTOMERS} individual create requests" in bulk
+    batches = schemas["BatchUpsertCatalogObjectsRequest"]["properties"]["batches"]["description"]
+    assert f"up to {emulator.MAX_BATCH_OBJECTS:,} objects" in batches
+    assert f"may not exceed {emulator.MAX_REQUEST_OBJECTS:,}" in batches

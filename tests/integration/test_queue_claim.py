@@ -9,7 +9,7 @@ from collections import Counter
 import asyncpg
 import pytest
 
-from daemon.queue import LANES, LeaseLost, NewJob, enqueue, enqueue_many
+from daemon.queue import LANES, Job, LeaseLost, NewJob, enqueue, enqueue_many
 from daemon.queue.claim import claim_jobs
 from daemon.queue.lanes import LaneScheduler
 from daemon.queue.maintenance import reclaim_expired
@@ -17,6 +17,12 @@ from daemon.sql import queries
 from daemon.worker.context import RunContext
 
 Q = queries("queue.sql")
+
+
+async def _complete(executor: asyncpg.Pool, job: Job) -> None:
+    """Record ``job`` completed as the worker does: through the claim, claiming nothing."""
+    await claim_jobs(executor, owner="t", limit=0, lanes=LaneScheduler(),
+                     lease_seconds=60, completed=[(job.id, job.lease_token)])
 
 
 async def _fill(pool: asyncpg.Pool, per_lane: int, lanes: tuple[str, ...] = LANES) -> None:
@@ -80,7 +86,7 @@ async def test_one_running_job_per_integration(pool: asyncpg.Pool) -> None:
     assert other in {j.id for j in first}
     assert await claim_jobs(pool, owner="b", limit=10, lanes=lanes, lease_seconds=60) == []
     square = next(j for j in first if j.provider == "square")
-    await pool.execute(Q["complete_many"], [square.id], [square.lease_token])
+    await _complete(pool, square)
     nxt = await claim_jobs(pool, owner="b", limit=10, lanes=lanes, lease_seconds=60)
     assert [j.provider for j in nxt] == ["square"]
 
@@ -112,7 +118,7 @@ async def test_racing_claimers_never_run_two_jobs_of_one_integration(
                 await asyncio.sleep(0)
                 for job in jobs:
                     del running[job.venue_id]
-                    await pool.execute(Q["complete_many"], [job.id], [job.lease_token])
+                    await _complete(pool, job)
                     finished += 1
                 if not jobs:
                     await asyncio.sleep(0.001)
@@ -166,14 +172,16 @@ async def test_a_fenced_worker_cannot_commit(pool: asyncpg.Pool) -> None:
     with pytest.raises(LeaseLost):
         await commit_as_a()
     assert stale.cancelled
-    assert await pool.fetch(Q["complete_many"], [old.id], [old.lease_token]) == []
+    await _complete(pool, old)
+    row = await pool.fetchrow("SELECT status, lease_owner FROM sync_queue WHERE id = $1", old.id)
+    assert tuple(row) == ("processing", "b")
     assert await pool.fetch(Q["heartbeat"], [old.id], [old.lease_token], 60.0) == []
 
     current = RunContext(pool, new, 60)
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("INSERT INTO results VALUES ($1, 'b')", new.id)
         await current.assert_lease(conn)
-    assert len(await pool.fetch(Q["complete_many"], [new.id], [new.lease_token])) == 1
+    await _complete(pool, new)
     assert await pool.fetch("SELECT owner FROM results") == [("b",)]
     row = await pool.fetchrow("SELECT status, attempts, error_kind FROM sync_queue")
     assert tuple(row) == ("completed", 2, "lease")
@@ -236,7 +244,9 @@ async def test_complete_in_the_handlers_transaction_commits_or_rolls_back_with_i
     row = await pool.fetchrow("SELECT status, lease_token FROM sync_queue")
     assert tuple(row) == ("completed", None)
     # The worker's own recording afterwards finds nothing left to do.
-    assert await pool.fetch(Q["complete_many"], [job.id], [job.lease_token]) == []
+    await _complete(pool, job)
+    row = await pool.fetchrow("SELECT status, completed_at FROM sync_queue")
+    assert row["status"] == "completed"
 
 
 async def test_a_fenced_worker_cannot_complete(pool: asyncpg.Pool) -> None:
@@ -289,3 +299,42 @@ async def test_a_long_handler_transaction_does_not_hold_up_other_leases(
     after = await pool.fetchval("SELECT lease_expires_at FROM sync_queue WHERE id = $1",
                                 other.id)
     assert after > before  # the other job's lease was renewed meanwhile
+
+
+async def test_a_retried_job_waits_out_its_delay(pool: asyncpg.Pool) -> None:
+    await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x")
+    [job] = await claim_jobs(pool, owner="a", limit=1, lanes=LaneScheduler(), lease_seconds=60)
+    await pool.fetch(Q["retry_many"], [job.id], [job.lease_token], ["busy"], [600.0])
+    assert await claim_jobs(pool, owner="b", limit=1, lanes=LaneScheduler(),
+                            lease_seconds=60) == []
+    wait = await pool.fetchval("SELECT extract(epoch FROM run_at - now()) FROM sync_queue")
+    assert 590 < wait <= 600
+
+
+async def test_a_job_is_not_expired_before_its_expiry(pool: asyncpg.Pool) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from daemon.queue.maintenance import expire_pending
+
+    soon = datetime.now(UTC) + timedelta(minutes=20)
+    await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x",
+                  run_at=soon, expires_at=soon + timedelta(minutes=10))
+    assert await expire_pending(pool) == 0
+    assert await pool.fetchval("SELECT status FROM sync_queue") == "pending"
+
+
+async def test_a_replayed_dead_letter_gets_a_fresh_attempt_budget(pool: asyncpg.Pool) -> None:
+    from daemon.queue.admin import dlq_replay
+
+    job_id = await enqueue(pool, venue_id=uuid.uuid4(), provider="square", entity_type="x",
+                           max_attempts=1)
+    [job] = await claim_jobs(pool, owner="a", limit=1, lanes=LaneScheduler(), lease_seconds=60)
+    rows = await pool.fetch(Q["retry_many"], [job.id], [job.lease_token], ["boom"], [0.0])
+    assert [tuple(r) for r in rows] == [(job_id, "dead_letter")]
+    async with pool.acquire() as conn:
+        assert await dlq_replay(conn, ids=[job_id]) == [job_id]
+    row = await pool.fetchrow("SELECT status, attempts, last_error FROM sync_queue")
+    assert tuple(row) == ("pending", 0, "boom")
+    [again] = await claim_jobs(pool, owner="b", limit=1, lanes=LaneScheduler(),
+                               lease_seconds=60)
+    assert (again.id, again.attempts) == (job_id, 1)

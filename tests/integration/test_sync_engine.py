@@ -428,3 +428,38 @@ async def test_cancelling_while_the_read_ahead_is_full_does_not_hang(world: Worl
         world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER,
                          cancelled=cancelled), timeout=30)
     assert report.outcome is RunOutcome.CANCELLED
+
+
+async def test_an_archived_record_is_not_archived_again(world: World) -> None:
+    await world.pool.execute("UPDATE integration_configs SET schedules = $1",
+                             {"product": {"on_delete": "archive"}})
+    await world.engine.run(str(world.venue), "toy", entity=Entity.PRODUCT)
+    gone = await delete_rows(world.pool, world.venue, "product", 1)  # type: ignore[arg-type]
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.PRODUCT)
+    assert report.entities[0].archived == 1
+    assert await world.pool.fetchval(
+        "SELECT state FROM entity_links WHERE local_id = ANY($1)", gone) == "archived"
+    before = len(world.writes())
+    for full in (False, True):
+        report = await world.engine.run(str(world.venue), "toy", entity=Entity.PRODUCT,
+                                        full=full)
+        assert report.entities[0].archived == 0
+    assert len(world.writes()) == before
+
+
+async def test_a_record_restored_after_its_remote_delete_is_created_anew(world: World) -> None:
+    await world.pool.execute("UPDATE integration_configs SET schedules = $1",
+                             {"customer": {"on_delete": "delete"}})
+    await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
+    [gone] = await delete_rows(world.pool, world.venue, "customer", 1)  # type: ignore[arg-type]
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
+    assert report.entities[0].deleted == 1
+    await world.pool.execute(
+        "UPDATE customers SET deleted_at = NULL, updated_at = now() + interval '1 second' "
+        "WHERE id::text = $1", gone)
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
+    assert (report.entities[0].created, report.entities[0].failed) == (1, 0)
+    link = await world.pool.fetchrow(
+        "SELECT remote_id, state FROM entity_links WHERE local_id = $1", gone)
+    assert link["remote_id"] is not None
+    assert link["state"] == "synced"

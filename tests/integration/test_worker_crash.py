@@ -96,7 +96,9 @@ class _Workers:
             "SYNCD_QUEUE_HEARTBEAT_SECONDS": "0.5",
             "SYNCD_QUEUE_POLL_SECONDS": "0.2",
             "SYNCD_SCHEDULER_POLL_SECONDS": "0.5",
-            "SYNCD_WORKER_GRACE_SECONDS": "5",
+            # A hung job is handed back once the grace period is over: 1 s is what a SIGTERM
+            # with a hung job costs (no job runs when the other tests stop their workers).
+            "SYNCD_WORKER_GRACE_SECONDS": "1",
             "WORKER_NAME": name,
             "WORKER_HANG": "1" if hang else "0",
             **(settings or {}),

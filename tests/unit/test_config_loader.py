@@ -403,3 +403,34 @@ def test_wrong_types_and_values_are_located_with_hints(
     assert p.key == key
     assert fragment in p.message
     assert p.hint
+
+
+@pytest.mark.parametrize(("broken", "line", "column"), [
+    # an unclosed flow mapping: reported where the parser gives up, at the next line's colon
+    (("      product: {cron: \"*/15 * * * *\", lane: HIGH, on_delete: archive}\n",
+      "      product: {cron: \"*/15 * * * *\", lane: HIGH, on_delete: archive\n"), 13, 15),
+    # a tab where indentation is expected
+    (("  name: The Laugh Cellar\n", "  name: The Laugh Cellar\n\tx: 1\n"), 4, 1),
+    # a duplicate key: the second occurrence
+    (("  timezone: America/Chicago\n", "  timezone: America/Chicago\n  timezone: UTC\n"), 5, 3),
+])
+def test_a_yaml_syntax_error_is_reported_at_its_line_and_column(
+    tmp_path: Path, plugins: Plugins, broken: tuple[str, str], line: int, column: int,
+) -> None:
+    old, new = broken
+    assert old in GOOD
+    p = only(problems(tmp_path, plugins, {"venues/laugh.yaml": GOOD.replace(old, new),
+                                          "templates/comedy.yaml": COMEDY}))
+    assert (Path(p.file).name, p.line, p.column) == ("laugh.yaml", line, column)
+    assert str(p).startswith(f"{p.file}:{line}:{column}:")
+
+
+def test_a_syntax_error_in_a_template_is_located_in_that_file(tmp_path: Path,
+                                                              plugins: Plugins) -> None:
+    # An unclosed list: the parser stops at the colon of the next line ("  customer:").
+    bad = COMEDY.replace("    price: event.price\n", "    price: [event.price\n")
+    found = problems(tmp_path, plugins, {"venues/laugh.yaml": GOOD,
+                                         "templates/comedy.yaml": bad})
+    located = [(Path(p.file).name, p.line, p.column) for p in found
+               if Path(p.file).name == "comedy.yaml"]
+    assert located == [("comedy.yaml", 8, 11)]

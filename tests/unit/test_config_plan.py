@@ -117,3 +117,23 @@ def test_disabled_rows_do_not_count_and_do_not_churn() -> None:
     plan = make_plan(state(), actual_from(*items, enabled=False))
     assert not plan.has_changes
     assert disable_guard(plan, 0.5) is None
+
+
+def test_template_drift_is_flagged_only_when_the_row_kept_the_config_hash() -> None:
+    from daemon.config.desired import DesiredTemplate
+    from daemon.reconcile.actual import ActualTemplate
+
+    tpl = DesiredTemplate("testprov", "comedy", "Comedy", "comedy_club",
+                          {"product": {"title": "event.name"}}, {}, False, "templates/c.yaml")
+    edited = {**tpl.columns(), "description": "edited in the database"}
+    desired = DesiredState((), (tpl,), (), "hash", 1)
+    # Changed in the database behind the config's back: the stored hash is the config's.
+    row = ActualTemplate(uuid.uuid4(), "testprov", "comedy", edited, tpl.spec_hash)
+    (change,) = make_plan(desired, ActualState({}, {tpl.key: row})).changes
+    assert (change.kind, change.action, change.drift) == ("template", "update", True)
+    # Changed in the config: the row holds the previous config's hash; no drift.
+    row = ActualTemplate(uuid.uuid4(), "testprov", "comedy", edited, "previous-hash")
+    (change,) = make_plan(desired, ActualState({}, {tpl.key: row})).changes
+    assert (change.action, change.drift) == ("update", False)
+    assert [(f.field, f.before, f.after) for f in change.fields] == [
+        ("description", "edited in the database", "Comedy")]

@@ -183,3 +183,14 @@ def test_invalid_cron_is_refused(expr: str) -> None:
 def test_unknown_zone_is_refused() -> None:
     with pytest.raises(InvalidSchedule, match="Mars/Olympus"):
         latest_tick("* * * * *", "Mars/Olympus", datetime.now(UTC))
+
+
+@pytest.mark.parametrize("zone_name", ["UTC", "Europe/London", "Australia/Sydney"])
+def test_a_tick_exactly_at_now_is_the_latest(zone_name: str) -> None:
+    zone = ZoneInfo(zone_name)
+    now = datetime(2026, 3, 7, 19, 0, tzinfo=zone).astimezone(UTC)
+    assert latest_tick("0 * * * *", zone_name, now) == now
+    assert latest_tick("0 * * * *", zone_name, now - timedelta(microseconds=1)) \
+        == now - timedelta(hours=1)
+    # ... and ticks_between counts its end, not its start.
+    assert ticks_between("0 * * * *", zone_name, now - timedelta(hours=1), now) == [now]

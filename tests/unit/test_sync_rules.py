@@ -76,6 +76,17 @@ def test_deleted_record_follows_the_policy() -> None:
     assert decide(_Link("r1", "h1", None, "deleted"), "", True, "delete") == "skip"
 
 
+@pytest.mark.parametrize("policy", ["archive", "delete"])
+@pytest.mark.parametrize("write_once", [False, True])
+def test_removal_of_an_already_archived_record_is_not_sent_again(policy: str,
+                                                                  write_once: bool) -> None:
+    link = _Link("r1", "h1", None, "archived")
+    assert decide(link, "", True, policy, write_once=write_once) == "skip"  # type: ignore[arg-type]
+    # The same link still synced: the removal is sent.
+    synced = _Link("r1", "h1", None, "synced")
+    assert decide(synced, "", True, policy, write_once=write_once) == policy  # type: ignore[arg-type]
+
+
 def test_delete_policy_falls_back_to_what_the_provider_can_do() -> None:
     integ = {"schedules": {"customer": {"on_delete": "delete"}}, "options": {}}
     assert delete_policy(integ, Entity.CUSTOMER, SUPPORT) == "archive"

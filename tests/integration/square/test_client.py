@@ -142,6 +142,22 @@ async def test_customers_are_bulk_created_and_linked_ones_updated(square: Square
     assert grace["given_name"] == "Grace"
 
 
+async def test_the_client_splits_customers_into_bulk_creates_of_100(square: Square) -> None:
+    # The client itself, called with more than Square's 100 entries per bulk-create (the
+    # engine usually splits first): the emulator refuses a 101-entry call on its own,
+    # documented limit.
+    client = await square.client()
+    results = await client.push(Entity.CUSTOMER, [outbound(Entity.CUSTOMER, i)
+                                                  for i in range(250)])
+    assert len(results) == 250
+    assert all(r.ok and r.action == "created" for r in results)
+    assert [r.local_id for r in results] == [f"customer-{i}" for i in range(250)]
+    creates = [r for r in await square.requests() if r["path"] == "/v2/customers/bulk-create"]
+    assert [(r["status"], r["batch_size"]) for r in creates] == [(200, 100), (200, 100),
+                                                                  (200, 50)]
+    assert len(await square.store("customer")) == 250
+
+
 async def test_an_existing_customer_is_adopted_by_email(square: Square) -> None:
     creds = await square.credentials()
     made = await square.http.post(square.server.url + "/v2/customers", json={

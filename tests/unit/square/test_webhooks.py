@@ -117,3 +117,11 @@ def test_parse_ignores_what_it_does_not_understand() -> None:
 
 def test_header_name_constant_is_lower_case() -> None:
     assert SIGNATURE_HEADER == "x-square-hmacsha256-signature"
+
+
+def test_an_empty_body_is_refused_even_when_signed() -> None:
+    from plugins.square.webhooks import sign
+
+    verdict = PROVIDER.verify_webhook(delivery(b"", sign(b"", URL, KEY)), KEY)
+    assert not verdict.ok
+    assert verdict.reason == "empty body"
