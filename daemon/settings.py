@@ -40,6 +40,16 @@ class OAuthClient(BaseModel):
     client_secret: SecretStr | None = None
 
 
+
+def _split_names(value: Any) -> Any:
+    """A list setting given as a JSON list or as comma-separated names."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
 class Settings(BaseSettings):
     """syncd's settings. Environment variables win over ``.env``; both over defaults."""
 
@@ -81,12 +91,7 @@ class Settings(BaseSettings):
     @field_validator("plugins", mode="before")
     @classmethod
     def _split_plugins(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return _split_names(value)
 
     trace_hooks: bool = Field(default=False, description="Log every plugin hook call.")
 
@@ -264,12 +269,7 @@ class Settings(BaseSettings):
     @field_validator("webhook_url_token_providers", mode="before")
     @classmethod
     def _split_token_providers(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                return json.loads(text)
-            return [part.strip() for part in text.split(",") if part.strip()]
-        return value
+        return _split_names(value)
 
     webhook_max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest webhook body accepted (413 beyond)."

@@ -4,19 +4,15 @@ the description says, never with a server error."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import jwt
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from daemon.db import init_connection
 from daemon.http.openapi import OPENAPI
 from tests.integration import webhook_support as ws
 
@@ -29,39 +25,10 @@ schema = schemathesis.openapi.from_dict(OPENAPI)
 
 @pytest.fixture
 def api_url(db_url: str, tmp_path: Path) -> Iterator[str]:
-    """The app on a real port, its loop in a thread of its own (schemathesis calls are
-    synchronous)."""
-    ready = threading.Event()
-    holder: dict[str, object] = {}
-
-    async def main() -> None:
-        pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4, init=init_connection)
-        stop = asyncio.Event()
-        holder["stop"], holder["loop"] = stop, asyncio.get_running_loop()
-        try:
-            await ws.connect_venues(pool)
-            async with ws.running_app(pool, tmp_path, api_jwt_secret=SECRET,
-                                      api_jwt_issuer=ISSUER,
-                                      api_jwt_audience=AUDIENCE) as server:
-                holder["url"] = server.url
-                ready.set()
-                await stop.wait()
-        finally:
-            await pool.close()
-            ready.set()
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-    thread.start()
-    assert ready.wait(60)
-    assert "url" in holder, "the server did not start"
-    try:
-        yield f"{holder['url']}/api/v1"
-    finally:
-        loop, stop = holder["loop"], holder["stop"]
-        assert isinstance(loop, asyncio.AbstractEventLoop)
-        assert isinstance(stop, asyncio.Event)
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(60)
+    """The app on a real port, its loop in a thread (schemathesis calls are synchronous)."""
+    with ws.app_in_thread(db_url, tmp_path, api_jwt_secret=SECRET, api_jwt_issuer=ISSUER,
+                          api_jwt_audience=AUDIENCE) as url:
+        yield f"{url}/api/v1"
 
 
 def _token() -> str:

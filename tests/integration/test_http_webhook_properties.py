@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daemon.db import init_connection
 from tests.integration import webhook_support as ws
 
 BASE = "https://syncd.example"
@@ -50,41 +48,13 @@ def served(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     """The app on a real port, its loop in a thread of its own (hypothesis tests are sync)."""
     for name, value in ws.ENV.items():
         monkeypatch.setenv(name, value)
-    ready = threading.Event()
-    holder: dict[str, object] = {}
-
-    async def main() -> None:
-        pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4, init=init_connection)
-        stop = asyncio.Event()
-        holder["stop"] = stop
-        holder["loop"] = asyncio.get_running_loop()
+    with ws.app_in_thread(db_url, tmp_path, webhook_max_body_bytes=MAX_BODY,
+                          http_max_field_size=MAX_FIELD, http_max_headers=MAX_HEADERS) as url:
+        result = Served(url, db_url)
         try:
-            await ws.connect_venues(pool)
-            async with ws.running_app(pool, tmp_path, webhook_max_body_bytes=MAX_BODY,
-                                      http_max_field_size=MAX_FIELD,
-                                      http_max_headers=MAX_HEADERS) as server:
-                holder["url"] = server.url
-                ready.set()
-                await stop.wait()
+            yield result
         finally:
-            await pool.close()
-            ready.set()
-
-    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
-    thread.start()
-    assert ready.wait(60)
-    assert "url" in holder, "the server did not start"
-    result = Served(str(holder["url"]), db_url)
-    try:
-        yield result
-    finally:
-        result.http.close()
-        loop = holder["loop"]
-        assert isinstance(loop, asyncio.AbstractEventLoop)
-        stop = holder["stop"]
-        assert isinstance(stop, asyncio.Event)
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(60)
+            result.http.close()
 
 
 header_text = st.text(st.characters(min_codepoint=33, max_codepoint=126), max_size=200)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from daemon.db import init_connection
 from daemon.http import create_app
 from daemon.http.secrets import ReferenceWebhookSecrets
 from daemon.http.server import listening
@@ -101,6 +104,42 @@ async def running_app(pool: asyncpg.Pool, tmp_path: Path,
                      secrets=ReferenceWebhookSecrets(pool))
     async with listening(app, cfg, host="127.0.0.1", port=0) as url:
         yield Running(url, cfg)
+
+
+@contextmanager
+def app_in_thread(db_url: str, tmp_path: Path, **overrides: Any) -> Iterator[str]:
+    """The app with its venues connected on a real port, its loop in a thread of its own
+    (for synchronous callers: hypothesis and schemathesis tests); yields its URL."""
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    async def main() -> None:
+        pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4, init=init_connection)
+        holder["stop"], holder["loop"] = asyncio.Event(), asyncio.get_running_loop()
+        try:
+            await connect_venues(pool)
+            async with running_app(pool, tmp_path, **overrides) as server:
+                holder["url"] = server.url
+                ready.set()
+                stop = holder["stop"]
+                assert isinstance(stop, asyncio.Event)
+                await stop.wait()
+        finally:
+            await pool.close()
+            ready.set()
+
+    thread = threading.Thread(target=lambda: asyncio.run(main()), daemon=True)
+    thread.start()
+    assert ready.wait(60)
+    assert "url" in holder, "the server did not start"
+    try:
+        yield str(holder["url"])
+    finally:
+        loop, stop = holder["loop"], holder["stop"]
+        assert isinstance(loop, asyncio.AbstractEventLoop)
+        assert isinstance(stop, asyncio.Event)
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(60)
 
 
 def path_for(provider: str) -> str:
