@@ -95,13 +95,16 @@ def _integration(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _unexpected_query(request: web.Request, *allowed: str) -> web.Response | None:
-    """400 for a query parameter the route does not take, or one given twice."""
+    """400 for a query parameter the route does not take, one given twice, or a value
+    Postgres text cannot hold (a NUL character)."""
     names = list(request.query.keys())
     for name in names:
         if name not in allowed:
             return _error(400, f"unknown query parameter {name[:50]!r}")
         if names.count(name) > 1:
             return _error(400, f"query parameter {name!r} given more than once")
+        if "\x00" in request.query[name]:
+            return _error(400, f"query parameter {name!r} holds a NUL character")
     return None
 
 

@@ -118,6 +118,17 @@ async def test_webhook_events_are_scoped_by_venue(api: httpx.AsyncClient,
     assert sorted(e["external_id"] for e in platform.json()["events"]) == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("params", [{"provider": "stri\x00pe"}, {"status": "\x00"}])
+async def test_a_query_value_postgres_cannot_hold_is_400_not_503(
+        api: httpx.AsyncClient, params: dict[str, str]) -> None:
+    # Found by schemathesis: a NUL reached Postgres, which refused it, and the route answered
+    # as if the database were down.
+    response = await api.get("/webhooks", params=params,
+                             headers=bearer(token(role="platform_admin")))
+    assert response.status_code == 400, response.text
+    assert "NUL" in response.json()["error"]
+
+
 def _bad_tokens() -> dict[str, str | None]:
     now = int(time.time())
     unsigned = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "exp": now + 300,
