@@ -43,6 +43,7 @@ from daemon.provider import (
     RecordResult,
 )
 from daemon.queue.types import LeaseLost
+from daemon.ratelimit import LimiterRegistry
 from daemon.source import SourceReader, SourceRecord, UnknownVenue, Venue
 from daemon.sql import queries
 from daemon.sync.compiled import compile_mapping
@@ -168,6 +169,7 @@ class SyncEngine:
         source: SourceReader | None = None,
         http: httpx.AsyncClient | None = None,
         settings: SyncSettings | None = None,
+        limiters: LimiterRegistry | None = None,
     ) -> None:
         self.pool = pool
         self.providers = providers
@@ -175,6 +177,8 @@ class SyncEngine:
         self.source = source or SourceReader(pool)
         self.http = http
         self.settings = settings or SyncSettings()
+        #: The process's provider limiters, handed to every client (None: the clients' own).
+        self.limiters = limiters
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -360,7 +364,7 @@ class _Run:
         ctx = ClientContext(venue_id=self.venue_id, credentials=credentials, options=opts,
                             http=http, base_url=base_url,
                             environment="sandbox" if env == "sandbox" else "production",
-                            refresh=self._refresh_for_plugin)
+                            refresh=self._refresh_for_plugin, limiters=self.engine.limiters)
         return self.provider.client(ctx)
 
     async def _refresh_for_plugin(self) -> Credentials | None:

@@ -29,6 +29,8 @@ from daemon.logs import get_logger
 from daemon.provider import Entity, Provider
 from daemon.queue import handlers
 from daemon.queue.types import Job, JobContext, JobResult, LeaseLost, Outcome
+from daemon.ratelimit import LimiterRegistry
+from daemon.ratelimit_shared import PostgresLimits, SharedLimitSettings
 from daemon.source import SourceReader, SourceSettings
 from daemon.sync.engine import SyncEngine, SyncError
 from daemon.sync.report import RunOutcome, RunReport
@@ -63,6 +65,7 @@ class SyncJobHandler:
         self.settings = settings
         self._engines: dict[int, SyncEngine] = {}
         self._source_pool: asyncpg.Pool | None = None
+        self._shared: list[PostgresLimits] = []
 
     def _load_providers(self) -> dict[str, Provider]:
         if self._providers is None:
@@ -91,9 +94,28 @@ class SyncJobHandler:
                                 build_credential_store(pool, tokens,
                                                        base_urls=settings.base_urls),
                                 source=SourceReader(source_pool, source_settings),
-                                settings=settings)
+                                settings=settings, limiters=self._limiters(pool))
             self._engines[id(pool)] = engine
         return engine
+
+    def _limiters(self, pool: asyncpg.Pool) -> LimiterRegistry:
+        """The process's provider limiters: shared with every replica through Postgres
+        unless ``SYNCD_RATELIMIT_SHARED`` is off."""
+        from daemon.settings import Settings
+
+        settings = Settings()
+        if not settings.ratelimit_shared:
+            return LimiterRegistry()
+        shared = PostgresLimits(pool, SharedLimitSettings(
+            margin=settings.ratelimit_margin, grant_seconds=settings.ratelimit_grant_seconds))
+        self._shared.append(shared)
+        return LimiterRegistry(shared=shared)
+
+    async def close(self) -> None:
+        """Give back the shared concurrency slots this process holds."""
+        for shared in self._shared:
+            await shared.close()
+        self._shared.clear()
 
     async def __call__(self, job: Job, ctx: JobContext) -> JobResult:
         entity: Entity | None = None

@@ -142,7 +142,7 @@ class MailchimpClient(HTTPProviderClient):
             base_url=host + _API,
             credentials=creds,
             auth_headers=_auth_headers,
-            limiter=default_registry.get("mailchimp", f"{host}|{account}",
+            limiter=(ctx.limiters or default_registry).get("mailchimp", f"{host}|{account}",
                                          CAPABILITIES.rate_limit),
             refresh=ctx.refresh,
             default_retry_after=CAPABILITIES.rate_limit.default_retry_after,

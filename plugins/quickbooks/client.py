@@ -199,7 +199,7 @@ class QuickBooksClient(HTTPProviderClient):
             base_url=f"{host}/v3/company/{self.realm}",
             credentials=ctx.credentials,
             auth_headers=_bearer,
-            limiter=default_registry.get("quickbooks", f"{host}|{self.realm}",
+            limiter=(ctx.limiters or default_registry).get("quickbooks", f"{host}|{self.realm}",
                                          CAPABILITIES.rate_limit),
             refresh=ctx.refresh,
             default_retry_after=CAPABILITIES.rate_limit.default_retry_after,

@@ -130,7 +130,8 @@ class SquareClient(HTTPProviderClient):
         self.http = ProviderHTTP(
             ctx.http, provider="square", base_url=base, credentials=creds,
             auth_headers=self._auth, refresh=ctx.refresh,
-            limiter=default_registry.get("square", f"{base}|{self.account}", caps.rate_limit),
+            limiter=(ctx.limiters or default_registry).get(
+                "square", f"{base}|{self.account}", caps.rate_limit),
             default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
             default_headers={"Square-Version": SQUARE_VERSION,
                              "Content-Type": "application/json"},

@@ -123,7 +123,8 @@ class StripeClient(HTTPProviderClient):
         self.http = ProviderHTTP(
             ctx.http, provider="stripe", base_url=base, credentials=creds,
             auth_headers=self._auth, refresh=ctx.refresh,
-            limiter=default_registry.get("stripe", f"{base}|{self.account}", caps.rate_limit),
+            limiter=(ctx.limiters or default_registry).get(
+                "stripe", f"{base}|{self.account}", caps.rate_limit),
             default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
             default_headers=headers,
         )
