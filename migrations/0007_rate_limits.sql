@@ -11,13 +11,14 @@ CREATE TABLE rate_limit_accounts (
 );
 
 -- Token buckets refilled by time: the request rate, and each window quota as a bucket that
--- can never let more than the window's limit through in any window.
+-- can never let more than the window's limit through in any window. Exact numbers: a token
+-- count must not drift by rounding over millions of grants.
 CREATE TABLE rate_limit_buckets (
     account     text NOT NULL REFERENCES rate_limit_accounts ON DELETE CASCADE,
     bucket      text NOT NULL,
-    rate        double precision NOT NULL CHECK (rate > 0),
-    capacity    double precision NOT NULL CHECK (capacity >= 1),
-    tokens      double precision NOT NULL,
+    rate        numeric NOT NULL CHECK (rate > 0),
+    capacity    numeric NOT NULL CHECK (capacity >= 1),
+    tokens      numeric NOT NULL,
     refilled_at timestamptz NOT NULL,
     PRIMARY KEY (account, bucket)
 );
@@ -62,9 +63,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     pause timestamptz := syncd_rate_lock(p_account, p_provider);
     t timestamptz := clock_timestamp();
-    have double precision;
-    avail double precision := p_want;
-    need double precision := 0;
+    have numeric;
+    avail numeric := p_want;
+    need numeric := 0;
     n integer;
 BEGIN
     IF pause > t THEN
@@ -74,7 +75,8 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(p_buckets, 1), 0) LOOP
         INSERT INTO rate_limit_buckets AS b
                (account, bucket, rate, capacity, tokens, refilled_at)
-        VALUES (p_account, p_buckets[i], p_rates[i], p_capacities[i], p_capacities[i], t)
+        VALUES (p_account, p_buckets[i], p_rates[i]::numeric, p_capacities[i]::numeric,
+                p_capacities[i]::numeric, t)
         ON CONFLICT (account, bucket) DO UPDATE
            SET tokens = least(excluded.capacity,
                               b.tokens + greatest(0, extract(epoch FROM t - b.refilled_at))
@@ -84,7 +86,7 @@ BEGIN
         RETURNING b.tokens INTO have;
         avail := least(avail, floor(have));
         IF have < 1 THEN
-            need := greatest(need, (1 - have) / p_rates[i]);
+            need := greatest(need, (1 - have) / p_rates[i]::numeric);
         END IF;
     END LOOP;
     n := greatest(0, avail)::integer;
@@ -92,7 +94,7 @@ BEGIN
         UPDATE rate_limit_buckets SET tokens = tokens - n
          WHERE account = p_account AND bucket = ANY (p_buckets);
     END IF;
-    RETURN QUERY SELECT n, need;
+    RETURN QUERY SELECT n, need::double precision;
 END $$;
 
 -- Lease one concurrency slot of the account for p_holder when fewer than p_max are held by
