@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from daemon.provider import RateLimit
+    from daemon.provider import ClientContext, RateLimit
 
 __all__ = [
     "Clock",
@@ -51,6 +51,7 @@ __all__ = [
     "Window",
     "default_registry",
     "extra_windows",
+    "registry_for",
     "windows_from_extra",
 ]
 
@@ -355,9 +356,11 @@ class RateLimiter:
             if self.shared is None:
                 yield
                 return
+            # The token first: a request waiting for the account's rate must not hold one of
+            # its connections meanwhile (another replica could use it).
+            await self.shared.acquire_token(scopes)
             await self.shared.acquire_slot()
             try:
-                await self.shared.acquire_token(scopes)
                 yield
             finally:
                 await asyncio.shield(self.shared.release_slot())
@@ -400,3 +403,9 @@ class LimiterRegistry:
 #: The registry a client uses when its :class:`~daemon.provider.ClientContext` carries none
 #: (in-process limits only). Processes that run jobs build their own and pass it in.
 default_registry = LimiterRegistry()
+
+
+def registry_for(ctx: ClientContext) -> LimiterRegistry:
+    """The registry a client takes its account's limiter from: the one its context carries,
+    else :data:`default_registry` (in-process limits only)."""
+    return ctx.limiters if ctx.limiters is not None else default_registry

@@ -7,7 +7,8 @@ once. :class:`PostgresLimits` (built once per process and handed to a
 
 - **rate and window quotas**: token buckets refilled by time, one row per (account, bucket)
   in ``rate_limit_buckets``. The request rate is a bucket of ``rate x margin`` tokens a
-  second holding at most ``burst``. A window quota (500 a minute) is a bucket holding a small
+  second holding a fifth of ``burst`` (the provider's own bucket keeps the rest in reserve
+  for jitter). A window quota (500 a minute) is a bucket holding a small
   share of the window and refilling with the rest over the window, so no window of that
   length can ever see more than the quota. A process takes tokens in small *grants* (at most
   ``grant_seconds`` of the slowest bucket's rate, and no more than it has requests waiting)
@@ -51,6 +52,10 @@ _Q = queries("ratelimit.sql")
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 #: Share of a window quota a bucket may hold at once; the rest refills over the window.
 _WINDOW_BURST_SHARE = 0.02
+#: Share of the provider's burst the shared rate bucket may hold. The provider's own bucket
+#: keeps the rest in reserve, so requests that reach it bunched together (network or CPU
+#: jitter) still find tokens there: the shared limiter never drains it.
+_RATE_BURST_SHARE = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +70,8 @@ class SharedLimitSettings:
     grant_ttl_seconds: float = 0.5
     #: A process's concurrency slots expire this long after their last renewal.
     slot_lease_seconds: float = 30.0
-    #: Longest wait between two tries for a slot while the account's slots are all held.
-    slot_poll_seconds: float = 0.05
+    #: Mean wait between two tries for a slot while the account's slots are all held.
+    slot_poll_seconds: float = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,7 @@ def buckets_for(limit: RateLimit, margin: float = 1.0) -> tuple[Bucket, ...]:
     out: list[Bucket] = []
     if limit.scope_of(RATE) is not LimitScope.CONNECTION and limit.requests_per_second > 0:
         out.append(Bucket(RATE, limit.requests_per_second * margin,
-                          float(max(1, limit.burst))))
+                          float(max(1, math.ceil(limit.burst * _RATE_BURST_SHARE)))))
     for key, window in extra_windows(limit.extra):
         if limit.scope_of(key) is LimitScope.CONNECTION:
             continue
@@ -183,7 +188,6 @@ class PostgresAccount:
             return
         settings = self._owner.settings
         async with self._slot_lock:  # one poller per account per process
-            delay = 0.005
             while True:
                 self.calls["take_slot"] += 1
                 taken = await self._owner.fetchval(
@@ -191,8 +195,9 @@ class PostgresAccount:
                     self.max_concurrency, settings.slot_lease_seconds)
                 if taken:
                     break
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, settings.slot_poll_seconds)
+                # Every process polls at the same pace (with jitter), whatever it did last,
+                # so the one that just released a slot has no edge in taking it back.
+                await asyncio.sleep(settings.slot_poll_seconds * (0.5 + random.random()))
         self._owner.slot_taken()
 
     async def release_slot(self) -> None:

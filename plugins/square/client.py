@@ -39,7 +39,7 @@ from daemon.provider import (
     RecordResult,
     minor_units,
 )
-from daemon.ratelimit import default_registry
+from daemon.ratelimit import registry_for
 from plugins.square.capabilities import (
     CATALOG_IDEMPOTENCY_MAX,
     CUSTOMER_IDEMPOTENCY_MAX,
@@ -130,7 +130,7 @@ class SquareClient(HTTPProviderClient):
         self.http = ProviderHTTP(
             ctx.http, provider="square", base_url=base, credentials=creds,
             auth_headers=self._auth, refresh=ctx.refresh,
-            limiter=(ctx.limiters or default_registry).get(
+            limiter=registry_for(ctx).get(
                 "square", f"{base}|{self.account}", caps.rate_limit),
             default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
             default_headers={"Square-Version": SQUARE_VERSION,
