@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from daemon.plugins import load_plugins
-from daemon.provider import ClientContext, Credentials
-from daemon.ratelimit import LimiterRegistry, default_registry
+from daemon.provider import ClientContext, Credentials, LimitScope
+from daemon.ratelimit import LimiterRegistry, default_registry, extra_windows
 
 ACCOUNTS = {"mailchimp": {"dc": "us6", "account": "acct-1", "list_id": "l1",
                           "store_id": "s1"},
@@ -31,3 +31,13 @@ async def test_a_client_uses_the_registry_of_its_context(name: str) -> None:
         await client.aclose()
     assert len(registry) == 1
     assert len(default_registry) == before
+
+
+@pytest.mark.parametrize("name", sorted(ACCOUNTS))
+def test_a_bundled_provider_declares_the_scope_of_every_limit(name: str) -> None:
+    limit = load_plugins().provider(name).capabilities.rate_limit
+    named = {"requests_per_second", "max_concurrency"}
+    named |= {key for key, _ in extra_windows(limit.extra)}
+    named |= {key for key in limit.extra if key.endswith("_concurrency")}
+    assert named <= set(limit.scopes), named - set(limit.scopes)
+    assert all(isinstance(scope, LimitScope) for scope in limit.scopes.values())
