@@ -71,7 +71,7 @@ async def test_two_replicas_share_one_token_bucket(pool: asyncpg.Pool) -> None:
 
 async def test_a_pause_set_by_one_replica_holds_the_other(pool: asyncpg.Pool) -> None:
     limit = RateLimit(requests_per_second=50.0, burst=5, max_concurrency=5)
-    (one, reg_one), (two, reg_two) = _replicas(pool)
+    (_, reg_one), (two, reg_two) = _replicas(pool)
     first = reg_one.get("quickbooks", "realm-9", limit)
     second = reg_two.get("quickbooks", "realm-9", limit)
     await second.acquire()
