@@ -65,7 +65,6 @@ class SyncJobHandler:
         self.settings = settings
         self._engines: dict[int, SyncEngine] = {}
         self._source_pool: asyncpg.Pool | None = None
-        self._shared: list[PostgresLimits] = []
 
     def _load_providers(self) -> dict[str, Provider]:
         if self._providers is None:
@@ -108,14 +107,7 @@ class SyncJobHandler:
             return LimiterRegistry()
         shared = PostgresLimits(pool, SharedLimitSettings(
             margin=settings.ratelimit_margin, grant_seconds=settings.ratelimit_grant_seconds))
-        self._shared.append(shared)
         return LimiterRegistry(shared=shared)
-
-    async def close(self) -> None:
-        """Give back the shared concurrency slots this process holds."""
-        for shared in self._shared:
-            await shared.close()
-        self._shared.clear()
 
     async def __call__(self, job: Job, ctx: JobContext) -> JobResult:
         entity: Entity | None = None

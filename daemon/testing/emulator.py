@@ -604,6 +604,8 @@ class Emulator:
             response = await handler(request)
         except web.HTTPException:
             raise
+        except ConnectionResetError:  # the caller went away while its body was read
+            raise _ConnectionDropped from None
         except Exception as exc:
             log.exception("emulator.handler_failed", provider=self.name, path=request.path,
                           error=type(exc).__name__)
