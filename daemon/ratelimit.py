@@ -178,11 +178,11 @@ class SharedAccount(Protocol):
     raises :class:`~daemon.provider.ProviderError` (retryable).
     """
 
-    async def acquire_slot(self) -> None: ...
+    async def acquire(self, scopes: Collection[str]) -> None:
+        """A token of the buckets ``scopes`` select, then a slot (when shared)."""
+        ...
 
     async def release_slot(self) -> None: ...
-
-    async def acquire_token(self, scopes: Collection[str]) -> None: ...
 
     async def pause_for(self, seconds: float) -> None: ...
 
@@ -358,8 +358,7 @@ class RateLimiter:
                 return
             # The token first: a request waiting for the account's rate must not hold one of
             # its connections meanwhile (another replica could use it).
-            await self.shared.acquire_token(scopes)
-            await self.shared.acquire_slot()
+            await self.shared.acquire(scopes)
             try:
                 yield
             finally:

@@ -20,7 +20,8 @@ once. :class:`PostgresLimits` (built once per process and handed to a
   account's row; every process's next grant waits for it.
 
 Each grant or lease is one round trip to a plpgsql function that locks the account's row,
-so decisions for one account are made one at a time. Limits declared per connection
+so decisions for one account are made one at a time; a request that finds nobody else of
+its process waiting takes its tokens and its slot in a single trip. Limits declared per connection
 (:class:`~daemon.provider.LimitScope.CONNECTION`) are not shared: the in-process limiter
 enforces them alone.
 """
@@ -127,7 +128,7 @@ class PostgresAccount:
         self._stock: dict[tuple[str, ...], _Stock] = {}
         self._waiting: dict[tuple[str, ...], int] = {}
         #: Round trips made, by kind, for the cost per request.
-        self.calls = {"grant": 0, "take_slot": 0, "release_slot": 0, "pause": 0}
+        self.calls = {"acquire": 0, "grant": 0, "take_slot": 0, "release_slot": 0, "pause": 0}
 
     # --- tokens -----------------------------------------------------------------------
 
@@ -172,6 +173,34 @@ class PostgresAccount:
                     await asyncio.sleep(max(0.001, wait))
         finally:
             self._waiting[key] -= 1
+
+    async def acquire(self, scopes: Collection[str]) -> None:
+        buckets = self._selected(scopes)
+        key = tuple(b.name for b in buckets)
+        if (buckets and self.shares_concurrency and not self._grant_lock.locked()
+                and not self._slot_lock.locked() and not self._spend(key)):
+            # Nobody else here is waiting for this account: its token and a slot in one trip
+            # (one token: a grant never exceeds the requests waiting).
+            async with self._grant_lock, self._slot_lock:
+                self.calls["acquire"] += 1
+                row = await self._owner.fetchrow(
+                    _Q["acquire"], self.key, self.provider, [b.name for b in buckets],
+                    [b.rate for b in buckets], [b.capacity for b in buckets],
+                    1, self._owner.holder, self.max_concurrency,
+                    self._owner.settings.slot_lease_seconds)
+            assert row is not None
+            granted = int(row["granted"])
+            if granted > 0:
+                stock = self._stock.setdefault(key, _Stock())
+                stock.tokens += granted - 1
+                stock.expires = time.monotonic() + self._owner.settings.grant_ttl_seconds
+                if row["slotted"]:
+                    self._owner.slot_taken()
+                else:
+                    await self.acquire_slot()
+                return
+        await self.acquire_token(scopes)
+        await self.acquire_slot()
 
     async def _grant(self, buckets: tuple[Bucket, ...], want: int) -> tuple[int, float]:
         self.calls["grant"] += 1

@@ -123,3 +123,26 @@ BEGIN
            expires_at = excluded.expires_at;
     RETURN true;
 END $$;
+
+-- A grant and a slot in one round trip, for a request that needs both: the slot is leased
+-- only when tokens were granted. Answers the grant and whether the slot was leased.
+CREATE FUNCTION syncd_rate_acquire(
+    p_account text, p_provider text, p_buckets text[], p_rates double precision[],
+    p_capacities double precision[], p_want integer, p_holder text, p_max integer,
+    p_lease_seconds double precision
+) RETURNS TABLE (granted integer, wait_seconds double precision, slotted boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    g integer;
+    w double precision;
+BEGIN
+    SELECT r.granted, r.wait_seconds INTO g, w
+      FROM syncd_rate_grant(p_account, p_provider, p_buckets, p_rates, p_capacities,
+                            p_want) AS r;
+    IF g > 0 THEN
+        RETURN QUERY SELECT g, w, syncd_rate_take_slot(p_account, p_provider, p_holder,
+                                                       p_max, p_lease_seconds);
+    ELSE
+        RETURN QUERY SELECT g, w, false;
+    END IF;
+END $$;

@@ -31,3 +31,6 @@ RETURNING extract(epoch FROM a.paused_until - clock_timestamp())::double precisi
 -- name: paused_for
 SELECT greatest(0, extract(epoch FROM paused_until - clock_timestamp()))::double precision
   FROM rate_limit_accounts WHERE account = $1
+
+-- name: acquire
+SELECT granted, wait_seconds, slotted FROM syncd_rate_acquire($1, $2, $3, $4, $5, $6, $7, $8, $9)
