@@ -32,6 +32,18 @@ least 90 % of the ceiling with no 429; elsewhere at least 5,000 records/s; a 1 %
 re-sync sends at most 1 % of records (plus a constant); unchanged rows scan at 20,000
 records/s or more. Postgres is found the way the tests find it. The last line printed is a
 JSON object with a ``providers`` key.
+
+replicas     three ``syncd worker`` processes on one database sync 30 venues whose
+             integrations share one provider account, against one emulator process that
+             enforces the provider's limits across every caller (connections in flight
+             included). After a warm-up, for --replicas-seconds: requests answered, 429s per
+             1,000 requests, and ``limit_fraction``, the share of the account's declared limit
+             used: the largest of requests/s over the binding rate (the request rate or an
+             unscoped window quota), scoped calls (batch) over their window quota, and mean
+             connections in flight over the concurrency limit where the emulator enforces one.
+             Goal (issue 18): no 429 and at least 90 % of the limit. ``shared_limiter`` is the
+             cost of the Postgres limiter per request (ms and round trips), measured in-process
+             on an account with a high limit. ``--replicas-only`` runs just this part.
 """
 
 from __future__ import annotations
@@ -53,6 +65,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -71,7 +84,11 @@ from daemon.provider import (
     OutboundRecord,
     Provider,
     ProviderError,
+    RateLimit,
 )
+from daemon.queue import enqueue
+from daemon.ratelimit import LimiterRegistry, extra_windows
+from daemon.ratelimit_shared import PostgresLimits, SharedLimitSettings
 from daemon.source import SourceReader
 from daemon.sync import SyncEngine, SyncSettings
 from daemon.sync.mappings import resolve_mappings
@@ -465,6 +482,213 @@ class Bench:
         }
 
 
+# --- replicas ------------------------------------------------------------------------------
+
+REPLICA_VENUES = 30
+REPLICA_WORKERS = 3
+ROOT = Path(__file__).resolve().parents[1]
+SYNCD = str(Path(sys.executable).parent / "syncd")
+
+
+def _binding_rate(limit: RateLimit) -> tuple[float, str]:
+    """Requests a second every call counts against: the rate or an unscoped window quota."""
+    rate, name = limit.requests_per_second, "requests_per_second"
+    for key, window in extra_windows(limit.extra):
+        if window.scope is None and window.limit / window.period < rate:
+            rate, name = window.limit / window.period, key
+    return rate, name
+
+
+class ReplicaWorkers:
+    """``syncd worker`` processes on the bench database, each logging to a file."""
+
+    def __init__(self, db_url: str, provider: str, emulator_url: str, logdir: str) -> None:
+        self.db_url = db_url
+        self.provider = provider
+        self.emulator_url = emulator_url
+        self.logdir = logdir
+        self.procs: list[Any] = []
+
+    def __enter__(self) -> ReplicaWorkers:
+        import os
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SYNCD_") and k != "DATABASE_URL"}
+        env.update({
+            "SYNCD_DATABASE_URL": self.db_url,
+            "SYNCD_LOG_FORMAT": "json",
+            "SYNCD_LOG_LEVEL": "info",
+            "SYNCD_WORKER_CONCURRENCY": str(REPLICA_VENUES // REPLICA_WORKERS),
+            "SYNCD_QUEUE_POLL_SECONDS": "0.5",
+            "SYNCD_WORKER_GRACE_SECONDS": "2",
+            "SYNCD_SYNC_BASE_URLS": json.dumps({self.provider: self.emulator_url}),
+        })
+        for i in range(REPLICA_WORKERS):
+            with open(f"{self.logdir}/{self.provider}-worker-{i}.log", "wb") as out:
+                self.procs.append(subprocess.Popen(
+                    [SYNCD, "worker", "--no-scheduler", "--owner", f"replica-{i}"],
+                    env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except Exception:
+                proc.kill()
+                proc.wait(10)
+
+
+async def _shared_limiter_cost(pool: asyncpg.Pool, requests: int) -> dict[str, Any]:
+    """Milliseconds and round trips per request the shared limiter adds, in-process, on an
+    account whose limits are never reached (so only the limiter's own work is counted)."""
+    limit = RateLimit(requests_per_second=100_000.0, burst=1000, max_concurrency=64)
+
+    async def run(registry: LimiterRegistry, at_once: int) -> float:
+        limiter = registry.get("bench", f"cost-{uuid.uuid4().hex}", limit)
+
+        async def one() -> None:
+            async with limiter.slot():
+                await asyncio.sleep(0)
+
+        start = time.perf_counter()
+        for _ in range(requests // at_once):
+            await asyncio.gather(*(one() for _ in range(at_once)))
+        return time.perf_counter() - start
+
+    out: dict[str, Any] = {}
+    for at_once in (1, 8):
+        local = await run(LimiterRegistry(), at_once)
+        shared = PostgresLimits(pool, SharedLimitSettings())
+        elapsed = await run(LimiterRegistry(shared=shared), at_once)
+        trips = shared.round_trips
+        await shared.close()
+        n = requests // at_once * at_once
+        out[f"{at_once}_at_once"] = {
+            "requests": n, "ms_per_request": round((elapsed - local) / n * 1000, 3),
+            "round_trips_per_request": round(sum(trips.values()) / n, 2), "round_trips": trips}
+    return out
+
+
+async def replicas(pool: asyncpg.Pool, db_url: str, plugins: Any, wanted: list[str],
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """The replicas measurement for each provider (see the module docstring)."""
+    import tempfile
+
+    per_venue = (Sizes(40, 10, 40) if args.quick else Sizes(200, 40, 200))
+    venues: list[uuid.UUID] = []
+    async with pool.acquire() as conn:
+        for i in range(REPLICA_VENUES):
+            sample = await seed_venue(conn, name=f"Replica Venue {i}",
+                                      customers=per_venue.customers,
+                                      events=per_venue.events, orders=per_venue.orders)
+            venues.append(sample.venue_id)
+    out: dict[str, Any] = {}
+    logdir = tempfile.mkdtemp(prefix="syncd-bench-replicas-")
+    for name in wanted:
+        provider = plugins.providers.get(name)
+        if provider is None:
+            continue
+        print(f"{name} replicas:", file=sys.stderr)
+        try:
+            out[name] = await _replicas_one(pool, db_url, provider, venues=venues,
+                                             args=args, logdir=logdir)
+        except Exception as exc:
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"}
+        print(f"  {name}: {out[name]}", file=sys.stderr)
+    out["shared_limiter"] = await _shared_limiter_cost(pool, 400 if args.quick else 2000)
+    out["logs"] = logdir
+    return out
+
+
+async def _replicas_one(pool: asyncpg.Pool, db_url: str, provider: Provider, *,
+                        venues: list[uuid.UUID], args: argparse.Namespace, logdir: str
+                        ) -> dict[str, Any]:
+    name = provider.name
+    limit = provider.capabilities.rate_limit
+    window = args.replicas_seconds
+    async with EmulatorProcess(name, args.latency) as server, \
+            httpx.AsyncClient(timeout=60) as http:
+        url = server.url
+        creds = (await http.get(url + "/_emulator/credentials")).json()
+        account = {str(k): str(v) for k, v in (creds.get("account") or {}).items()}
+        await pool.execute("DELETE FROM integration_configs WHERE provider = $1", name)
+        await pool.execute("DELETE FROM sync_queue")
+        for i, venue in enumerate(venues):
+            await pool.execute(
+                "INSERT INTO integration_configs (venue_id, provider, venue_name, status, "
+                "credentials, options) VALUES ($1, $2, $3, 'connected', $4, $5)",
+                venue, name, f"Replica Venue {i}", {"access_token": "oauth"},
+                _options(provider, account))
+            await enqueue(pool, venue_id=venue, provider=name, entity_type="all",
+                          payload={"trigger": "bench"})
+        with ReplicaWorkers(db_url, name, url, logdir):
+            # Warm-up: until every worker has started and the account is busy.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if len(await _requests(http, url)) > 20:
+                    break
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(args.replicas_warmup)
+            before = len(await _requests(http, url))
+            usage0 = (await http.get(url + "/_emulator/limits")).json()
+            t0 = time.monotonic()
+            await asyncio.sleep(window)
+            reqs = (await _requests(http, url))[before:]
+            usage1 = (await http.get(url + "/_emulator/limits")).json()
+            elapsed = time.monotonic() - t0
+            buckets = [dict(r) for r in await pool.fetch(
+                "SELECT account, bucket, rate::float8, capacity::float8 FROM rate_limit_buckets "
+                "WHERE account LIKE $1", f"{name}:%")]
+            jobs = {r["status"]: r["n"] for r in await pool.fetch(
+                "SELECT status, count(*) AS n FROM sync_queue WHERE provider = $1 "
+                "GROUP BY status", name)}
+    ok = [r for r in reqs if r.get("status") != 429 and not r.get("fault")]
+    throttled = sum(1 for r in reqs if r.get("status") == 429)
+    rate, rate_name = _binding_rate(limit)
+    fractions = {rate_name: len(ok) / elapsed / rate}
+    for key, w in extra_windows(limit.extra):
+        if w.scope is not None:
+            # Scoped calls (batch) are sparse: their rate is taken between the first and the
+            # last one in the window, so a window of ten seconds is not off by a whole call.
+            stamps = sorted(float(r["time"]) for r in ok if r.get("batch_size") is not None)
+            scoped = ((len(stamps) - 1) / (stamps[-1] - stamps[0])
+                      if len(stamps) > 2 and stamps[-1] > stamps[0] else len(stamps) / elapsed)
+            fractions[key] = scoped / (w.limit / w.period)
+    conn_seconds = sum(u.get("connection_seconds", 0.0) for u in usage1.values()) - sum(
+        u.get("connection_seconds", 0.0) for u in usage0.values())
+    peak = max((u.get("peak_in_flight", 0) for u in usage1.values()), default=0)
+    mean_in_flight = conn_seconds / elapsed
+    fractions["max_concurrency"] = mean_in_flight / max(1, limit.max_concurrency)
+    limit_fraction = max(fractions.values())
+    return {
+        "429s": throttled,
+        "requests": len(reqs),
+        "429s_per_1000": round(throttled * 1000 / max(1, len(reqs)), 2),
+        "limit_fraction": round(limit_fraction, 3),
+        "binding_limit": max(fractions, key=lambda k: fractions[k]),
+        "fractions": {k: round(v, 3) for k, v in fractions.items()},
+        "requests_per_s": round(len(ok) / elapsed, 2),
+        "mean_in_flight": round(mean_in_flight, 2),
+        "peak_in_flight": peak,
+        "window_s": round(elapsed, 1),
+        "jobs_at_end": jobs,
+        "shared_buckets": buckets,
+        "goal_met": throttled == 0 and limit_fraction >= 0.9,
+    }
+
+
+async def _requests(http: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
+    data = (await http.get(url + "/_emulator/requests")).json()
+    return data if isinstance(data, list) else data.get("requests", [])
+
+
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     sizes = (Sizes(500, 100, 1_000) if args.quick else Sizes(10_000, 2_000, 20_000))
     plugins = load_plugins()
@@ -484,7 +708,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                                       customers=sizes.customers, events=sizes.events,
                                       orders=sizes.orders)
         bench = Bench(pool, sample.venue_id, sizes, args)
-        for name in wanted:
+        for name in ([] if args.replicas_only else wanted):
             provider = plugins.providers.get(name)
             if provider is None:
                 out["skipped"][name] = "not loaded"
@@ -500,6 +724,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"  {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
             out["providers"][name] = {**result.summary, "per_entity": result.entities}
+        out["replicas"] = await replicas(pool, url, plugins, wanted, args)
     finally:
         await pool.close()
         await server.drop_database(url)
@@ -518,7 +743,15 @@ def cli() -> None:
                         help="most seconds per entity for syncd's initial sync")
     parser.add_argument("--naive-budget", type=float, default=None,
                         help="most seconds per entity for the naive baseline")
+    parser.add_argument("--replicas-only", action="store_true",
+                        help="run only the replicas measurement")
+    parser.add_argument("--replicas-seconds", type=float, default=None,
+                        help="measured window of the replicas mode, seconds")
+    parser.add_argument("--replicas-warmup", type=float, default=3.0,
+                        help="seconds of the replicas mode before the window opens")
     args = parser.parse_args()
+    if args.replicas_seconds is None:
+        args.replicas_seconds = 10.0 if args.quick else 40.0
     if args.budget is None:
         args.budget = 1.5 if args.quick else 30.0
     if args.naive_budget is None:
@@ -533,6 +766,19 @@ def cli() -> None:
               f"full check {p['full_scan_records_per_s']:,.0f}/s, goals {p['goals']}")
     for name, why in out["skipped"].items():
         print(f"{name}: skipped ({why})")
+    for name, r in out.get("replicas", {}).items():
+        if name in ("shared_limiter", "logs") or "error" in r:
+            continue
+        print(f"{name} replicas: {r['429s']} 429s ({r['429s_per_1000']}/1000 requests), "
+              f"{r['limit_fraction']:.1%} of the limit ({r['binding_limit']}), "
+              f"goal {'met' if r['goal_met'] else 'missed'}")
+    # Only the two figures the issue names stay under each provider on the last line.
+    if "replicas" in out:
+        out["replicas_detail"] = out["replicas"]
+        out["replicas"] = {
+            name: {"429s": r["429s"], "limit_fraction": r["limit_fraction"]}
+            for name, r in out["replicas_detail"].items()
+            if name not in ("shared_limiter", "logs") and "error" not in r}
     print(json.dumps(out, default=str))
 
 

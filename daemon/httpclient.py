@@ -320,8 +320,9 @@ class ProviderHTTP:
                 error_text = str(status)
             self.retries += 1
             if error_delay is not None:
-                # Every request of the account waits: the limiter holds them all.
-                self.limiter.pause_for(error_delay)
+                # Every request of the account waits: the limiter holds them all, in every
+                # process when the account's limits are shared.
+                await self.limiter.pause(error_delay)
                 delay = 0.0
             else:
                 delay = backoff_delay(

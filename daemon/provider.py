@@ -23,6 +23,8 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from daemon.ratelimit import LimiterRegistry
+
 _M = TypeVar("_M", bound=BaseModel)
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "FieldSpec",
     "FieldType",
     "InboundChange",
+    "LimitScope",
     "Linked",
     "OAuthSpec",
     "OutboundRecord",
@@ -131,9 +134,39 @@ class EntitySupport:
         return tuple(f.path for f in self.fields if f.required)
 
 
+class LimitScope(StrEnum):
+    """Whose calls a provider limit counts, and so where syncd enforces it.
+
+    ``ACCOUNT`` and ``APP`` limits are shared by every venue whose integration uses the same
+    provider account and by every replica, so syncd enforces them across processes (in
+    Postgres). ``CONNECTION`` limits apply to each connected integration on its own; one
+    integration runs in one process at a time, so they are enforced in that process only.
+    """
+
+    #: Every call made with the provider account, by any app (Mailchimp's 10 connections per
+    #: user, Stripe's requests per account, QuickBooks' 500 requests a minute per realm).
+    ACCOUNT = "account"
+    #: This app's calls with one provider account (QuickBooks: 10 requests a second per realm
+    #: and app). One syncd deployment is one app, so it is enforced like ``ACCOUNT``.
+    APP = "app"
+    #: Each connected integration (one set of credentials used by one venue) on its own.
+    CONNECTION = "connection"
+
+
+#: Names by which :attr:`RateLimit.scopes` refers to the two fixed limits; the window limits
+#: of :attr:`RateLimit.extra` are referred to by their own keys.
+RATE = "requests_per_second"
+CONCURRENCY = "max_concurrency"
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
-    """The limits syncd stays under for one provider account, as documented by the provider."""
+    """The limits syncd stays under for one provider account, as documented by the provider.
+
+    ``requests_per_second`` (with ``burst``), ``max_concurrency`` and each window in
+    ``extra`` named ``<scope>_per_<second|minute|hour|day>`` are enforced; :attr:`scopes`
+    says per limit whether it is per account, per app or per connection (default: account).
+    """
 
     requests_per_second: float
     burst: int = 1
@@ -142,6 +175,13 @@ class RateLimit:
     extra: Mapping[str, float] = field(default_factory=dict)
     #: Wait when a 429 carries no Retry-After (QuickBooks documents 60 s).
     default_retry_after: float = 1.0
+    #: Whose calls each limit counts, by name: ``"requests_per_second"``,
+    #: ``"max_concurrency"`` or an ``extra`` key. A limit not named is per account.
+    scopes: Mapping[str, LimitScope] = field(default_factory=dict)
+
+    def scope_of(self, name: str) -> LimitScope:
+        """The scope of the limit called ``name`` (:data:`LimitScope.ACCOUNT` if unnamed)."""
+        return self.scopes.get(name, LimitScope.ACCOUNT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +439,11 @@ class ClientContext:
     not linked to another local record: writing this record's data over another record's
     remote copy is refused as this record's failure. None (tests, the conformance kit):
     nothing is linked.
+
+    ``limiters`` is the process's :class:`~daemon.ratelimit.LimiterRegistry`: a client takes
+    its account's limiter from it (``registry_for(ctx).get(...)``), so every client of an
+    account, and with a shared registry every replica, stays inside the account's limits
+    together.
     """
 
     venue_id: str
@@ -409,6 +454,7 @@ class ClientContext:
     environment: Literal["production", "sandbox"] = "production"
     refresh: Any = None  # Callable[[], Awaitable[Credentials | None]]
     linked: Linked | None = None
+    limiters: LimiterRegistry | None = None
 
     def options_as(self, model: type[_M]) -> _M:
         """The integration's options as the provider's options model."""

@@ -7,12 +7,20 @@ A :class:`RateLimiter` combines three things every provider documents in some fo
 - any number of extra sliding :class:`Window` limits, optionally scoped to one kind of call
   (QuickBooks: 500 requests a minute per realm, and 40 batch calls a minute per realm and app).
 
-After a 429 the HTTP layer calls :meth:`RateLimiter.pause_until` (or :meth:`pause_for`) and
-every request of that account, running or waiting, backs off together until then.
+After a 429 the HTTP layer calls :meth:`RateLimiter.pause` and every request of that
+account, running or waiting, backs off together until then.
+
+This is the fast path, in one process. Where several processes (replicas) call the same
+account, a limiter also holds a :class:`SharedAccount`: the account's limits as every replica
+shares them (:mod:`daemon.ratelimit_shared` keeps them in Postgres). A request then needs a
+local slot and token *and* a shared slot and token, so the process never exceeds its share of
+the account, and a pause one replica sets after a 429 holds every replica.
 
 Time comes from an injectable :class:`Clock`, so tests drive the limiter with a
 :class:`ManualClock` and assert exact behaviour without sleeping. Limiters are shared per
-account through a :class:`LimiterRegistry` (keyed by provider and account id).
+account through a :class:`LimiterRegistry` (keyed by provider and account id), built once by
+whoever composes the process and passed to provider clients in their
+:class:`~daemon.provider.ClientContext`.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from daemon.provider import RateLimit
+    from daemon.provider import ClientContext, RateLimit
 
 __all__ = [
     "Clock",
@@ -38,8 +46,12 @@ __all__ = [
     "ManualClock",
     "MonotonicClock",
     "RateLimiter",
+    "SharedAccount",
+    "SharedLimits",
     "Window",
     "default_registry",
+    "extra_windows",
+    "registry_for",
     "windows_from_extra",
 ]
 
@@ -135,21 +147,50 @@ class Window:
             raise ValueError("a window needs limit >= 1 and period > 0")
 
 
-def windows_from_extra(extra: Mapping[str, float]) -> tuple[Window, ...]:
-    """Windows from :attr:`RateLimit.extra` keys named ``<scope>_per_<unit>``.
+def extra_windows(extra: Mapping[str, float]) -> tuple[tuple[str, Window], ...]:
+    """``(key, window)`` for each :attr:`RateLimit.extra` key named ``<scope>_per_<unit>``.
 
     ``requests_per_minute: 500`` limits every call; ``batch_per_minute: 40`` limits calls made
     with ``scopes={"batch"}``. Units are second, minute, hour and day. Other keys are ignored
     (they may document facts that are not rate windows).
     """
-    out: list[Window] = []
+    out: list[tuple[str, Window]] = []
     for key, value in extra.items():
         m = _EXTRA_KEY.match(key)
         if m is None or value < 1:
             continue
         scope = None if m["scope"] == ALL_REQUESTS else m["scope"]
-        out.append(Window(limit=int(value), period=_UNITS[m["unit"]], scope=scope))
+        out.append((key, Window(limit=int(value), period=_UNITS[m["unit"]], scope=scope)))
     return tuple(out)
+
+
+def windows_from_extra(extra: Mapping[str, float]) -> tuple[Window, ...]:
+    """The windows of :func:`extra_windows`, without their keys."""
+    return tuple(w for _, w in extra_windows(extra))
+
+
+class SharedAccount(Protocol):
+    """One account's limits as every process calling it shares them.
+
+    A request holds a shared slot (when concurrency is shared) for its whole duration and
+    takes one shared token for the buckets its ``scopes`` select; a 429 pauses the account
+    for everyone. Each method waits as long as it must; a failure to reach the shared state
+    raises :class:`~daemon.provider.ProviderError` (retryable).
+    """
+
+    async def acquire(self, scopes: Collection[str]) -> None:
+        """A token of the buckets ``scopes`` select, then a slot (when shared)."""
+        ...
+
+    async def release_slot(self) -> None: ...
+
+    async def pause_for(self, seconds: float) -> None: ...
+
+
+class SharedLimits(Protocol):
+    """Where shared accounts come from (:class:`daemon.ratelimit_shared.PostgresLimits`)."""
+
+    def account(self, provider: str, account: str, limit: RateLimit) -> SharedAccount: ...
 
 
 class _SlidingWindow:
@@ -184,6 +225,7 @@ class RateLimiter:
         windows: Iterable[Window] = (),
         *,
         clock: Clock | None = None,
+        shared: SharedAccount | None = None,
     ) -> None:
         if rate <= 0 or burst < 1 or max_concurrency < 1:
             raise ValueError("rate must be > 0, burst and max_concurrency >= 1")
@@ -191,6 +233,8 @@ class RateLimiter:
         self.burst = int(burst)
         self.max_concurrency = int(max_concurrency)
         self.clock: Clock = clock or MonotonicClock()
+        #: The account's limits across processes, or None when this process is alone.
+        self.shared = shared
         self._windows = [_SlidingWindow(w) for w in windows]
         self._tokens = float(burst)
         self._stamp = self.clock.now()
@@ -200,7 +244,12 @@ class RateLimiter:
 
     @classmethod
     def from_rate_limit(
-        cls, limit: RateLimit, *, scale: float = 1.0, clock: Clock | None = None
+        cls,
+        limit: RateLimit,
+        *,
+        scale: float = 1.0,
+        clock: Clock | None = None,
+        shared: SharedAccount | None = None,
     ) -> RateLimiter:
         """A limiter for a provider's declared :class:`~daemon.provider.RateLimit`.
 
@@ -216,6 +265,7 @@ class RateLimiter:
             max_concurrency=limit.max_concurrency,
             windows=windows,
             clock=clock,
+            shared=shared,
         )
 
     # --- state -------------------------------------------------------------------------
@@ -234,8 +284,15 @@ class RateLimiter:
         self._paused_until = max(self._paused_until, deadline)
 
     def pause_for(self, seconds: float) -> None:
-        """Hold every request of this account for ``seconds`` from now (after a 429)."""
+        """Hold every request of this account in this process for ``seconds`` from now."""
         self.pause_until(self.clock.now() + max(0.0, seconds))
+
+    async def pause(self, seconds: float) -> None:
+        """After a 429: hold the account for ``seconds`` here and, when shared, in every
+        process that calls it."""
+        self.pause_for(seconds)
+        if self.shared is not None:
+            await self.shared.pause_for(seconds)
 
     # --- acquiring ---------------------------------------------------------------------
 
@@ -291,11 +348,21 @@ class RateLimiter:
 
     @asynccontextmanager
     async def slot(self, scopes: Collection[str] = ()) -> AsyncIterator[None]:
-        """Hold a concurrency slot and one token for the duration of one request."""
+        """Hold a concurrency slot and one token for the duration of one request: this
+        process's, then (when shared) the account's across every process."""
         await self._acquire_slot()
         try:
             await self._take_token(scopes)
-            yield
+            if self.shared is None:
+                yield
+                return
+            # The token first: a request waiting for the account's rate must not hold one of
+            # its connections meanwhile (another replica could use it).
+            await self.shared.acquire(scopes)
+            try:
+                yield
+            finally:
+                await asyncio.shield(self.shared.release_slot())
         finally:
             self._release_slot()
 
@@ -306,17 +373,25 @@ class RateLimiter:
 
 
 class LimiterRegistry:
-    """One :class:`RateLimiter` per (provider, account), shared by that account's clients."""
+    """One :class:`RateLimiter` per (provider, account), shared by that account's clients.
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    With ``shared`` (built once per process, e.g. :class:`~daemon.ratelimit_shared.
+    PostgresLimits`) each limiter also enforces the account's limits across processes.
+    """
+
+    def __init__(self, clock: Clock | None = None, *, shared: SharedLimits | None = None
+                 ) -> None:
         self._clock = clock
+        self.shared = shared
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
 
     def get(self, provider: str, account: str, limit: RateLimit) -> RateLimiter:
         key = (provider, account)
         limiter = self._limiters.get(key)
         if limiter is None:
-            limiter = RateLimiter.from_rate_limit(limit, clock=self._clock)
+            shared = (self.shared.account(provider, account, limit)
+                      if self.shared is not None else None)
+            limiter = RateLimiter.from_rate_limit(limit, clock=self._clock, shared=shared)
             self._limiters[key] = limiter
         return limiter
 
@@ -324,5 +399,12 @@ class LimiterRegistry:
         return len(self._limiters)
 
 
-#: The process-wide registry plugins use unless given another.
+#: The registry a client uses when its :class:`~daemon.provider.ClientContext` carries none
+#: (in-process limits only). Processes that run jobs build their own and pass it in.
 default_registry = LimiterRegistry()
+
+
+def registry_for(ctx: ClientContext) -> LimiterRegistry:
+    """The registry a client takes its account's limiter from: the one its context carries,
+    else :data:`default_registry` (in-process limits only)."""
+    return ctx.limiters if ctx.limiters is not None else default_registry

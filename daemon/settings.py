@@ -196,6 +196,25 @@ class Settings(BaseSettings):
     scheduler_jitter_seconds: float = Field(
         default=0.0, ge=0, description="Spread each scheduled job over this many seconds."
     )
+    scheduler_catchup_spread_seconds: float = Field(
+        default=300.0, ge=0,
+        description="A tick missed while no scheduler ran (the first start of a config, "
+        "downtime) runs at a point spread over this many seconds from now, not at once.",
+    )
+    ratelimit_shared: bool = Field(
+        default=True,
+        description="Enforce provider account limits across every replica through Postgres "
+        "(off: each process keeps the whole limit to itself).",
+    )
+    ratelimit_margin: float = Field(
+        default=0.97, gt=0, le=1,
+        description="Fraction of each documented provider rate the shared limiter grants.",
+    )
+    ratelimit_grant_seconds: float = Field(
+        default=0.2, gt=0,
+        description="Largest grant of shared tokens a process takes at once, in seconds of "
+        "the account's rate (fewer round trips against finer sharing).",
+    )
 
     @model_validator(mode="after")
     def _heartbeat_within_lease(self) -> Settings:

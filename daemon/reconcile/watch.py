@@ -133,8 +133,9 @@ class Reconciler:
             self.status = replace(self.status, revision_id=row["id"],
                                   content_hash=row["content_hash"])
 
-    async def reconcile_once(self) -> bool:
-        """One pass; True when the config is in force afterwards."""
+    async def reconcile_once(self, stop: asyncio.Event | None = None) -> bool:
+        """One pass; True when the config is in force afterwards. When ``stop`` is set while
+        the files load, nothing is applied (shutdown does not wait for the apply)."""
         now = datetime.now(UTC)
         self.status = replace(self.status, last_attempt_at=now,
                               attempts=self.status.attempts + 1)
@@ -145,6 +146,9 @@ class Reconciler:
             desired = await asyncio.to_thread(load_config_files, files, self.plugins,
                                               limits=self.limits, scope=self.scope)
             commit = await asyncio.to_thread(git_commit, self.config_dir)
+            if stop is not None and stop.is_set():
+                log.info("config.reconcile_interrupted")
+                return False
             async with self.pool.acquire() as conn:
                 result = await apply_desired(
                     conn, desired, prune=self.prune, max_disable_share=self.max_disable_share,
@@ -198,7 +202,7 @@ class Reconciler:
             installed = True
         try:
             await self._revision_in_force()
-            await self.reconcile_once()
+            await self.reconcile_once(stop)
             while not stop.is_set():
                 waiters = {asyncio.ensure_future(self._wake.wait()),
                            asyncio.ensure_future(stop.wait())}
@@ -211,10 +215,10 @@ class Reconciler:
                 if self._wake.is_set():
                     self._wake.clear()
                     log.info("config.reload_requested")
-                    await self.reconcile_once()
+                    await self.reconcile_once(stop)
                 elif await asyncio.to_thread(self._changed):
                     log.info("config.files_changed")
-                    await self.reconcile_once()
+                    await self.reconcile_once(stop)
         finally:
             if installed:
                 loop.remove_signal_handler(signal.SIGHUP)

@@ -8,6 +8,14 @@ once however many schedulers race (a lost lock, a split second of two leaders, a
 
 Only the latest tick at or before now is considered: after downtime, the missed ticks run
 once, as one job, not once each; and a tick older than one already fired never fires.
+
+A tick missed while no scheduler ran (downtime, or the first start of a config, when every
+integration's latest tick is in the past) is a *catch-up* tick: its job is due at a point
+spread over ``catchup_spread_seconds`` from now, fixed per integration and tick, so a large
+config does not make every integration due at once.
+
+A pass over the schedules checks for :meth:`Scheduler.stop` between integrations: with
+10,000 venues a first pass fires 20,000 ticks, and shutdown must not wait for them.
 """
 
 from __future__ import annotations
@@ -70,11 +78,13 @@ class Scheduler:
         retention_seconds: float = 14 * 86400.0,
         ttl_seconds: float = DEFAULT_TTL_SECONDS,
         max_attempts: int | None = None,
+        catchup_spread_seconds: float = 0.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.pool = pool
         self.poll_seconds = poll_seconds
         self.jitter_seconds = jitter_seconds
+        self.catchup_spread_seconds = catchup_spread_seconds
         self.retention_seconds = retention_seconds
         self.ttl_seconds = ttl_seconds
         self.max_attempts = max_attempts
@@ -87,13 +97,23 @@ class Scheduler:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     # --- one pass ----------------------------------------------------------------------
 
     async def fire_due(self, now: datetime | None = None) -> list[FiredTick]:
-        """Enqueue the latest due tick of every schedule not yet fired; what was fired."""
+        """Enqueue the latest due tick of every schedule not yet fired; what was fired.
+
+        Stops between integrations once :meth:`stop` is called; the rest fire next pass."""
         now = now or self.clock()
         fired: list[FiredTick] = []
-        for row in await self.pool.fetch(_Q["schedules"]):
+        rows = await self.pool.fetch(_Q["schedules"])
+        for done, row in enumerate(rows):
+            if self._stop.is_set():
+                log.info("scheduler.pass_interrupted", integrations=done, left=len(rows) - done)
+                break
             schedules = row["schedules"]
             if not isinstance(schedules, Mapping):
                 continue
@@ -102,6 +122,18 @@ class Scheduler:
                 if result is not None:
                     fired.append(result)
         return fired
+
+    def _run_at(self, integration_id: uuid.UUID, entity: str, tick: datetime,
+                now: datetime) -> tuple[datetime, bool]:
+        """When a tick's job falls due, and whether the tick is a catch-up one (missed
+        while no scheduler ran: older than two polls)."""
+        delay = jitter_for(integration_id, entity, tick, self.jitter_seconds)
+        run_at = tick + timedelta(seconds=delay)
+        catchup = now - tick > timedelta(seconds=2 * self.poll_seconds + 1)
+        if catchup and self.catchup_spread_seconds > 0:
+            spread = jitter_for(integration_id, entity, tick, self.catchup_spread_seconds)
+            run_at = max(run_at, now + timedelta(seconds=spread))
+        return run_at, catchup
 
     async def _fire_one(
         self, row: Mapping[str, Any], entity: str, spec: Any, now: datetime
@@ -124,7 +156,7 @@ class Scheduler:
             return None
         if tick is None or self._fired.get((integration_id, entity)) == tick:
             return None
-        delay = jitter_for(integration_id, entity, tick, self.jitter_seconds)
+        run_at, catchup = self._run_at(integration_id, entity, tick, now)
         async with self.pool.acquire() as conn, conn.transaction():
             claimed = await conn.fetchval(_Q["claim_tick"], integration_id, entity, tick)
             if claimed is None:
@@ -141,7 +173,7 @@ class Scheduler:
                          "direction": spec.get("direction")},
                 idempotency_key=f"schedule:{integration_id}:{entity}:{tick.isoformat()}",
                 correlation_id=f"schedule:{integration_id}:{entity}:{tick.isoformat()}",
-                run_at=tick + timedelta(seconds=delay),
+                run_at=run_at,
                 ttl_seconds=self.ttl_seconds,
                 max_attempts=self.max_attempts,
             )
@@ -149,7 +181,8 @@ class Scheduler:
                 await conn.execute(_Q["set_tick_job"], integration_id, entity, tick, job_id)
         self._fired[(integration_id, entity)] = tick
         log.info("scheduler.tick_fired", integration_id=str(integration_id), entity=entity,
-                 tick=tick.isoformat(), job_id=job_id, coalesced=job_id is None)
+                 tick=tick.isoformat(), job_id=job_id, coalesced=job_id is None,
+                 catchup=catchup, run_at=run_at.isoformat())
         return FiredTick(integration_id, entity, tick, job_id)
 
     async def prune(self) -> int:

@@ -43,6 +43,7 @@ from daemon.provider import (
     RecordResult,
 )
 from daemon.queue.types import LeaseLost
+from daemon.ratelimit import LimiterRegistry
 from daemon.source import SourceReader, SourceRecord, UnknownVenue, Venue
 from daemon.sql import queries
 from daemon.sync.compiled import compile_mapping
@@ -181,6 +182,7 @@ class SyncEngine:
         source: SourceReader | None = None,
         http: httpx.AsyncClient | None = None,
         settings: SyncSettings | None = None,
+        limiters: LimiterRegistry | None = None,
     ) -> None:
         self.pool = pool
         self.providers = providers
@@ -188,6 +190,8 @@ class SyncEngine:
         self.source = source or SourceReader(pool)
         self.http = http
         self.settings = settings or SyncSettings()
+        #: The process's provider limiters, handed to every client (None: the clients' own).
+        self.limiters = limiters
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -375,7 +379,8 @@ class _Run:
         ctx = ClientContext(venue_id=self.venue_id, credentials=credentials, options=opts,
                             http=http, base_url=base_url,
                             environment="sandbox" if env == "sandbox" else "production",
-                            refresh=self._refresh_for_plugin, linked=self._linked)
+                            refresh=self._refresh_for_plugin, linked=self._linked,
+                            limiters=self.engine.limiters)
         return self.provider.client(ctx)
 
     async def _refresh_for_plugin(self) -> Credentials | None:

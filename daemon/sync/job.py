@@ -29,6 +29,8 @@ from daemon.logs import get_logger
 from daemon.provider import Entity, Provider
 from daemon.queue import handlers
 from daemon.queue.types import Job, JobContext, JobResult, LeaseLost, Outcome
+from daemon.ratelimit import LimiterRegistry
+from daemon.ratelimit_shared import PostgresLimits, SharedLimitSettings
 from daemon.source import SourceReader, SourceSettings
 from daemon.sync.engine import SyncEngine, SyncError
 from daemon.sync.report import RunOutcome, RunReport
@@ -93,9 +95,21 @@ class SyncJobHandler:
                                 build_credential_store(pool, tokens,
                                                        base_urls=settings.base_urls),
                                 source=SourceReader(source_pool, source_settings),
-                                settings=settings)
+                                settings=settings, limiters=self._limiters(pool))
             self._engines[id(pool)] = engine
         return engine
+
+    def _limiters(self, pool: asyncpg.Pool) -> LimiterRegistry:
+        """The process's provider limiters: shared with every replica through Postgres
+        unless ``SYNCD_RATELIMIT_SHARED`` is off."""
+        from daemon.settings import Settings
+
+        settings = Settings()
+        if not settings.ratelimit_shared:
+            return LimiterRegistry()
+        shared = PostgresLimits(pool, SharedLimitSettings(
+            margin=settings.ratelimit_margin, grant_seconds=settings.ratelimit_grant_seconds))
+        return LimiterRegistry(shared=shared)
 
     async def __call__(self, job: Job, ctx: JobContext) -> JobResult:
         entity: Entity | None = None

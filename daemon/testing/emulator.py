@@ -11,14 +11,17 @@ common and each subclass fills in what is provider-specific:
   key with a different body gets the provider's error (:meth:`Emulator.idempotent`);
 - a token registry (access tokens with expiry, refresh tokens with optional rotation,
   revocation) and :meth:`Emulator.check_bearer`;
-- a per-account token-bucket rate limiter answering with the provider's 429;
+- a per-account token-bucket rate limiter answering with the provider's 429, and a count of
+  each account's connections in flight (from arrival to answer, latency included) across
+  every caller, refused with the 429 beyond :meth:`Emulator.connection_limit`;
 - fault injection honouring every :class:`~daemon.provider.EmulatorSettings` field, driven by
   a seeded ``random.Random`` so a failing run can be replayed;
 - the control API under ``/_emulator/`` that tests and the conformance kit use;
 - signed webhooks sent to ``settings.webhook_url`` when records change.
 
 Subclass hooks: :meth:`~Emulator.error_response`, :meth:`~Emulator.routes`,
-:meth:`~Emulator.account_of`, :meth:`~Emulator.rate_limit`, :meth:`~Emulator.sign_webhook`,
+:meth:`~Emulator.account_of`, :meth:`~Emulator.rate_limit`,
+:meth:`~Emulator.connection_limit`, :meth:`~Emulator.sign_webhook`,
 :meth:`~Emulator.webhook_event`, and optionally :meth:`~Emulator.is_public`,
 :meth:`~Emulator.authenticate`, :meth:`~Emulator.unauthorized_response`,
 :meth:`~Emulator.rate_limited_response`, :meth:`~Emulator.idempotency_mismatch_response`,
@@ -34,6 +37,9 @@ Control API (stable: the conformance kit depends on it):
                                old ones (Stripe after 24 hours); the store stays
 ``PATCH /_emulator/settings``  JSON subset of EmulatorSettings fields; answers the settings
 ``GET /_emulator/requests``    the request log
+``GET /_emulator/limits``      per account: ``in_flight``, ``peak_in_flight``,
+                               ``connection_seconds`` (in-flight count integrated over time),
+                               ``requests``, ``rate_limited`` (429s answered)
 ``GET /_emulator/credentials`` ``{"access_token"|"api_key": ..., "account": {...}}``
 ``POST /_emulator/provision`` ``{"kind","id","attributes"?}``: create an account resource that
                                exists before syncd connects (a Mailchimp list, a Square
@@ -72,6 +78,7 @@ __all__ = [
     "IDEMPOTENCY_KEY",
     "REPLAYED",
     "UNSAVED",
+    "AccountUsage",
     "Emulator",
     "EmulatorServer",
     "RateLimiter",
@@ -233,6 +240,41 @@ class RateLimiter:
         self._buckets.clear()
 
 
+@dataclass(slots=True)
+class AccountUsage:
+    """How one account used the API: connections in flight (now, at most, integrated over
+    time), requests answered and 429s among them."""
+
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    connection_seconds: float = 0.0
+    requests: int = 0
+    rate_limited: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+    def enter(self, now: float) -> None:
+        self._integrate(now)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def leave(self, now: float, status: int) -> None:
+        self._integrate(now)
+        self.in_flight -= 1
+        self.requests += 1
+        if status == 429:
+            self.rate_limited += 1
+
+    def _integrate(self, now: float) -> None:
+        self.connection_seconds += self.in_flight * max(0.0, now - self.since)
+        self.since = now
+
+    def to_json(self) -> dict[str, Any]:
+        self._integrate(time.monotonic())
+        return {"in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight,
+                "connection_seconds": round(self.connection_seconds, 3),
+                "requests": self.requests, "rate_limited": self.rate_limited}
+
+
 # --- idempotency --------------------------------------------------------------------------
 
 
@@ -284,6 +326,7 @@ class Emulator:
                                    max(1.0, burst * self.settings.rate_limit_scale))
         self._idempotency: dict[tuple[str, str], _StoredResponse] = {}
         self._in_flight: set[tuple[str, str]] = set()
+        self.usage: dict[str, AccountUsage] = {}
         self._closing = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._default_token: Token = self._issue_default_token()
@@ -307,6 +350,11 @@ class Emulator:
     def rate_limit(self) -> tuple[float, float]:
         """The provider's limit per account as ``(requests_per_second, burst)``."""
         return (100.0, 100.0)
+
+    def connection_limit(self) -> int | None:
+        """Connections one account may have in flight at once (before ``rate_limit_scale``),
+        or None when the provider documents no such limit."""
+        return None
 
     def sign_webhook(self, body: bytes, url: str, timestamp: int) -> dict[str, str]:
         """Headers that sign a webhook delivery of ``body`` to ``url`` at ``timestamp``."""
@@ -507,6 +555,31 @@ class Emulator:
         s = self.settings
         # One draw per knob per request, in a fixed order, so a seed replays a run exactly.
         draws = [self.rng.random() for _ in range(5)]
+        # A connection counts against its account from arrival to answer, latency included.
+        public = self.is_public(request)
+        account = None if public else self.authenticate(request)
+        usage = self.usage.setdefault(account or "anonymous", AccountUsage())
+        limit = self.connection_limit()
+        if (s.enforce_rate_limits and account is not None and limit is not None
+                and usage.in_flight >= max(1, int(limit * s.rate_limit_scale))):
+            usage.enter(time.monotonic())
+            usage.leave(time.monotonic(), 429)
+            record.account = account
+            return self.rate_limited_response(1.0)
+        usage.enter(time.monotonic())
+        status = 0
+        try:
+            response = await self._answer(request, handler, record, draws=draws,
+                                           public=public, account=account)
+            status = response.status
+            return response
+        finally:
+            usage.leave(time.monotonic(), status)
+
+    async def _answer(self, request: web.Request, handler: Handler, record: RequestRecord, *,
+                      draws: list[float], public: bool, account: str | None
+                      ) -> web.StreamResponse:
+        s = self.settings
         if s.latency > 0:
             await asyncio.sleep(s.latency)
         if draws[0] < s.reset_rate:
@@ -526,9 +599,7 @@ class Emulator:
             record.fault = "error"
             return self.server_error_response()
 
-        public = self.is_public(request)
         if not public:
-            account = self.authenticate(request)
             if account is None:
                 return self.unauthorized_response()
             request[ACCOUNT] = account
@@ -548,6 +619,8 @@ class Emulator:
             response = await handler(request)
         except web.HTTPException:
             raise
+        except ConnectionResetError:  # the caller went away while its body was read
+            raise _ConnectionDropped from None
         except Exception as exc:
             log.exception("emulator.handler_failed", provider=self.name, path=request.path,
                           error=type(exc).__name__)
@@ -572,6 +645,7 @@ class Emulator:
             web.patch(p + "settings", self._control_settings),
             web.get(p + "settings", self._control_get_settings),
             web.get(p + "requests", self._control_requests),
+            web.get(p + "limits", self._control_limits),
             web.get(p + "credentials", self._control_credentials),
             web.post(p + "webhook", self._control_webhook),
             web.post(p + "provision", self._control_provision),
@@ -605,6 +679,8 @@ class Emulator:
         self.requests.clear()
         self._idempotency.clear()
         self._in_flight.clear()
+        self.usage = {a: AccountUsage(in_flight=u.in_flight) for a, u in self.usage.items()
+                      if u.in_flight}
         self.limiter.reset()
         self.on_reset()
 
@@ -655,6 +731,10 @@ class Emulator:
 
     async def _control_requests(self, request: web.Request) -> web.Response:
         return web.json_response([r.to_json() for r in self.requests])
+
+    async def _control_limits(self, request: web.Request) -> web.Response:
+        return web.json_response({account: usage.to_json()
+                                  for account, usage in self.usage.items()})
 
     async def _control_credentials(self, request: web.Request) -> web.Response:
         if not self._default_token.valid():

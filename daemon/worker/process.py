@@ -42,6 +42,7 @@ async def run_worker_process(
             retention_seconds=settings.queue_retention_days * 86400.0,
             ttl_seconds=settings.queue_job_ttl_seconds,
             max_attempts=settings.queue_max_attempts,
+            catchup_spread_seconds=settings.scheduler_catchup_spread_seconds,
         )
         if scheduler
         else None

@@ -24,6 +24,7 @@ from daemon.provider import (
     Entity,
     EntitySupport,
     FieldSpec,
+    LimitScope,
     OAuthSpec,
     RateLimit,
 )
@@ -129,8 +130,12 @@ CAPABILITIES = Capabilities(
     # Mailchimp documents 10 simultaneous connections per user and no request rate; the
     # rate here only smooths bursts. Retry-After is not documented and a 429 is about
     # connections, which free up as calls finish: 0 means back off with jitter per request.
+    # The connections are per user, not per API key or app: every venue whose audience is
+    # in the same Mailchimp account shares them, on every replica (so does the smoothing).
     rate_limit=RateLimit(requests_per_second=25.0, burst=25, max_concurrency=10,
-                         default_retry_after=0.0),
+                         default_retry_after=0.0,
+                         scopes={"max_concurrency": LimitScope.ACCOUNT,
+                                 "requests_per_second": LimitScope.ACCOUNT}),
     auth=AuthKind.API_KEY,
     oauth=OAuthSpec(
         authorize_url="https://login.mailchimp.com/oauth2/authorize",

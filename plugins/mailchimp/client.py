@@ -44,7 +44,7 @@ from daemon.provider import (
     RecordResult,
     adoption_conflicts,
 )
-from daemon.ratelimit import default_registry
+from daemon.ratelimit import registry_for
 from plugins.mailchimp.capabilities import (
     BATCH_SUBSCRIBE_MAX,
     CAPABILITIES,
@@ -150,7 +150,7 @@ class MailchimpClient(HTTPProviderClient):
             base_url=host + _API,
             credentials=creds,
             auth_headers=_auth_headers,
-            limiter=default_registry.get("mailchimp", f"{host}|{account}",
+            limiter=registry_for(ctx).get("mailchimp", f"{host}|{account}",
                                          CAPABILITIES.rate_limit),
             refresh=ctx.refresh,
             default_retry_after=CAPABILITIES.rate_limit.default_retry_after,

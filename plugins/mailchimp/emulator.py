@@ -98,6 +98,9 @@ class MailchimpEmulator(Emulator):
         # connections are counted as well.
         return (25.0, 25.0)
 
+    def connection_limit(self) -> int | None:
+        return _MAX_CONNECTIONS  # per user, counted from arrival to answer by the base
+
     def error_response(self, status: int, code: str, message: str,
                        errors: list[dict[str, str]] | None = None) -> web.Response:
         body: dict[str, Any] = {"type": _ERROR_DOC, "title": code, "status": status,

@@ -26,6 +26,7 @@ from daemon.provider import (
     Entity,
     EntitySupport,
     FieldSpec,
+    LimitScope,
     OAuthSpec,
     RateLimit,
 )
@@ -127,6 +128,12 @@ CAPABILITIES = Capabilities(
         max_concurrency=10,
         extra={"requests_per_minute": 500.0, "batch_per_minute": 40.0},
         default_retry_after=60.0,
+        # 500/min counts every app's calls on the realm; the per-second and batch limits
+        # (and the older 10-concurrent policy) count this app's calls on the realm.
+        scopes={"requests_per_minute": LimitScope.ACCOUNT,
+                "requests_per_second": LimitScope.APP,
+                "batch_per_minute": LimitScope.APP,
+                "max_concurrency": LimitScope.APP},
     ),
     auth=AuthKind.OAUTH,
     oauth=OAuthSpec(

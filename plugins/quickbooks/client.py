@@ -43,7 +43,7 @@ from daemon.provider import (
     RecordResult,
     adoption_conflicts,
 )
-from daemon.ratelimit import default_registry
+from daemon.ratelimit import registry_for
 from plugins.quickbooks.capabilities import (
     BATCH_MAX,
     CAPABILITIES,
@@ -200,7 +200,7 @@ class QuickBooksClient(HTTPProviderClient):
             base_url=f"{host}/v3/company/{self.realm}",
             credentials=ctx.credentials,
             auth_headers=_bearer,
-            limiter=default_registry.get("quickbooks", f"{host}|{self.realm}",
+            limiter=registry_for(ctx).get("quickbooks", f"{host}|{self.realm}",
                                          CAPABILITIES.rate_limit),
             refresh=ctx.refresh,
             default_retry_after=CAPABILITIES.rate_limit.default_retry_after,

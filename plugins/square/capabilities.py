@@ -22,6 +22,7 @@ from daemon.provider import (
     Entity,
     EntitySupport,
     FieldSpec,
+    LimitScope,
     OAuthSpec,
     RateLimit,
 )
@@ -141,9 +142,13 @@ SQUARE_CAPABILITIES = Capabilities(
         ),
     },
     # Square publishes no numeric limits (staff: back off exponentially on 429). 10 req/s
-    # with 4 in flight is our conservative assumption, not a documented figure.
+    # with 4 in flight is our conservative assumption, not a documented figure, applied per
+    # seller account; one catalog write at a time per seller is documented.
     rate_limit=RateLimit(requests_per_second=10.0, burst=10, max_concurrency=4,
-                         extra={"catalog_write_concurrency": 1.0}, default_retry_after=1.0),
+                         extra={"catalog_write_concurrency": 1.0}, default_retry_after=1.0,
+                         scopes={"requests_per_second": LimitScope.ACCOUNT,
+                                 "max_concurrency": LimitScope.ACCOUNT,
+                                 "catalog_write_concurrency": LimitScope.ACCOUNT}),
     auth=AuthKind.OAUTH,
     oauth=OAuthSpec(
         authorize_url="https://connect.squareup.com/oauth2/authorize",

@@ -47,7 +47,7 @@ from daemon.provider import (
     adoption_conflicts,
     minor_units,
 )
-from daemon.ratelimit import default_registry
+from daemon.ratelimit import registry_for
 from plugins.square.capabilities import (
     CATALOG_IDEMPOTENCY_MAX,
     CUSTOMER_IDEMPOTENCY_MAX,
@@ -147,7 +147,8 @@ class SquareClient(HTTPProviderClient):
         self.http = ProviderHTTP(
             ctx.http, provider="square", base_url=base, credentials=creds,
             auth_headers=self._auth, refresh=ctx.refresh,
-            limiter=default_registry.get("square", f"{base}|{self.account}", caps.rate_limit),
+            limiter=registry_for(ctx).get(
+                "square", f"{base}|{self.account}", caps.rate_limit),
             default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
             default_headers={"Square-Version": SQUARE_VERSION,
                              "Content-Type": "application/json"},

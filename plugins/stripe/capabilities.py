@@ -23,6 +23,7 @@ from daemon.provider import (
     Entity,
     EntitySupport,
     FieldSpec,
+    LimitScope,
     OAuthSpec,
     RateLimit,
 )
@@ -116,10 +117,14 @@ STRIPE_CAPABILITIES = Capabilities(
         ),
     },
     # docs.stripe.com/rate-limits: 25 req/s in test mode (100 in live mode) per account;
-    # we stay at the test-mode figure so one setting is safe in both modes.
+    # we stay at the test-mode figure so one setting is safe in both modes. Stripe also runs
+    # a concurrency limiter per account whose figure is not published: 10 in flight is ours.
+    # Both are per Stripe account, shared by every venue (and replica) using that account.
     rate_limit=RateLimit(requests_per_second=25.0, burst=25, max_concurrency=10,
                          extra={"live_mode_requests_per_second_documented": 100.0},
-                         default_retry_after=1.0),
+                         default_retry_after=1.0,
+                         scopes={"requests_per_second": LimitScope.ACCOUNT,
+                                 "max_concurrency": LimitScope.ACCOUNT}),
     auth=AuthKind.API_KEY,
     oauth=OAuthSpec(
         authorize_url="https://connect.stripe.com/oauth/authorize",

@@ -52,7 +52,7 @@ from daemon.provider import (
     RecordResult,
     minor_units,
 )
-from daemon.ratelimit import default_registry
+from daemon.ratelimit import registry_for
 from plugins.stripe.capabilities import IDEMPOTENCY_KEY_MAX, STRIPE_CAPABILITIES
 
 _failed = RecordResult.failure
@@ -139,7 +139,8 @@ class StripeClient(HTTPProviderClient):
         self.http = ProviderHTTP(
             ctx.http, provider="stripe", base_url=base, credentials=creds,
             auth_headers=self._auth, refresh=ctx.refresh,
-            limiter=default_registry.get("stripe", f"{base}|{self.account}", caps.rate_limit),
+            limiter=registry_for(ctx).get(
+                "stripe", f"{base}|{self.account}", caps.rate_limit),
             default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
             default_headers=headers,
         )

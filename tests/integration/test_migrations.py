@@ -16,7 +16,7 @@ EXPECTED_TABLES = {
     "schema_migrations", "integration_configs", "oauth_tokens", "venue_api_keys", "sync_queue",
     "field_mapping_templates", "integration_webhooks", "sync_logs", "integration_health",
     "integration_costs", "oauth_states", "entity_links", "config_revisions", "inbound_changes",
-    "schedule_ticks",
+    "schedule_ticks", "rate_limit_accounts", "rate_limit_buckets", "rate_limit_slots",
 }
 
 

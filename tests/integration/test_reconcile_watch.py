@@ -138,3 +138,15 @@ async def test_status_metrics_and_readiness(pool: asyncpg.Pool, plugins: Plugins
     assert metrics["syncd_config_revision"] == float(rec.status.revision_id or -1)
     assert metrics["syncd_config_healthy"] == 1.0
     assert metrics["syncd_config_reconcile_attempts_total"] == 1.0
+
+
+async def test_shutdown_during_the_load_applies_nothing(
+        pool: asyncpg.Pool, plugins: Plugins, config: Path) -> None:
+    rec = Reconciler(pool, plugins, config)
+    stop = asyncio.Event()
+    stop.set()  # SIGTERM arrived while the files were being read
+    with capture_logs() as logs:
+        assert not await rec.reconcile_once(stop)
+    assert any(e["event"] == "config.reconcile_interrupted" for e in logs)
+    assert await pool.fetchval("SELECT count(*) FROM config_revisions") == 0
+    assert await pool.fetchval("SELECT count(*) FROM integration_configs") == 0

@@ -156,3 +156,45 @@ async def test_pruning_keeps_each_schedules_latest_tick(pool: asyncpg.Pool) -> N
         2024, 3, 10, 14, 0, tzinfo=UTC)
     # The kept tick still stops a re-fire.
     assert await Scheduler(pool).fire_due(NOW + timedelta(hours=2)) == []
+
+
+async def test_stop_ends_a_pass_between_integrations(pool: asyncpg.Pool) -> None:
+    for n in range(40):
+        await _integration(pool, {"products": {"cron": "0 * * * *"}},  # type: ignore[arg-type]
+                           provider=f"p{n}")
+    sched = Scheduler(pool)
+    fired: list[int] = []
+    real_fire_one = sched._fire_one
+
+    async def fire_one(*args: Any) -> Any:
+        result = await real_fire_one(*args)
+        fired.append(1)
+        if len(fired) == 5:
+            sched.stop()  # SIGTERM arrives in the middle of the pass
+        return result
+
+    sched._fire_one = fire_one  # type: ignore[method-assign]
+    with structlog.testing.capture_logs() as logs:
+        await sched.fire_due(NOW)
+    assert len(fired) == 5
+    assert await pool.fetchval("SELECT count(*) FROM schedule_ticks") == 5
+    assert [e["left"] for e in logs if e["event"] == "scheduler.pass_interrupted"] == [35]
+
+
+async def test_catchup_ticks_of_a_first_start_are_spread(pool: asyncpg.Pool) -> None:
+    for n in range(30):
+        await _integration(pool, {"products": {"cron": "0 3 * * *"}},  # type: ignore[arg-type]
+                           provider=f"p{n}")
+    await _integration(pool, {"customers": {"cron": "* * * * *"}})  # type: ignore[arg-type]
+    sched = Scheduler(pool, poll_seconds=60, catchup_spread_seconds=300)
+    await sched.fire_due(NOW)
+    rows = await pool.fetch("SELECT entity_type, run_at FROM sync_queue")
+    caught_up = [r["run_at"] for r in rows if r["entity_type"] == "products"]
+    assert len(caught_up) == 30
+    # 03:00 was hours ago: each job falls due at its own point of the next five minutes.
+    assert all(NOW <= t < NOW + timedelta(seconds=300) for t in caught_up)
+    assert len(set(caught_up)) == 30
+    assert max(caught_up) - min(caught_up) > timedelta(seconds=150)
+    # A tick younger than two polls is not a catch-up: it runs at its tick.
+    [current] = [r["run_at"] for r in rows if r["entity_type"] == "customers"]
+    assert current == datetime(2024, 3, 10, 12, 7, tzinfo=UTC)
