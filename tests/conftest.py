@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 
 from daemon.db import init_connection
 from daemon.testing.openapi import RESPONSE_AUDIT, specs_dir
@@ -79,6 +80,16 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     run_id = getattr(config.option, "testrunuid", None)
     if not hasattr(config, "workerinput") and run_id:
         shutil.rmtree(embedded_data_dir(run_id), ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """A test that runs ``daemon.cli.main`` in-process configures the process's logging (a
+    level, a captured stream that closes with the test); the next test gets the
+    configuration as it was, so its ``capture_logs`` sees every event."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")
