@@ -90,6 +90,15 @@ UPDATE sync_queue
  WHERE id = $1 AND lease_token = $2 AND status = 'processing'
 RETURNING id
 
+-- name: complete_held
+-- The end of a run that held its integration's slot itself (`syncd sync`): fenced by the
+-- lease token, so a run whose lease was taken over completes nothing.
+UPDATE sync_queue q
+   SET status = 'completed', completed_at = now(),
+       lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL
+ WHERE q.id = $1 AND q.lease_token = $2::uuid AND q.status = 'processing'
+RETURNING q.id
+
 -- name: fail_many
 -- Not retried: a permanent failure or rejected credentials.
 UPDATE sync_queue q

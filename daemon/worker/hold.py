@@ -156,7 +156,7 @@ async def _finish(pool: asyncpg.Pool, hold: Hold) -> None:
         return  # completed inside the caller's own transaction
     try:
         if hold.error is None:
-            await pool.execute(_Q["complete_many"], [job.id], [job.lease_token])
+            await pool.execute(_Q["complete_held"], job.id, job.lease_token)
         else:
             await pool.execute(_Q["fail_many"], [job.id], [job.lease_token],
                                [hold.error[:2000]], [hold.error_kind])
