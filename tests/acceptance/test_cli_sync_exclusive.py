@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import time
+import threading
 import uuid
 from typing import Any
 
@@ -86,17 +86,30 @@ def test_sync_wait_runs_after_the_workers_job(
                SYNCD_DATA_DIR=str(tmp_path / "pgdata"))
     proc = subprocess.Popen([SYNCD, "sync", str(venue), "stripe", "--wait"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    waiting = threading.Event()
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "sync.waiting" in line:
+                waiting.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        # It waits, sending nothing, while the worker's job runs.
-        time.sleep(2.0)
+        # It says it waits (however long a loaded machine takes to start it), and sends
+        # nothing while the worker's job runs.
+        assert waiting.wait(60), "".join(lines)
         assert proc.poll() is None
         assert stripe.writes() == []
         _finish(db_url, job)
-        out, err = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=60)
+        reader.join(10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-    assert proc.returncode == 0, out + err
-    assert "sync.waiting" in err
+    assert proc.returncode == 0, out + "".join(lines)
     assert stripe.writes()
