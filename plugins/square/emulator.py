@@ -209,7 +209,7 @@ class SquareEmulator(Emulator):
         #: Square's published description (None: not found, requests go unchecked).
         self.description: Description | None = find_description(DESCRIPTION, name="square")
         if self.description is None:
-            log.warning("emulator.description_missing", provider=self.name,
+            log.info("emulator.description_missing", provider=self.name,
                         description=DESCRIPTION)
         self._locations: dict[str, dict[str, Any]] = {
             LOCATION_ID: {

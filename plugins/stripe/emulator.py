@@ -217,7 +217,7 @@ class StripeEmulator(Emulator):
         self.description: Description | None = find_description(DESCRIPTION, name="stripe",
                                                                 form=True)
         if self.description is None:
-            log.warning("emulator.description_missing", provider=self.name,
+            log.info("emulator.description_missing", provider=self.name,
                         description=DESCRIPTION)
 
     # --- base hooks ----------------------------------------------------------------------
