@@ -116,7 +116,9 @@ class _Builder:
             raise YamlError(f"unsupported tag {tag!r}", _pos(node), _NO_TAGS)
         try:
             value = self._constructor.construct_object(node, deep=True)
-        except YAMLError as exc:
+        except (YAMLError, ValueError) as exc:
+            # ruamel raises ValueError for an explicitly tagged value it cannot convert
+            # (``!!int abc``).
             problem = getattr(exc, "problem", None) or "cannot read this value"
             raise YamlError(f"invalid value: {problem}", _pos(node)) from None
         if isinstance(value, float) and not math.isfinite(value):
