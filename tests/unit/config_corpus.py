@@ -149,8 +149,15 @@ CASES: dict[str, dict[str, str | bytes]] = {
     "hostile_deep_block": _raw_venue("".join("  " * i + f"k{i}:\n" for i in range(12))
                                      + "  " * 12 + "v\n"),
     "hostile_very_deep": _raw_venue("a: " + "[" * 1500 + "]" * 1500 + "\n"),
+    "hostile_depth_at_cap": _raw_venue("a: " + "[" * 6 + "1" + "]" * 6 + "\n"),
+    "hostile_depth_over_cap": _raw_venue("a: " + "[" * 7 + "1" + "]" * 7 + "\n"),
+    "hostile_nodes_at_cap": _raw_venue("a: [" + ", ".join(["1"] * 197) + "]\n"),
+    "hostile_nodes_over_cap": _raw_venue("a: [" + ", ".join(["1"] * 198) + "]\n"),
+    "hostile_alias_at_cap": _raw_venue("a: &a [" + ", ".join(["1"] * 97) + "]\nb: *a\n"),
+    "hostile_alias_over_cap": _raw_venue("a: &a [" + ", ".join(["1"] * 98) + "]\nb: *a\n"),
     "hostile_recursive_alias": _raw_venue("a: &a {b: [*a]}\n"),
     "hostile_big_file": _raw_venue(GOOD + "#" * 4096 + "\n"),
+    "hostile_file_at_cap": _raw_venue("a: b\n" + "#" * 2042 + "\n"),
     "hostile_many_nodes": _raw_venue("a: [" + ", ".join(["1"] * 300) + "]\n"),
     "hostile_in_template": {"venues/laugh.yaml": GOOD, "templates/comedy.yaml": _LAUGHS},
     # --- wrong types ---
@@ -168,6 +175,13 @@ CASES: dict[str, dict[str, str | bytes]] = {
     "type_environment": _venue("environment: sandbox", "environment: staging"),
     "type_timezone": _venue("America/Chicago", "Mars/Olympus"),
     "type_venue_scalar": _raw_venue("venue: 5\nintegrations: []\n"),
+    "unicode_before_problem": _raw_venue(f"venue: {{id: {VID}, name: Café Münchën ☕, "
+                                         "colour: red}\nintegrations: []\n"),
+    "astral_before_problem": _raw_venue(f"venue: {{id: {VID}, name: \"🎭🎭 Stage\", "
+                                        "timezone: Nowhere/Land}\nintegrations: []\n"),
+    "unicode_syntax": _raw_venue("venue: {name: \"Café 🎭\", id: [}\n"),
+    "directive_yaml11": _raw_venue("%YAML 1.1\n---\n" + GOOD.replace("enabled: false",
+                                                                      "enabled: no")),
     # --- unknown and missing keys ---
     "unknown_top": _venue("integrations:\n", "colour: red\nintegrations:\n"),
     "unknown_venue": _venue("  timezone: America/Chicago\n",
