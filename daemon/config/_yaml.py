@@ -23,6 +23,7 @@ import yaml
 from ruamel.yaml import YAML as RuamelYAML
 from ruamel.yaml import nodes as ruamel_nodes
 from ruamel.yaml.error import YAMLError as RuamelYAMLError
+from yaml._yaml import CParser
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from daemon.config._located import KeyPath, Located, Position, YamlError
@@ -47,11 +48,12 @@ class _Refused(Exception):
     """This module does not build the document; the ruamel loader reports why."""
 
 
-class _Loader(yaml.CSafeLoader):
+class _Loader(CParser):
     """libyaml's composer, leaving plain scalars unresolved (``?plain``) for :func:`_scalar`.
 
     PyYAML resolves with YAML 1.1 rules (``yes`` is true, ``010`` is 8); config files are
-    YAML 1.2, so resolution is done here with ruamel.yaml's 1.2 resolver.
+    YAML 1.2, so resolution is done here with ruamel.yaml's 1.2 resolver. Only the parser
+    is built (no constructor or resolver state): composing is all this module asks of it.
     """
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
@@ -59,22 +61,40 @@ class _Loader(yaml.CSafeLoader):
             return _PLAIN if implicit[0] else _STR
         return _SEQ if kind is SequenceNode else _MAP
 
+    def descend_resolver(self, parent: Any, index: Any) -> None:
+        """No path resolvers."""
+
+    def ascend_resolver(self) -> None:
+        """No path resolvers."""
+
+
+def _compose(text: str) -> Node | None:
+    loader = _Loader(text)
+    try:
+        node: Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
+
 
 class _Ruamel:
     """ruamel.yaml's 1.2 resolver and safe constructor, for the rare values that need them."""
 
     def __init__(self) -> None:
         loader = RuamelYAML(typ="safe", pure=True)
-        self.resolver = loader.resolver
         self.constructor = loader.constructor
-        # First characters a 1.2 implicit resolver may match; any other plain scalar is text.
-        self.starts = frozenset(k for k in self.resolver.versioned_resolver if k)
+        # ruamel's implicit resolvers for YAML 1.2, by the first character they can match
+        # (what its resolver's resolve() walks for a plain scalar, without its overhead).
+        table = loader.resolver.versioned_resolver
+        self.table: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+            first: [(str(tag), regexp) for tag, regexp in rules]
+            for first, rules in table.items() if first is not None}
 
     def resolve(self, value: str) -> str:
-        if value and value[0] not in self.starts:
-            return _STR
-        tag: str = self.resolver.resolve(ruamel_nodes.ScalarNode, value, (True, False))
-        return tag
+        for tag, regexp in self.table.get(value[:1], ()):
+            if regexp.match(value):
+                return tag
+        return _STR
 
     def construct(self, tag: str, value: str) -> Any:
         try:
@@ -210,7 +230,7 @@ def parse_yaml(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> Located:
     document over ``limits`` (located exactly as :func:`parse_yaml_ruamel` locates it)."""
     if _DIRECTIVE.search(text) is None:  # a %YAML directive may change the rules: ruamel
         try:
-            root = yaml.compose(text, Loader=_Loader)
+            root = _compose(text)
             if root is None:
                 return Located(None)
             return _Nodes(_Builder(limits).build(root, 1), root)

@@ -21,7 +21,7 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from daemon.config._locate import problems_from_validation
-from daemon.config._yaml import KeyPath, Located, YamlError, parse_yaml
+from daemon.config._yaml import KeyPath, Located, Position, YamlError, parse_yaml
 from daemon.config.desired import (
     DesiredIntegration,
     DesiredState,
@@ -493,12 +493,20 @@ def _schedule_json(schedule: ScheduleSpec) -> dict[str, str]:
     return out
 
 
-def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checker
-                  ) -> tuple[list[DesiredIntegration], list[Tombstone]]:
-    integrations: list[DesiredIntegration] = []
-    tombstones: list[Tombstone] = []
-    ids: dict[UUID, _Parsed] = {}
-    for item in parsed:
+class _VenueChecker:
+    """Venue files checked one at a time: only what the desired state needs is kept, so a
+    file's YAML and its positions are released as soon as it has been checked."""
+
+    def __init__(self, index: _TemplateIndex, checker: _Checker) -> None:
+        self.index = index
+        self.checker = checker
+        self.integrations: list[DesiredIntegration] = []
+        self.tombstones: list[Tombstone] = []
+        #: Where each venue id was first seen: file and position of its value.
+        self.ids: dict[UUID, tuple[str, Position]] = {}
+
+    def add(self, item: _Parsed) -> None:
+        checker = self.checker
         if item.complete:
             venue: VenueSpec | None = item.model.venue
             specs = list(enumerate(item.model.integrations))
@@ -506,14 +514,13 @@ def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checke
             venue, specs = item.model.venue, item.model.integrations
         if venue is None:
             venue = VenueSpec(id=UUID(int=0), name="unnamed")
-        elif venue.id in ids:
-            first = ids[venue.id]
-            pos = first.located.position(("venue", "id"))
+        elif venue.id in self.ids:
+            first, pos = self.ids[venue.id]
             checker.add(item, ("venue", "id"), f"venue id {venue.id} is used by two files",
-                        f"also in {first.file}:{pos.line}:{pos.column}; each venue has its "
+                        f"also in {first}:{pos.line}:{pos.column}; each venue has its "
                         "own id")
         else:
-            ids[venue.id] = item
+            self.ids[venue.id] = (item.file, item.located.position(("venue", "id")))
         venue_type = venue.venue_type
         seen: dict[str, int] = {}
         for i, spec in specs:
@@ -524,7 +531,7 @@ def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checke
                 continue
             seen[spec.provider] = i
             if spec.removed:
-                tombstones.append(Tombstone(venue.id, spec.provider, item.file))
+                self.tombstones.append(Tombstone(venue.id, spec.provider, item.file))
                 continue
             provider = checker.provider(item, (*base, "provider"), spec.provider)
             if provider is None:
@@ -534,7 +541,7 @@ def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checke
             _check_schedules(item, base, spec, provider, checker)
             options = _check_options(item, base, spec, provider, checker)
             template, mappings = _effective_mapping(item, base, spec, provider,
-                                                    venue_type=venue_type, index=index,
+                                                    venue_type=venue_type, index=self.index,
                                                     checker=checker)
             if len(checker.problems) > before:
                 continue
@@ -546,11 +553,10 @@ def _check_venues(parsed: list[_Parsed], index: _TemplateIndex, checker: _Checke
                            for e, s in sorted(spec.schedules.items())},
                 field_mappings=mappings, options=options,
                 template=template.name if template else None, origin=item.file)
-            integrations.append(DesiredIntegration(
+            self.integrations.append(DesiredIntegration(
                 **{f: getattr(desired, f) for f in desired.__dataclass_fields__
                    if f != "_hash"},
                 _hash=spec_hash(desired.columns())))
-    return integrations, tombstones
 
 
 # --- entry points -----------------------------------------------------------------------------
@@ -567,14 +573,16 @@ def load_config_files(files: ConfigFiles, plugins: Plugins, *,
     problems: list[ConfigProblem] = []
     templates = [p for name, data in files.templates
                  if (p := _parse(name, data, TemplateFile, problems, limits)) is not None]
-    venues = [p for name, data in files.venues
-              if (p := _parse(name, data, VenueFile, problems, limits)) is not None]
     checker = _Checker(plugins, problems, scope)
     config_templates = _check_templates(templates, checker)
     desired_templates = _desired_templates(config_templates,
                                            _plugin_templates(plugins, config_templates))
-    index = _TemplateIndex(desired_templates)
-    integrations, tombstones = _check_venues(venues, index, checker)
+    venues = _VenueChecker(_TemplateIndex(desired_templates), checker)
+    for name, data in files.venues:
+        parsed = _parse(name, data, VenueFile, problems, limits)
+        if parsed is not None:
+            venues.add(parsed)
+    integrations, tombstones = venues.integrations, venues.tombstones
     if problems:
         raise ConfigInvalid(sorted(problems, key=lambda p: (p.file, p.line, p.column)))
     return DesiredState(
