@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -106,7 +105,10 @@ def child(argv: list[str], rss_file: str) -> int:
 
     context.load_plugins = with_small  # type: ignore[assignment]
     code = syncd_main(argv)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not getrusage: ru_maxrss keeps the forking parent's size across exec.
+    status = Path("/proc/self/status").read_text()
+    peak = next(int(line.split()[1]) for line in status.splitlines()
+                if line.startswith("VmHWM:")) / 1024
     Path(rss_file).write_text(json.dumps({"rss_mb": peak, "code": code}))
     return code
 

@@ -144,6 +144,8 @@ class _Builder:
         self.max_depth = limits.max_depth
         self.max_nodes = limits.max_nodes
         self.nodes = 0
+        # First characters of plain scalars that may be something other than text.
+        self.special = _core().table.keys()
 
     def build(self, node: Node, depth: int) -> Any:
         """Plain data for ``node``; ``depth`` counts ``node`` itself, as the ruamel loader's
@@ -152,7 +154,7 @@ class _Builder:
         if self.nodes > self.max_nodes or depth > self.max_depth:
             raise _Refused
         if isinstance(node, ScalarNode):
-            return _scalar(node)
+            return self.scalar(node)
         if node.tag not in (_SEQ, _MAP):
             raise _Refused
         if isinstance(node, SequenceNode):
@@ -162,7 +164,7 @@ class _Builder:
             if not isinstance(key_node, ScalarNode):
                 raise _Refused
             self.nodes += 1
-            raw = _scalar(key_node)  # the merge key << resolves to a tag _scalar refuses
+            raw = self.scalar(key_node)  # the merge key << resolves to a tag _scalar refuses
             if raw is None or isinstance(raw, float):
                 raise _Refused  # a key must be text (or a whole number or boolean, as text)
             key = raw if isinstance(raw, str) else str(raw)
@@ -170,6 +172,14 @@ class _Builder:
                 raise _Refused  # a duplicate key
             out[key] = self.build(value_node, depth + 1)
         return out
+
+    def scalar(self, node: ScalarNode) -> Any:
+        # Most scalars are text: quoted, or plain and starting with a letter no YAML 1.2
+        # resolver matches. Only the others go through the resolver.
+        tag = node.tag
+        if tag == _STR or (tag == _PLAIN and node.value[:1] not in self.special):
+            return node.value
+        return _scalar(node)
 
 
 def _key_text(node: Node) -> str | None:

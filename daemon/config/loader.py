@@ -21,14 +21,13 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from daemon.config._locate import problems_from_validation
-from daemon.config._yaml import KeyPath, Located, Position, YamlError, parse_yaml
+from daemon.config._yaml import KeyPath, Located, YamlError, parse_yaml
 from daemon.config.desired import (
     DesiredIntegration,
     DesiredState,
     DesiredTemplate,
     Tombstone,
     rule_json,
-    spec_hash,
 )
 from daemon.config.limits import DEFAULT_LIMITS, LimitExceeded, YamlLimits, check_size
 from daemon.config.models import (
@@ -497,15 +496,17 @@ class _VenueChecker:
     """Venue files checked one at a time: only what the desired state needs is kept, so a
     file's YAML and its positions are released as soon as it has been checked."""
 
-    def __init__(self, index: _TemplateIndex, checker: _Checker) -> None:
+    def __init__(self, index: _TemplateIndex, checker: _Checker, limits: YamlLimits) -> None:
         self.index = index
         self.checker = checker
+        self.limits = limits
         self.integrations: list[DesiredIntegration] = []
         self.tombstones: list[Tombstone] = []
-        #: Where each venue id was first seen: file and position of its value.
-        self.ids: dict[UUID, tuple[str, Position]] = {}
+        #: The file each venue id was first seen in, with its bytes (read again to locate
+        #: the id only if another file uses it too).
+        self.ids: dict[UUID, tuple[str, bytes]] = {}
 
-    def add(self, item: _Parsed) -> None:
+    def add(self, item: _Parsed, data: bytes) -> None:
         checker = self.checker
         if item.complete:
             venue: VenueSpec | None = item.model.venue
@@ -515,12 +516,13 @@ class _VenueChecker:
         if venue is None:
             venue = VenueSpec(id=UUID(int=0), name="unnamed")
         elif venue.id in self.ids:
-            first, pos = self.ids[venue.id]
+            first, first_data = self.ids[venue.id]
+            pos = parse_yaml(first_data.decode("utf-8"), self.limits).position(("venue", "id"))
             checker.add(item, ("venue", "id"), f"venue id {venue.id} is used by two files",
                         f"also in {first}:{pos.line}:{pos.column}; each venue has its "
                         "own id")
         else:
-            self.ids[venue.id] = (item.file, item.located.position(("venue", "id")))
+            self.ids[venue.id] = (item.file, data)
         venue_type = venue.venue_type
         seen: dict[str, int] = {}
         for i, spec in specs:
@@ -553,10 +555,8 @@ class _VenueChecker:
                            for e, s in sorted(spec.schedules.items())},
                 field_mappings=mappings, options=options,
                 template=template.name if template else None, origin=item.file)
-            self.integrations.append(DesiredIntegration(
-                **{f: getattr(desired, f) for f in desired.__dataclass_fields__
-                   if f != "_hash"},
-                _hash=spec_hash(desired.columns())))
+            # Its spec hash is computed when a change needs it, not for every row.
+            self.integrations.append(desired)
 
 
 # --- entry points -----------------------------------------------------------------------------
@@ -577,11 +577,11 @@ def load_config_files(files: ConfigFiles, plugins: Plugins, *,
     config_templates = _check_templates(templates, checker)
     desired_templates = _desired_templates(config_templates,
                                            _plugin_templates(plugins, config_templates))
-    venues = _VenueChecker(_TemplateIndex(desired_templates), checker)
+    venues = _VenueChecker(_TemplateIndex(desired_templates), checker, limits)
     for name, data in files.venues:
         parsed = _parse(name, data, VenueFile, problems, limits)
         if parsed is not None:
-            venues.add(parsed)
+            venues.add(parsed, data)
     integrations, tombstones = venues.integrations, venues.tombstones
     if problems:
         raise ConfigInvalid(sorted(problems, key=lambda p: (p.file, p.line, p.column)))

