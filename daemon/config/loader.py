@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ __all__ = ["ConfigFiles", "config_files", "load_config", "load_config_files"]
 log = get_logger("syncd.config")
 _SUFFIXES = (".yaml", ".yml")
 _ALWAYS_ALLOWED_CREDENTIALS = ("token", "webhook_secret")
+_MAPPING_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +79,15 @@ def _list(directory: Path) -> list[Path]:
 
 
 def _read(path: Path, limits: YamlLimits) -> bytes:
-    # One byte past the cap is enough to tell that a file is over it; never more.
+    # One byte past the cap is enough to tell that a file is over it; never more. The read
+    # is sized by the file: a buffer of the cap's size per file, shrunk afterwards, keeps a
+    # page or more of memory each (40 MB for 10,000 small files).
     with path.open("rb") as f:
-        return f.read(limits.max_file_bytes + 1)
+        size = min(os.fstat(f.fileno()).st_size, limits.max_file_bytes)
+        data = f.read(size + 1)
+        if len(data) > size:  # it grew since: read on, up to the byte past the cap
+            data += f.read(limits.max_file_bytes + 1 - len(data))
+        return data
 
 
 def config_files(root: Path, limits: YamlLimits = DEFAULT_LIMITS) -> ConfigFiles:
@@ -210,6 +218,8 @@ class _Checker:
                      for p in validate_mapping(entity, mapping, support)
                      if required or not p.message.startswith("required ")]
         if cache_key is not None:
+            if len(self._mapping_cache) >= _MAPPING_CACHE_SIZE:
+                self._mapping_cache.clear()  # overrides unique to each venue never repeat
             self._mapping_cache[full_key] = found
         return found
 
