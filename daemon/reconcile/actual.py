@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -11,7 +12,15 @@ import asyncpg
 
 from daemon.sql import queries
 
-__all__ = ["ActualIntegration", "ActualState", "ActualTemplate", "fetch_actual"]
+__all__ = [
+    "ActualIntegration",
+    "ActualState",
+    "ActualTemplate",
+    "fetch_actual",
+    "fetch_templates",
+    "integration_pages",
+    "schema_ready",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +30,10 @@ class ActualIntegration:
     provider: str
     columns: dict[str, Any]
     spec_hash: str | None
+
+    @property
+    def key(self) -> tuple[UUID, str]:
+        return (self.venue_id, self.provider)
 
     @property
     def enabled(self) -> bool:
@@ -59,22 +72,38 @@ _TEMPLATE_COLUMNS = ("description", "venue_type", "mappings", "validation_rules"
                      "is_default", "is_active", "managed_by")
 
 
-async def fetch_actual(conn: asyncpg.Connection) -> ActualState:
-    """Every integration and template row (one query each)."""
+async def integration_pages(conn: asyncpg.Connection, page_size: int = 2_000
+                            ) -> AsyncIterator[list[ActualIntegration]]:
+    """Every integration row, a page at a time in (venue_id, provider) order."""
     q = queries("config.sql")
-    if not await conn.fetchval(q["schema_ready"]):
-        return ActualState({}, {}, schema_ready=False)
-    integrations: dict[tuple[UUID, str], ActualIntegration] = {}
-    # One JSON text for every row (see the query): decoded at once, then taken apart.
-    rows = json.loads(await conn.fetchval(q["list_integrations_json"]))
-    while rows:
-        row_id, venue, provider, *columns, spec = rows.pop()
-        venue_id = UUID(venue)
-        integrations[(venue_id, provider)] = ActualIntegration(
-            UUID(row_id), venue_id, provider, dict(zip(_INTEGRATION_COLUMNS, columns,
-                                                       strict=True)), spec)
+    after: tuple[UUID | None, str] = (None, "")
+    while True:
+        rows = json.loads(await conn.fetchval(q["integrations_page"], *after, page_size))
+        if not rows:
+            return
+        page = []
+        for row_id, venue, provider, *columns, spec in rows:
+            venue_id = UUID(venue)
+            page.append(ActualIntegration(UUID(row_id), venue_id, provider,
+                                          dict(zip(_INTEGRATION_COLUMNS, columns,
+                                                   strict=True)), spec))
+        del rows
+        yield page
+        after = (page[-1].venue_id, page[-1].provider)
+        if len(page) < page_size:
+            return
+
+
+async def schema_ready(conn: asyncpg.Connection) -> bool:
+    """False when the schema is not migrated yet (a fresh database)."""
+    ready: bool = await conn.fetchval(queries("config.sql")["schema_ready"])
+    return ready
+
+
+async def fetch_templates(conn: asyncpg.Connection) -> dict[tuple[str, str], ActualTemplate]:
+    """Every template row."""
     templates: dict[tuple[str, str], ActualTemplate] = {}
-    for row in await conn.fetch(q["list_templates"]):
+    for row in await conn.fetch(queries("config.sql")["list_templates"]):
         columns = {c: row[c] for c in _TEMPLATE_COLUMNS}
         if columns["validation_rules"] is None:
             columns["validation_rules"] = {}
@@ -82,4 +111,15 @@ async def fetch_actual(conn: asyncpg.Connection) -> ActualState:
             columns["description"] = ""
         templates[(row["provider"], row["name"])] = ActualTemplate(
             row["id"], row["provider"], row["name"], columns, row["spec_hash"])
-    return ActualState(integrations, templates)
+    return templates
+
+
+async def fetch_actual(conn: asyncpg.Connection) -> ActualState:
+    """Every integration and template row, held at once (see :func:`integration_pages`
+    for a page at a time)."""
+    if not await schema_ready(conn):
+        return ActualState({}, {}, schema_ready=False)
+    integrations: dict[tuple[UUID, str], ActualIntegration] = {}
+    async for page in integration_pages(conn):
+        integrations.update((row.key, row) for row in page)
+    return ActualState(integrations, await fetch_templates(conn))

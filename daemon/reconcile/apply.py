@@ -16,8 +16,8 @@ import asyncpg
 from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTemplate
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
-from daemon.reconcile.actual import fetch_actual
-from daemon.reconcile.plan import Change, Plan, disable_guard, make_plan
+from daemon.reconcile.actual import fetch_templates
+from daemon.reconcile.plan import Change, Plan, disable_guard, plan_from_database
 from daemon.sql import queries
 
 __all__ = ["ApplyRefused", "ApplyResult", "apply_desired", "git_commit"]
@@ -163,10 +163,9 @@ async def apply_desired(
     q = queries("config.sql")
     async with conn.transaction():
         await conn.execute(q["lock_apply"])
-        actual = await fetch_actual(conn)
-        if not actual.schema_ready:
+        plan = await plan_from_database(conn, desired, prune=prune)
+        if not plan.schema_ready:
             raise SyncdError("the database schema is not migrated; run syncd migrate")
-        plan = make_plan(desired, actual, prune=prune)
         refusal = disable_guard(plan, max_disable_share)
         if refusal is not None and not force:
             raise ApplyRefused(f"refusing to apply: {refusal}; check the config directory, "
@@ -178,7 +177,7 @@ async def apply_desired(
         revision = await conn.fetchrow(q["insert_revision"], desired.content_hash, commit,
                                        source, _applied_by(), _summary(plan, force=force))
         revision_id: int = revision["id"]
-        ids = {key: row.id for key, row in actual.templates.items()}
+        ids = {key: row.id for key, row in (await fetch_templates(conn)).items()}
         templates_written = await _apply_templates(conn, plan, ids)
         integrations_written = await _apply_integrations(conn, plan, revision_id, ids)
         counts = plan.counts()
