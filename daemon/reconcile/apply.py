@@ -23,6 +23,9 @@ from daemon.sql import queries
 __all__ = ["ApplyRefused", "ApplyResult", "apply_desired", "git_commit"]
 
 log = get_logger("syncd.reconcile")
+#: New integrations per INSERT statement (one JSON parameter each): measured at 20,000 new
+#: rows, one statement a row spent 1.2 s encoding jsonb parameters one by one.
+_INSERT_CHUNK = 2_000
 
 
 class ApplyRefused(SyncdError):
@@ -114,7 +117,7 @@ async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id:
                               ids: dict[tuple[str, str], UUID]) -> int:
     """Write the integration changes, batched per kind of statement."""
     q = queries("config.sql")
-    inserts: list[tuple[Any, ...]] = []
+    inserts: list[list[Any]] = []
     updates: list[tuple[Any, ...]] = []
     disables: list[tuple[Any, ...]] = []
     deletes: list[tuple[Any, ...]] = []
@@ -129,19 +132,26 @@ async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id:
             continue
         assert isinstance(want, DesiredIntegration)
         template_id = ids.get((want.provider, want.template)) if want.template else None
-        args = (want.venue_name, want.venue_type, want.timezone, want.enabled,
-                want.environment, want.credentials, want.schedules, want.field_mappings,
-                want.options, template_id, want.spec_hash, revision_id)
         if change.action == "create":
-            inserts.append((want.venue_id, want.provider, *args))
+            inserts.append([str(want.venue_id), want.provider, want.venue_name,
+                            want.venue_type, want.timezone, want.enabled, want.environment,
+                            want.credentials, want.schedules, want.field_mappings,
+                            want.options, str(template_id) if template_id else None,
+                            want.spec_hash])
             assigned = template_id is not None
         else:
-            updates.append((change.row_id, *args))
+            updates.append((change.row_id, want.venue_name, want.venue_type, want.timezone,
+                            want.enabled, want.environment, want.credentials, want.schedules,
+                            want.field_mappings, want.options, template_id, want.spec_hash,
+                            revision_id))
             assigned = template_id is not None and any(
                 f.field == "template" for f in change.fields)
         if assigned and template_id is not None:
             uses[template_id] += 1
-    for name, rows in (("insert_integration", inserts), ("update_integration", updates),
+    for start in range(0, len(inserts), _INSERT_CHUNK):
+        await conn.execute(q["insert_integrations_json"],
+                           inserts[start:start + _INSERT_CHUNK], revision_id)
+    for name, rows in (("update_integration", updates),
                        ("disable_integration", disables), ("delete_integration", deletes)):
         if rows:
             await conn.executemany(q[name], rows)
