@@ -139,15 +139,25 @@ def diff_columns(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
 
 def same_columns(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """True exactly when :func:`diff_columns` finds no difference, without building one
-    (nearly every row of a plan is unchanged)."""
-    if before.keys() != after.keys():
-        return False
-    for key, b in before.items():
-        a = after[key]
-        if isinstance(b, dict) and isinstance(a, dict):
-            if not same_columns(b, a):
+    (nearly every row of a plan is unchanged).
+
+    Python's equality settles all but one thing: ``True == 1``, where diff_columns sees a
+    change; :func:`_same_kinds` looks for that where a boolean or number could be.
+    """
+    return before == after and _same_kinds(before, after)
+
+
+def _same_kinds(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Of two equal mappings: no value is a boolean on one side only (mappings nested
+    in mappings included, as diff_columns compares them key by key)."""
+    for key, a in after.items():
+        if a.__class__ is str or a is None:
+            continue  # the equal value on the other side is text, or None, too
+        b = before[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            if not _same_kinds(b, a):
                 return False
-        elif b != a or isinstance(a, bool) != isinstance(b, bool):
+        elif isinstance(a, bool) != isinstance(b, bool):
             return False
     return True
 
