@@ -86,8 +86,10 @@ class _Ruamel:
         # ruamel's implicit resolvers for YAML 1.2, by the first character they can match
         # (what its resolver's resolve() walks for a plain scalar, without its overhead).
         table = loader.resolver.versioned_resolver
+        # Its patterns are compiled lazily behind a proxy; compiled here once instead.
         self.table: dict[str, list[tuple[str, re.Pattern[str]]]] = {
-            first: [(str(tag), regexp) for tag, regexp in rules]
+            first: [(str(tag), re.compile(regexp.pattern, regexp.flags))
+                    for tag, regexp in rules]
             for first, rules in table.items() if first is not None}
 
     def resolve(self, value: str) -> str:

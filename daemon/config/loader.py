@@ -75,7 +75,9 @@ class ConfigFiles:
 def _list(directory: Path) -> list[Path]:
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+    # By name: the same order as by path within one directory, without comparing paths.
+    return sorted((p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file()),
+                  key=lambda p: p.name)
 
 
 def _read(path: Path, limits: YamlLimits) -> bytes:
