@@ -196,7 +196,6 @@ class Planner:
             ikey = row.key
             if row.managed and row.enabled:
                 self.managed_enabled += 1
-            order = (str(ikey[0]), ikey[1])
             want = self.wanted.get(ikey)
             if want is not None:
                 self.seen.add(ikey)
@@ -205,7 +204,7 @@ class Planner:
                     self.unchanged += 1
                     continue
                 fields = diff_columns(row.columns, columns)
-                self.updates.append((order, Change(
+                self.updates.append(((str(ikey[0]), ikey[1]), Change(
                     "integration", "update", f"{ikey[0]}/{ikey[1]}", _label(want),
                     tuple(fields), drift=row.spec_hash == want.spec_hash, origin=want.origin,
                     row_id=row.id, desired=want)))
@@ -213,7 +212,7 @@ class Planner:
             change = self._gone(row)
             if change is None:
                 continue
-            self.gone.append((order, change))
+            self.gone.append(((str(ikey[0]), ikey[1]), change))
 
     def _gone(self, row: ActualIntegration) -> Change | None:
         ikey = row.key
