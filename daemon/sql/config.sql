@@ -8,13 +8,6 @@ SELECT to_regclass('integration_configs') IS NOT NULL
    AND to_regclass('field_mapping_templates') IS NOT NULL
    AND to_regclass('config_revisions') IS NOT NULL
 
--- name: list_integrations
-SELECT c.id, c.venue_id, c.provider, c.venue_name, c.venue_type, c.timezone, c.enabled,
-       c.environment, c.credentials, c.schedules, c.field_mappings, c.options,
-       t.name AS template, c.managed_by, c.spec_hash
-  FROM integration_configs c
-  LEFT JOIN field_mapping_templates t ON t.id = c.template_id
-
 -- name: integrations_page
 -- A page of integration rows after ($1, $2) in (venue_id, provider) order, as one JSON
 -- array of arrays: decoded in one call, where a row at a time costs a JSON decode per
