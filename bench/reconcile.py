@@ -1,14 +1,24 @@
-"""Benchmark: `plan` with no changes against plain YAML parsing of the same venue files.
+"""Benchmark: `syncd validate`, `plan` and `apply` against libyaml parsing of the same files.
 
-Generates N venue files (10,000 by default; --quick: 1,000), applies them to a fresh
-database, then times
-  parse_s  reading and parsing every file with ruamel.yaml's safe loader, nothing else;
-  plan_s   what `syncd plan` does: read, parse with positions, validate against the plugins,
-           resolve templates, fetch every row and diff (the result must be "no changes");
-and changes one venue's schedule to count the integration rows an apply writes (goal: 1).
-The providers are small test providers so the figures do not move with the bundled
-catalogues. Postgres is found the way the tests find it (daemon.testing.postgres).
-The last line printed is a JSON object.
+Generates N venue files (10,000 by default; --quick: 1,000), then, in one run:
+  libyaml_parse_s  reading every venue file and parsing it with libyaml (PyYAML's
+                   CSafeLoader), nothing else: the anchor;
+  plan_s           what `syncd plan` does in-process: read, parse with positions, validate
+                   against the plugins, resolve templates, read the rows a page at a time
+                   and diff (the result must be "no changes");
+                   ratio_vs_libyaml = plan_s / libyaml_parse_s;
+  validate_s       what `syncd validate` does in-process (read, parse, check);
+  plan_one_change_s  plan_s after one venue file changed (one update);
+  *_cli_s, *_rss_mb  `syncd apply` (10,000 new venues, into an empty migrated database),
+                   `syncd plan` and `syncd validate` run as subprocesses, each with its wall
+                   time and peak resident memory (plan_rss_mb is the issue's figure).
+apply_cli_s / libyaml_parse_s is given too (apply_ratio_vs_libyaml): on a busy machine it
+says what the apply time would be where libyaml parses as fast as on a quiet one.
+The anchor and the in-process figures alternate twice and keep the best of each, so that
+load from other processes affects them alike. The providers are small test providers so the
+figures do not move with the bundled catalogues; the subprocesses register them with the
+same command code (see --child). Postgres is found the way the tests find it
+(daemon.testing.postgres). The last line printed is a JSON object.
 """
 
 from __future__ import annotations
@@ -16,21 +26,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from ruamel.yaml import YAML
+import yaml
 
 from daemon.config import load_config
 from daemon.config.testing import SmallPlugin
 from daemon.db import init_connection
 from daemon.logs import configure_logging
 from daemon.plugins import load_plugins
-from daemon.reconcile import apply_desired, fetch_actual, make_plan
+from daemon.reconcile import apply_desired, plan_from_database
 from daemon.testing.postgres import find_server
 
 TYPES = ["Laugh Works", "Concert Hall", "Playhouse Theatre", "Summer Festival", "Arena"]
@@ -75,16 +88,55 @@ def generate(root: Path, venues: int) -> None:
         (root / "venues" / f"venue-{i:05d}.yaml").write_text(venue_text(i))
 
 
-def plain_parse(root: Path) -> float:
-    yaml = YAML(typ="safe", pure=True)
+def libyaml_parse(root: Path) -> float:
     start = time.perf_counter()
     for path in sorted((root / "venues").iterdir()):
-        yaml.load(path.read_text(encoding="utf-8"))
+        yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.CSafeLoader)
     return time.perf_counter() - start
 
 
+def child(argv: list[str], rss_file: str) -> int:
+    """Run ``syncd ARGV`` with the small test providers registered; write its peak RSS."""
+    import daemon.commands._context as context
+    from daemon.cli import main as syncd_main
+
+    real = context.load_plugins
+
+    def with_small(names: Any, **kwargs: Any) -> Any:
+        # Only the small providers, as in-process: no bundled plugin's templates.
+        return real([], extra=[("small", SmallPlugin())], **kwargs)
+
+    context.load_plugins = with_small  # type: ignore[assignment]
+    code = syncd_main(argv)
+    # VmHWM, not getrusage: ru_maxrss keeps the forking parent's size across exec.
+    status = Path("/proc/self/status").read_text()
+    peak = next(int(line.split()[1]) for line in status.splitlines()
+                if line.startswith("VmHWM:")) / 1024
+    Path(rss_file).write_text(json.dumps({"rss_mb": peak, "code": code}))
+    return code
+
+
+def run_cli(args: list[str], db_url: str, tmp: Path) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, exit code) of ``syncd ARGS`` in a subprocess."""
+    rss_file = tmp / f"rss-{uuid.uuid4().hex}.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCD_")}
+    # -P: not the bench directory first on the path (bench/queue.py is not the queue module)
+    env.update(SYNCD_DATABASE_URL=db_url, SYNCD_CREDENTIAL_ENV_PREFIXES="TESTPROV_",
+               SYNCD_LOG_LEVEL="warning")
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-P", __file__, "--child", str(rss_file), "--", *args], env=env,
+        capture_output=True, text=True, check=False, timeout=600)
+    wall = time.perf_counter() - start
+    if done.returncode not in (0, 2):
+        print(done.stderr[-2000:], file=sys.stderr)
+        raise SystemExit(f"syncd {' '.join(args)} failed with exit {done.returncode}")
+    report = json.loads(rss_file.read_text())
+    return wall, float(report["rss_mb"]), done.returncode
+
+
 async def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1,000 venues instead of 10,000")
     parser.add_argument("--venues", type=int, default=None)
     args = parser.parse_args()
@@ -93,52 +145,86 @@ async def main() -> int:
     plugins = load_plugins([], extra=[("small", SmallPlugin())])
     server = await find_server()
     url = await server.create_database()
+    spare = await server.create_database()
     try:
         with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
             root = Path(tmp) / "config"
             generate(root, venues)
-            conn = await asyncpg.connect(url)
+            config = ["--config", str(root)]
+            # `syncd apply` of every venue, new, as a subprocess; then once in-process.
+            apply_cli_s, apply_rss, _ = run_cli(["apply", *config], url, Path(tmp))
+            conn = await asyncpg.connect(spare)
             await init_connection(conn)
             try:
                 start = time.perf_counter()
                 first = await apply_desired(conn, load_config(root, plugins), force=True)
                 apply_s = time.perf_counter() - start
-                # Alternate the two measurements so that load from other processes on the
-                # machine affects both alike; keep the best of each.
-                parse_runs, plan_runs, load_runs = [], [], []
+            finally:
+                await conn.close()
+            conn = await asyncpg.connect(url)
+            await init_connection(conn)
+            try:
+                parse_runs: list[float] = []
+                plan_runs: list[float] = []
+                load_runs: list[float] = []
+                validate_runs: list[float] = []
+                one_runs: list[float] = []
+                changed = root / "venues" / f"venue-{venues // 2:05d}.yaml"
                 for _ in range(2):
-                    parse_runs.append(plain_parse(root))
+                    parse_runs.append(libyaml_parse(root))
                     start = time.perf_counter()
                     desired = load_config(root, plugins)
                     loaded = time.perf_counter()
-                    plan = make_plan(desired, await fetch_actual(conn))
+                    plan = await plan_from_database(conn, desired)
                     plan_runs.append(time.perf_counter() - start)
                     load_runs.append(loaded - start)
                     if plan.has_changes:
                         print(f"unexpected changes: {plan.counts()}", file=sys.stderr)
                         return 1
-                parse_s, plan_s, load_s = min(parse_runs), min(plan_runs), min(load_runs)
-                changed = venues // 2
-                (root / "venues" / f"venue-{changed:05d}.yaml").write_text(
-                    venue_text(changed, cron="*/5 * * * *"))
+                    start = time.perf_counter()
+                    load_config(root, plugins)
+                    validate_runs.append(time.perf_counter() - start)
+                    changed.write_text(venue_text(venues // 2, cron="*/5 * * * *"))
+                    start = time.perf_counter()
+                    one_plan = await plan_from_database(conn, load_config(root, plugins))
+                    one_runs.append(time.perf_counter() - start)
+                    changed.write_text(venue_text(venues // 2))
+                plan_cli_s, plan_rss, plan_code = run_cli(["plan", *config], url, Path(tmp))
+                validate_cli_s, validate_rss, _ = run_cli(["validate", *config], url,
+                                                          Path(tmp))
+                changed.write_text(venue_text(venues // 2, cron="*/5 * * * *"))
                 one = await apply_desired(conn, load_config(root, plugins))
             finally:
                 await conn.close()
     finally:
         await server.drop_database(url)
+        await server.drop_database(spare)
         await server.close()
+    parse_s, plan_s, load_s = min(parse_runs), min(plan_runs), min(load_runs)
     result = {
         "venues": venues,
         "integrations": len(desired.integrations),
-        "parse_s": round(parse_s, 3),
+        "libyaml_parse_s": round(parse_s, 3),
         "plan_s": round(plan_s, 3),
-        "ratio": round(plan_s / parse_s, 3),
+        "ratio_vs_libyaml": round(plan_s / parse_s, 3),
+        "validate_s": round(min(validate_runs), 3),
+        "validate_ratio_vs_libyaml": round(min(validate_runs) / parse_s, 3),
         "plan_load_validate_s": round(load_s, 3),
         "plan_db_diff_s": round(plan_s - load_s, 3),
+        "plan_one_change_s": round(min(one_runs), 3),
+        "changes_in_one_change_plan": len(one_plan.changes),
         "initial_apply_s": round(apply_s, 3),
         "initial_rows_written": first.integration_rows_written,
         "rows_written_for_one_change": one.integration_rows_written,
         "changes_for_one_change": len(one.plan.changes),
+        "apply_cli_s": round(apply_cli_s, 3),
+        "apply_ratio_vs_libyaml": round(apply_cli_s / parse_s, 3),
+        "apply_rss_mb": round(apply_rss, 1),
+        "plan_cli_s": round(plan_cli_s, 3),
+        "plan_cli_exit": plan_code,
+        "plan_rss_mb": round(plan_rss, 1),
+        "validate_cli_s": round(validate_cli_s, 3),
+        "validate_rss_mb": round(validate_rss, 1),
         "postgres": server.kind,
     }
     print(json.dumps(result))
@@ -146,4 +232,6 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:  # --child RSS_FILE -- ARGS: one syncd command
+        sys.exit(child(sys.argv[4:], sys.argv[2]))
     sys.exit(asyncio.run(main()))

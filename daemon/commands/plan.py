@@ -15,7 +15,7 @@ from daemon.commands._config_args import (
 )
 from daemon.commands._context import CliContext
 from daemon.config import ConfigInvalid, load_config
-from daemon.reconcile import disable_guard, fetch_actual, make_plan, render_plan
+from daemon.reconcile import disable_guard, plan_from_database, render_plan
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -41,9 +41,9 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
     except ConfigInvalid as exc:
         print_problems(exc, as_json=args.json)
         return 1
-    async with ctx.database() as db, db.pool.acquire() as conn:
-        actual = await fetch_actual(conn)
-    plan = make_plan(desired, actual, prune=args.prune)
+    async with ctx.database() as db, db.pool.acquire() as conn, \
+            conn.transaction(readonly=True, isolation="repeatable_read"):
+        plan = await plan_from_database(conn, desired, prune=args.prune)
     guard = disable_guard(plan, ctx.settings.config_max_disable_share)
     if args.json:
         out = plan.as_dict()

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from daemon.config._yaml import KeyPath, Located
+from daemon.config._located import KeyPath, Located
 from daemon.config.problems import ConfigProblem, format_path
 
 __all__ = ["keys_at", "problems_from_validation"]

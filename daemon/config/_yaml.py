@@ -1,206 +1,251 @@
-"""YAML to plain data, keeping the line and column of every node.
+"""YAML to plain data with libyaml, positions found on demand.
 
-ruamel.yaml composes the document into nodes that carry their marks; this module builds
-plain dicts, lists and scalars from them and records, for each key path, where its key and
-its value start. Only the YAML 1.2 core schema is constructed (no arbitrary tags), and a key
-given twice in one mapping is an error, not a silent overwrite. Composition is metered by
-:class:`~daemon.config.limits.NodeBudget`: a file nested too deep or whose aliases expand to
-too many nodes is refused while it is read, before anything is built from it.
+libyaml (PyYAML's C parser) composes a document into nodes that carry their marks, about
+thirty times faster than the pure-Python ruamel.yaml loader. Plain data is built from those
+nodes the way :mod:`daemon.config._ruamel` builds it: the YAML 1.2 core schema (plain scalars
+resolved by ruamel.yaml's own 1.2 resolver, so ``yes`` stays text and ``0o17`` is 15), no
+tags beyond it, a key given twice is an error. Positions are not recorded while building:
+:class:`Located` keeps the node tree and walks it when a problem needs a position.
+
+Building counts depth and expanded nodes against the caps of :mod:`daemon.config.limits`.
+A document libyaml refuses, one over a cap, or one this module refuses for any other reason
+is read again by the ruamel loader, which reports it: every message and position about bad
+YAML stays exactly what it was, while valid files, nearly all of them, never pay for it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import re
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.composer import Composer
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+import yaml
+from ruamel.yaml import YAML as RuamelYAML
+from ruamel.yaml import nodes as ruamel_nodes
+from ruamel.yaml.error import YAMLError as RuamelYAMLError
+from yaml._yaml import CParser
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from daemon.config.limits import DEFAULT_LIMITS, LimitExceeded, NodeBudget, YamlLimits
+from daemon.config._located import KeyPath, Located, Position, YamlError
+from daemon.config._ruamel import parse_yaml_ruamel
+from daemon.config.limits import DEFAULT_LIMITS, YamlLimits
 
-__all__ = ["KeyPath", "Located", "Position", "YamlError", "parse_yaml"]
+__all__ = ["KeyPath", "Located", "Position", "YamlError", "parse_yaml", "parse_yaml_ruamel"]
 
-KeyPath = tuple[str | int, ...]
+_PLAIN = "?plain"
 _STR = "tag:yaml.org,2002:str"
-_MERGE = "tag:yaml.org,2002:merge"
 _NULL = "tag:yaml.org,2002:null"
 _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
 _SEQ = "tag:yaml.org,2002:seq"
 _MAP = "tag:yaml.org,2002:map"
-_CORE = "tag:yaml.org,2002:"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
-_NO_TAGS = "config files use plain YAML values; remove the tag"
+_DIRECTIVE = re.compile(r"^%", re.MULTILINE)
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """1-based line and column."""
-
-    line: int
-    column: int
+class _Refused(Exception):
+    """This module does not build the document; the ruamel loader reports why."""
 
 
-@dataclass(slots=True)
-class Located:
-    """A document as plain data with the position of every key and value.
+class _Loader(CParser):
+    """libyaml's composer, leaving plain scalars unresolved (``?plain``) for :func:`_scalar`.
 
-    Positions are kept as the parser's marks and turned into :class:`Position` on demand:
-    most documents are valid and never need one.
+    PyYAML resolves with YAML 1.1 rules (``yes`` is true, ``010`` is 8); config files are
+    YAML 1.2, so resolution is done here with ruamel.yaml's 1.2 resolver. Only the parser
+    is built (no constructor or resolver state): composing is all this module asks of it.
     """
 
-    data: Any
-    #: Where the value at a key path starts (parser marks, 0-based).
-    _values: dict[KeyPath, Any] = field(default_factory=dict)
-    #: Where the key of a mapping entry starts (absent for list items and the root).
-    _keys: dict[KeyPath, Any] = field(default_factory=dict)
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+        if kind is ScalarNode:
+            return _PLAIN if implicit[0] else _STR
+        return _SEQ if kind is SequenceNode else _MAP
 
-    def value_position(self, path: KeyPath) -> Position | None:
-        mark = self._values.get(path)
-        return Position(mark.line + 1, mark.column + 1) if mark is not None else None
+    def descend_resolver(self, parent: Any, index: Any) -> None:
+        """No path resolvers."""
 
-    def key_position(self, path: KeyPath) -> Position | None:
-        mark = self._keys.get(path)
-        return Position(mark.line + 1, mark.column + 1) if mark is not None else None
-
-    def position(self, path: KeyPath, *, key: bool = False) -> Position:
-        """The closest known position for ``path`` (walking up to the root)."""
-        probe = path
-        while True:
-            found = (self.key_position(probe) if key else None) or self.value_position(probe)
-            if found is not None:
-                return found
-            if not probe:
-                return Position(1, 1)
-            probe = probe[:-1]
+    def ascend_resolver(self) -> None:
+        """No path resolvers."""
 
 
-class YamlError(ValueError):
-    """The text is not YAML syntax syncd accepts; carries its position."""
+def _compose(text: str) -> Node | None:
+    loader = _Loader(text)
+    try:
+        node: Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
 
-    def __init__(self, message: str, position: Position, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.position = position
-        self.hint = hint
+
+class _Ruamel:
+    """ruamel.yaml's 1.2 resolver and safe constructor, for the rare values that need them."""
+
+    def __init__(self) -> None:
+        loader = RuamelYAML(typ="safe", pure=True)
+        self.constructor = loader.constructor
+        # ruamel's implicit resolvers for YAML 1.2, by the first character they can match
+        # (what its resolver's resolve() walks for a plain scalar, without its overhead).
+        table = loader.resolver.versioned_resolver
+        # Its patterns are compiled lazily behind a proxy; compiled here once instead.
+        self.table: dict[str, list[tuple[str, re.Pattern[str]]]] = {
+            first: [(str(tag), re.compile(regexp.pattern, regexp.flags))
+                    for tag, regexp in rules]
+            for first, rules in table.items() if first is not None}
+
+    def resolve(self, value: str) -> str:
+        for tag, regexp in self.table.get(value[:1], ()):
+            if regexp.match(value):
+                return tag
+        return _STR
+
+    def construct(self, tag: str, value: str) -> Any:
+        try:
+            return self.constructor.construct_object(
+                ruamel_nodes.ScalarNode(tag, value), deep=True)
+        except (RuamelYAMLError, ValueError):
+            raise _Refused from None
+        finally:
+            self.constructor.constructed_objects.clear()
 
 
-def _pos(node: Node) -> Position:
-    mark = node.start_mark
-    return Position(mark.line + 1, mark.column + 1)
+_ruamel: _Ruamel | None = None
+
+
+def _core() -> _Ruamel:
+    global _ruamel  # noqa: PLW0603 - built once, on first use
+    if _ruamel is None:
+        _ruamel = _Ruamel()
+    return _ruamel
+
+
+def _scalar(node: ScalarNode) -> Any:
+    tag: str = node.tag
+    value: str = node.value
+    if tag == _PLAIN:
+        tag = _core().resolve(value)
+    if tag == _STR:
+        return value
+    if tag == _NULL:
+        return None
+    if tag == _BOOL:
+        return value.lower() == "true"
+    if tag == _INT and value.isdigit() and not value.startswith("0"):
+        return int(value)
+    if tag == _TIMESTAMP:
+        return value  # dates stay text: YAML 1.2's core schema has no timestamps
+    if tag not in (_INT, _FLOAT):
+        raise _Refused  # another tag: the ruamel loader says which
+    out = _core().construct(tag, value)
+    if isinstance(out, float) and not math.isfinite(out):
+        raise _Refused  # not a finite number
+    return out
 
 
 class _Builder:
-    def __init__(self, yaml: YAML) -> None:
-        self._constructor = yaml.constructor
-        self.values: dict[KeyPath, Any] = {}
-        self.keys: dict[KeyPath, Any] = {}
+    def __init__(self, limits: YamlLimits) -> None:
+        self.max_depth = limits.max_depth
+        self.max_nodes = limits.max_nodes
+        self.nodes = 0
+        # First characters of plain scalars that may be something other than text.
+        self.special = _core().table.keys()
 
-    def scalar(self, node: ScalarNode) -> Any:
-        tag: str = node.tag or ""
-        if tag == _STR:
-            return node.value
-        if tag == _NULL:
-            return None
-        if tag == _BOOL:
-            return node.value.lower() == "true"
-        if tag == _INT and node.value.isdigit() and not node.value.startswith("0"):
-            return int(node.value)
-        if tag == _TIMESTAMP:
-            return node.value  # dates stay text: YAML 1.2's core schema has no timestamps
-        if not tag.startswith(_CORE):
-            raise YamlError(f"unsupported tag {tag!r}", _pos(node), _NO_TAGS)
-        try:
-            value = self._constructor.construct_object(node, deep=True)
-        except YAMLError as exc:
-            problem = getattr(exc, "problem", None) or "cannot read this value"
-            raise YamlError(f"invalid value: {problem}", _pos(node)) from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise YamlError("not a finite number", _pos(node), "use a plain number")
-        if isinstance(value, bytes):
-            raise YamlError("binary values are not supported", _pos(node), _NO_TAGS)
-        return value
-
-    def build(self, node: Node, path: KeyPath) -> Any:
-        self.values[path] = node.start_mark
+    def build(self, node: Node, depth: int) -> Any:
+        """Plain data for ``node``; ``depth`` counts ``node`` itself, as the ruamel loader's
+        budget does (a scalar inside four lists is five levels deep)."""
+        self.nodes += 1
+        if self.nodes > self.max_nodes or depth > self.max_depth:
+            raise _Refused
         if isinstance(node, ScalarNode):
             return self.scalar(node)
         if node.tag not in (_SEQ, _MAP):
-            raise YamlError(f"unsupported tag {node.tag!r}", _pos(node), _NO_TAGS)
+            raise _Refused
         if isinstance(node, SequenceNode):
-            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                if key_node.tag == _MERGE:
-                    raise YamlError("merge keys (<<) are not supported", _pos(key_node),
-                                    "write the keys out in full")
-                if not isinstance(key_node, ScalarNode):
-                    raise YamlError("a mapping key must be a plain value", _pos(key_node))
-                raw = self.scalar(key_node)
-                if raw is None or not isinstance(raw, str | int | bool):
-                    raise YamlError("a mapping key must be text", _pos(key_node))
-                key = raw if isinstance(raw, str) else str(raw)
-                if key in out:
-                    raise YamlError(f"duplicate key {key!r}", _pos(key_node),
-                                    "each key may appear once in a mapping")
-                child = (*path, key)
-                self.keys[child] = key_node.start_mark
-                out[key] = self.build(value_node, child)
-            return out
-        raise YamlError(f"unsupported node {type(node).__name__}", _pos(node))
+            return [self.build(item, depth + 1) for item in node.value]
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                raise _Refused
+            self.nodes += 1
+            raw = self.scalar(key_node)  # the merge key << resolves to a tag _scalar refuses
+            if raw is None or isinstance(raw, float):
+                raise _Refused  # a key must be text (or a whole number or boolean, as text)
+            key = raw if isinstance(raw, str) else str(raw)
+            if key in out:
+                raise _Refused  # a duplicate key
+            out[key] = self.build(value_node, depth + 1)
+        return out
+
+    def scalar(self, node: ScalarNode) -> Any:
+        # Most scalars are text: quoted, or plain and starting with a letter no YAML 1.2
+        # resolver matches. Only the others go through the resolver.
+        tag = node.tag
+        if tag == _STR or (tag == _PLAIN and node.value[:1] not in self.special):
+            return node.value
+        return _scalar(node)
 
 
-class _MeteredComposer(Composer):
-    """ruamel's composer, reporting every node and alias to a :class:`NodeBudget`."""
+def _key_text(node: Node) -> str | None:
+    try:
+        raw = _scalar(node) if isinstance(node, ScalarNode) else None
+    except _Refused:
+        return None
+    return None if raw is None else raw if isinstance(raw, str) else str(raw)
 
-    budget: NodeBudget
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.parser.peek_event()
-        mark = event.start_mark
-        if isinstance(event, AliasEvent):
-            target = self.anchors.get(event.anchor)
-            if target is not None:
-                self.budget.alias(target, mark.line + 1, mark.column + 1)
-            return super().compose_node(parent, index)
-        self.budget.enter(mark.line + 1, mark.column + 1)
-        node = super().compose_node(parent, index)
-        if isinstance(node, MappingNode):
-            children: list[object] = [part for pair in node.value for part in pair]
-        elif isinstance(node, SequenceNode):
-            children = list(node.value)
-        else:
-            children = []
-        self.budget.leave(node, children)
-        return node
+class _Nodes(Located):
+    """Positions found by walking libyaml's node tree along a key path."""
+
+    __slots__ = ("_root",)
+
+    def __init__(self, data: Any, root: Node) -> None:
+        super().__init__(data)
+        self._root = root
+
+    def _find(self, path: KeyPath) -> tuple[Node | None, Node]:
+        """(key node or None, value node) at ``path``; LookupError when absent."""
+        key: Node | None = None
+        node = self._root
+        for part in path:
+            if isinstance(node, MappingNode) and isinstance(part, str):
+                for key_node, value_node in node.value:
+                    if _key_text(key_node) == part:
+                        key, node = key_node, value_node
+                        break
+                else:
+                    raise LookupError(part)
+            elif isinstance(node, SequenceNode) and isinstance(part, int) and \
+                    0 <= part < len(node.value):
+                key, node = None, node.value[part]
+            else:
+                raise LookupError(part)
+        return key, node
+
+    def value_position(self, path: KeyPath) -> Position | None:
+        try:
+            _, node = self._find(path)
+        except LookupError:
+            return None
+        return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def key_position(self, path: KeyPath) -> Position | None:
+        try:
+            key, _ = self._find(path)
+        except LookupError:
+            return None
+        if key is None:
+            return None
+        return Position(key.start_mark.line + 1, key.start_mark.column + 1)
 
 
 def parse_yaml(text: str, limits: YamlLimits = DEFAULT_LIMITS) -> Located:
     """One YAML document as :class:`Located` data; :class:`YamlError` on bad syntax or a
-    document over ``limits``."""
-    yaml = YAML(typ="safe", pure=True)
-    yaml.Composer = _MeteredComposer
-    yaml.composer.budget = NodeBudget(limits)
-    try:
-        node = yaml.compose(text)
-    except LimitExceeded as exc:
-        raise YamlError(exc.message, Position(exc.line, exc.column), exc.hint) from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        position = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlError(f"invalid YAML: {problem}", position,
-                        "check the indentation, quoting and brackets here and just above"
-                        ) from None
-    except YAMLError as exc:
-        raise YamlError(f"invalid YAML: {exc}", Position(1, 1)) from None
-    if node is None:
-        return Located(None)
-    builder = _Builder(yaml)
-    data = builder.build(node, ())
-    return Located(data, builder.values, builder.keys)
+    document over ``limits`` (located exactly as :func:`parse_yaml_ruamel` locates it)."""
+    if _DIRECTIVE.search(text) is None:  # a %YAML directive may change the rules: ruamel
+        try:
+            root = _compose(text)
+            if root is None:
+                return Located(None)
+            return _Nodes(_Builder(limits).build(root, 1), root)
+        except (yaml.YAMLError, _Refused, RecursionError):
+            pass
+    return parse_yaml_ruamel(text, limits)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.config._yaml import KeyPath
+from daemon.config._located import KeyPath
 
 __all__ = ["ConfigInvalid", "ConfigProblem", "format_path"]
 

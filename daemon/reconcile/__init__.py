@@ -2,7 +2,14 @@
 
 from daemon.reconcile.actual import ActualState, fetch_actual
 from daemon.reconcile.apply import ApplyRefused, ApplyResult, apply_desired, git_commit
-from daemon.reconcile.plan import Change, FieldChange, Plan, disable_guard, make_plan
+from daemon.reconcile.plan import (
+    Change,
+    FieldChange,
+    Plan,
+    disable_guard,
+    make_plan,
+    plan_from_database,
+)
 from daemon.reconcile.render import render_plan
 from daemon.reconcile.watch import Reconciler, ReconcileStatus
 
@@ -20,5 +27,6 @@ __all__ = [
     "fetch_actual",
     "git_commit",
     "make_plan",
+    "plan_from_database",
     "render_plan",
 ]

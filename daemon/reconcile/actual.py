@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -10,7 +14,15 @@ import asyncpg
 
 from daemon.sql import queries
 
-__all__ = ["ActualIntegration", "ActualState", "ActualTemplate", "fetch_actual"]
+__all__ = [
+    "ActualIntegration",
+    "ActualState",
+    "ActualTemplate",
+    "fetch_actual",
+    "fetch_templates",
+    "integration_pages",
+    "schema_ready",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +32,10 @@ class ActualIntegration:
     provider: str
     columns: dict[str, Any]
     spec_hash: str | None
+
+    @property
+    def key(self) -> tuple[UUID, str]:
+        return (self.venue_id, self.provider)
 
     @property
     def enabled(self) -> bool:
@@ -58,18 +74,51 @@ _TEMPLATE_COLUMNS = ("description", "venue_type", "mappings", "validation_rules"
                      "is_default", "is_active", "managed_by")
 
 
-async def fetch_actual(conn: asyncpg.Connection) -> ActualState:
-    """Every integration and template row (one query each)."""
-    q = queries("config.sql")
-    if not await conn.fetchval(q["schema_ready"]):
-        return ActualState({}, {}, schema_ready=False)
-    integrations: dict[tuple[UUID, str], ActualIntegration] = {}
-    for row in await conn.fetch(q["list_integrations"]):
-        integrations[(row["venue_id"], row["provider"])] = ActualIntegration(
-            row["id"], row["venue_id"], row["provider"],
-            {c: row[c] for c in _INTEGRATION_COLUMNS}, row["spec_hash"])
+async def integration_pages(conn: asyncpg.Connection, page_size: int = 2_000
+                            ) -> AsyncIterator[list[ActualIntegration]]:
+    """Every integration row, a page at a time in (venue_id, provider) order.
+
+    The next page is asked for before this one is handed over, so that Postgres builds it
+    while the caller compares this one (two cores: 0.2-0.4 s of a 20,000-row plan).
+    """
+    sql = queries("config.sql")["integrations_page"]
+
+    async def fetch(after: tuple[str | None, str]) -> list[list[Any]]:
+        rows: list[list[Any]] = json.loads(await conn.fetchval(sql, *after, page_size))
+        return rows
+
+    pending: asyncio.Task[list[list[Any]]] | None = asyncio.ensure_future(fetch((None, "")))
+    try:
+        while pending is not None:
+            rows = await pending
+            pending = None
+            if len(rows) == page_size:  # there may be more
+                pending = asyncio.ensure_future(fetch((rows[-1][1], rows[-1][2])))
+            if not rows:
+                return
+            page = []
+            for row_id, venue, provider, *columns, spec in rows:
+                page.append(ActualIntegration(UUID(row_id), UUID(venue), provider,
+                                              dict(zip(_INTEGRATION_COLUMNS, columns,
+                                                       strict=True)), spec))
+            del rows
+            yield page
+    finally:
+        if pending is not None:  # the caller stopped early: let the query finish, unread
+            with contextlib.suppress(Exception):
+                await pending
+
+
+async def schema_ready(conn: asyncpg.Connection) -> bool:
+    """False when the schema is not migrated yet (a fresh database)."""
+    ready: bool = await conn.fetchval(queries("config.sql")["schema_ready"])
+    return ready
+
+
+async def fetch_templates(conn: asyncpg.Connection) -> dict[tuple[str, str], ActualTemplate]:
+    """Every template row."""
     templates: dict[tuple[str, str], ActualTemplate] = {}
-    for row in await conn.fetch(q["list_templates"]):
+    for row in await conn.fetch(queries("config.sql")["list_templates"]):
         columns = {c: row[c] for c in _TEMPLATE_COLUMNS}
         if columns["validation_rules"] is None:
             columns["validation_rules"] = {}
@@ -77,4 +126,15 @@ async def fetch_actual(conn: asyncpg.Connection) -> ActualState:
             columns["description"] = ""
         templates[(row["provider"], row["name"])] = ActualTemplate(
             row["id"], row["provider"], row["name"], columns, row["spec_hash"])
-    return ActualState(integrations, templates)
+    return templates
+
+
+async def fetch_actual(conn: asyncpg.Connection) -> ActualState:
+    """Every integration and template row, held at once (see :func:`integration_pages`
+    for a page at a time)."""
+    if not await schema_ready(conn):
+        return ActualState({}, {}, schema_ready=False)
+    integrations: dict[tuple[UUID, str], ActualIntegration] = {}
+    async for page in integration_pages(conn):
+        integrations.update((row.key, row) for row in page)
+    return ActualState(integrations, await fetch_templates(conn))

@@ -7,22 +7,34 @@ hash), so a change made directly in the database shows up as drift and is put ba
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
 
+import asyncpg
+
 from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTemplate
-from daemon.reconcile.actual import ActualState
+from daemon.reconcile.actual import (
+    ActualIntegration,
+    ActualState,
+    ActualTemplate,
+    fetch_templates,
+    integration_pages,
+    schema_ready,
+)
 
 __all__ = [
     "Change",
     "DisableRefused",
     "FieldChange",
     "Plan",
+    "Planner",
     "diff_columns",
     "disable_guard",
     "make_plan",
+    "plan_from_database",
+    "same_columns",
 ]
 
 Action = Literal["create", "update", "disable", "delete"]
@@ -125,6 +137,31 @@ def diff_columns(before: dict[str, Any], after: dict[str, Any], prefix: str = ""
     return out
 
 
+def same_columns(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """True exactly when :func:`diff_columns` finds no difference, without building one
+    (nearly every row of a plan is unchanged).
+
+    Python's equality settles all but one thing: ``True == 1``, where diff_columns sees a
+    change; :func:`_same_kinds` looks for that where a boolean or number could be.
+    """
+    return before == after and _same_kinds(before, after)
+
+
+def _same_kinds(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Of two equal mappings: no value is a boolean on one side only (mappings nested
+    in mappings included, as diff_columns compares them key by key)."""
+    for key, a in after.items():
+        if a.__class__ is str or a is None:
+            continue  # the equal value on the other side is text, or None, too
+        b = before[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            if not _same_kinds(b, a):
+                return False
+        elif isinstance(a, bool) != isinstance(b, bool):
+            return False
+    return True
+
+
 #: A key missing on one side (a null value is not the same as no key: a null override
 #: removes a template's target).
 _ABSENT: Any = object()
@@ -134,15 +171,92 @@ def _label(d: DesiredIntegration) -> str:
     return f"{d.venue_name} / {d.provider}"
 
 
-def make_plan(desired: DesiredState, actual: ActualState, *, prune: bool = False) -> Plan:
-    """Every change that makes ``actual`` what ``desired`` declares."""
+class Planner:
+    """A plan built while the actual integration rows stream past, a page at a time.
+
+    The desired state is held whole; each actual row is compared with it as it arrives and
+    kept only as a change, so the memory of a plan does not grow with the rows that match.
+    """
+
+    def __init__(self, desired: DesiredState, templates: dict[tuple[str, str], ActualTemplate],
+                 *, prune: bool = False) -> None:
+        self.desired = desired
+        self.prune = prune
+        self.wanted = {d.key: d for d in desired.integrations}
+        self.removed = {t.key: t for t in desired.tombstones}
+        self.template_changes, self.unchanged = _template_changes(desired, templates, prune)
+        self.seen: set[tuple[UUID, str]] = set()
+        self.updates: list[tuple[tuple[str, str], Change]] = []
+        self.gone: list[tuple[tuple[str, str], Change]] = []
+        self.managed_enabled = 0
+
+    def add(self, rows: Iterable[ActualIntegration]) -> None:
+        """Compare a page of actual rows with the desired state."""
+        for row in rows:
+            ikey = row.key
+            if row.managed and row.enabled:
+                self.managed_enabled += 1
+            want = self.wanted.get(ikey)
+            if want is not None:
+                self.seen.add(ikey)
+                columns = want.columns()
+                if same_columns(row.columns, columns):
+                    self.unchanged += 1
+                    continue
+                fields = diff_columns(row.columns, columns)
+                self.updates.append(((str(ikey[0]), ikey[1]), Change(
+                    "integration", "update", f"{ikey[0]}/{ikey[1]}", _label(want),
+                    tuple(fields), drift=row.spec_hash == want.spec_hash, origin=want.origin,
+                    row_id=row.id, desired=want)))
+                continue
+            change = self._gone(row)
+            if change is None:
+                continue
+            self.gone.append(((str(ikey[0]), ikey[1]), change))
+
+    def _gone(self, row: ActualIntegration) -> Change | None:
+        ikey = row.key
+        tomb = self.removed.get(ikey)
+        if tomb is None and not row.managed:
+            return None  # managed elsewhere (API): not ours to touch
+        key_text = f"{ikey[0]}/{ikey[1]}"
+        label = f"{row.columns['venue_name'] or ikey[0]} / {ikey[1]}"
+        reason = "removed: true" if tomb is not None else "not in config"
+        switches_off = tomb is None and row.enabled and row.managed
+        origin = tomb.origin if tomb is not None else ""
+        if self.prune:
+            return Change("integration", "delete", key_text, label, reason=reason,
+                          origin=origin, row_id=row.id, switches_off=switches_off)
+        if row.enabled:
+            return Change("integration", "disable", key_text, label,
+                          (FieldChange("enabled", True, False),), reason=reason,
+                          origin=origin, row_id=row.id, switches_off=switches_off)
+        self.unchanged += 1
+        return None
+
+    def finish(self, *, schema_ready: bool = True) -> Plan:
+        wanted: list[tuple[tuple[str, str], Change]] = list(self.updates)
+        for ikey, want in self.wanted.items():
+            if ikey not in self.seen:
+                wanted.append(((str(ikey[0]), ikey[1]), Change(
+                    "integration", "create", f"{ikey[0]}/{ikey[1]}", _label(want),
+                    origin=want.origin, desired=want)))
+        wanted.sort(key=lambda pair: pair[0])
+        self.gone.sort(key=lambda pair: pair[0])
+        changes = (*self.template_changes, *(c for _, c in wanted),
+                   *(c for _, c in self.gone))
+        return Plan(changes, self.unchanged, self.desired.content_hash,
+                    self.managed_enabled, self.prune, schema_ready)
+
+
+def _template_changes(desired: DesiredState, actual: dict[tuple[str, str], ActualTemplate],
+                      prune: bool) -> tuple[list[Change], int]:
     changes: list[Change] = []
     unchanged = 0
-    # templates
     wanted_templates = {t.key: t for t in desired.templates}
     for key, tpl in sorted(wanted_templates.items()):
         key_text = f"{key[0]}/{key[1]}"
-        trow = actual.templates.get(key)
+        trow = actual.get(key)
         if trow is None:
             changes.append(Change("template", "create", key_text, f"template {key_text}",
                                   origin=tpl.origin, desired=tpl))
@@ -154,7 +268,7 @@ def make_plan(desired: DesiredState, actual: ActualState, *, prune: bool = False
                                   origin=tpl.origin, row_id=trow.id, desired=tpl))
         else:
             unchanged += 1
-    for key, old in sorted(actual.templates.items()):
+    for key, old in sorted(actual.items()):
         if key in wanted_templates or not old.managed:
             continue
         key_text = f"{key[0]}/{key[1]}"
@@ -165,47 +279,26 @@ def make_plan(desired: DesiredState, actual: ActualState, *, prune: bool = False
             changes.append(Change("template", "disable", key_text, f"template {key_text}",
                                   (FieldChange("is_active", True, False),),
                                   reason="not in config", row_id=old.id))
-    # integrations
-    wanted = {d.key: d for d in desired.integrations}
-    removed = {t.key: t for t in desired.tombstones}
-    managed_enabled = sum(1 for r in actual.integrations.values() if r.managed and r.enabled)
-    for ikey, want in sorted(wanted.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        key_text = f"{ikey[0]}/{ikey[1]}"
-        row = actual.integrations.get(ikey)
-        if row is None:
-            changes.append(Change("integration", "create", key_text, _label(want),
-                                  origin=want.origin, desired=want))
-            continue
-        fields = diff_columns(row.columns, want.columns())
-        if fields:
-            changes.append(Change("integration", "update", key_text, _label(want),
-                                  tuple(fields), drift=row.spec_hash == want.spec_hash,
-                                  origin=want.origin, row_id=row.id, desired=want))
-        else:
-            unchanged += 1
-    for ikey, row in sorted(actual.integrations.items(), key=lambda kv: (str(kv[0][0]),
-                                                                          kv[0][1])):
-        if ikey in wanted:
-            continue
-        tomb = removed.get(ikey)
-        if tomb is None and not row.managed:
-            continue  # managed elsewhere (API): not ours to touch
-        key_text = f"{ikey[0]}/{ikey[1]}"
-        label = f"{row.columns['venue_name'] or ikey[0]} / {ikey[1]}"
-        reason = "removed: true" if tomb is not None else "not in config"
-        switches_off = tomb is None and row.enabled and row.managed
-        origin = tomb.origin if tomb is not None else ""
-        if prune:
-            changes.append(Change("integration", "delete", key_text, label, reason=reason,
-                                  origin=origin, row_id=row.id, switches_off=switches_off))
-        elif row.enabled:
-            changes.append(Change("integration", "disable", key_text, label,
-                                  (FieldChange("enabled", True, False),), reason=reason,
-                                  origin=origin, row_id=row.id, switches_off=switches_off))
-        else:
-            unchanged += 1
-    return Plan(tuple(changes), unchanged, desired.content_hash, managed_enabled, prune,
-                actual.schema_ready)
+    return changes, unchanged
+
+
+def make_plan(desired: DesiredState, actual: ActualState, *, prune: bool = False) -> Plan:
+    """Every change that makes ``actual`` what ``desired`` declares."""
+    planner = Planner(desired, actual.templates, prune=prune)
+    planner.add(actual.integrations.values())
+    return planner.finish(schema_ready=actual.schema_ready)
+
+
+async def plan_from_database(conn: asyncpg.Connection, desired: DesiredState, *,
+                             prune: bool = False, page_size: int = 2_000) -> Plan:
+    """:func:`make_plan` against the database, reading its integration rows a page at a time
+    (inside a transaction when the caller wants one consistent view)."""
+    if not await schema_ready(conn):
+        return make_plan(desired, ActualState({}, {}, schema_ready=False), prune=prune)
+    planner = Planner(desired, await fetch_templates(conn), prune=prune)
+    async for page in integration_pages(conn, page_size):
+        planner.add(page)
+    return planner.finish()
 
 
 def disable_guard(plan: Plan, max_share: float) -> str | None:

@@ -13,7 +13,13 @@ import pytest
 from daemon.config import DesiredState, load_config
 from daemon.config.testing import SmallPlugin
 from daemon.plugins import Plugins, load_plugins
-from daemon.reconcile import ApplyRefused, apply_desired, fetch_actual, make_plan
+from daemon.reconcile import (
+    ApplyRefused,
+    apply_desired,
+    fetch_actual,
+    make_plan,
+    plan_from_database,
+)
 
 VENUE_A = "6f1c2a9e-0b7d-4c1e-9a55-3f2d8b7c1a01"
 VENUE_B = "0d5e7c7a-2a8e-4f55-8f0c-2a1b3c4d5e6f"
@@ -298,3 +304,25 @@ async def test_a_failure_mid_apply_leaves_nothing_behind(
         "SELECT schedules->'product'->>'cron' FROM integration_configs "
         "WHERE venue_id = $1 AND provider = 'testprov'", uuid.UUID(VENUE_B)) == "*/15 * * * *"
     assert await conn.fetchval("SELECT count(*) FROM integration_configs") == 6
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 5, 2000])
+async def test_a_plan_read_a_page_at_a_time_is_the_plan_of_every_row(
+        conn: asyncpg.Connection, load: Load, config: Path, page_size: int) -> None:
+    await apply_desired(conn, load())
+    # drift in one row, a venue gone, a schedule edited, a row the API manages
+    await conn.execute("UPDATE integration_configs SET enabled = false "
+                       "WHERE venue_id = $1 AND provider = 'testoauth'", uuid.UUID(VENUE_C))
+    (config / "venues" / "a.yaml").unlink()
+    (config / "venues" / "b.yaml").write_text(
+        venue_yaml(VENUE_B, "Riverside Music Hall", cron="*/5 * * * *"))
+    await conn.execute(
+        "INSERT INTO integration_configs (venue_id, provider, venue_name, managed_by) "
+        "VALUES ($1, 'elsewhere', 'API venue', 'api')", uuid.uuid4())
+    desired = load()
+    whole = make_plan(desired, await fetch_actual(conn))
+    paged = await plan_from_database(conn, desired, page_size=page_size)
+    assert [c.as_dict() for c in paged.changes] == [c.as_dict() for c in whole.changes]
+    assert (paged.unchanged, paged.managed_enabled) == (whole.unchanged, whole.managed_enabled)
+    assert [c.action for c in paged.changes if c.kind == "integration"] == [
+        "update", "update", "disable", "disable"]

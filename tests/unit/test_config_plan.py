@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daemon.config.desired import DesiredIntegration, DesiredState
 from daemon.reconcile.actual import ActualIntegration, ActualState
-from daemon.reconcile.plan import diff_columns, disable_guard, make_plan
+from daemon.reconcile.plan import diff_columns, disable_guard, make_plan, same_columns
 from daemon.reconcile.render import render_plan
 
 
@@ -137,3 +140,30 @@ def test_template_drift_is_flagged_only_when_the_row_kept_the_config_hash() -> N
     assert (change.action, change.drift) == ("update", False)
     assert [(f.field, f.before, f.after) for f in change.fields] == [
         ("description", "edited in the database", "Comedy")]
+
+
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-2, 2),
+                    st.sampled_from([0.0, 1.0, 2.5]), st.sampled_from(["", "a", "1"]))
+_VALUES = st.recursive(
+    _LEAVES, lambda inner: st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3), max_leaves=8)
+_COLUMNS = st.dictionaries(st.sampled_from(["x", "y", "z"]), _VALUES, max_size=3)
+
+
+@given(_COLUMNS, _COLUMNS)
+def test_same_columns_agrees_with_diff_columns(before: dict[str, Any],
+                                               after: dict[str, Any]) -> None:
+    assert same_columns(before, after) == (diff_columns(before, after) == [])
+
+
+@given(_COLUMNS)
+def test_columns_are_the_same_as_themselves_and_a_copy(columns: dict[str, Any]) -> None:
+    assert same_columns(columns, copy.deepcopy(columns))
+
+
+@pytest.mark.parametrize(("before", "after"), [
+    ({"x": {"a": 1}}, {"x": {"a": True}}), ({"x": {"a": False}}, {"x": {"a": 0.0}}),
+    ({"x": True}, {"x": 1}), ({"x": {"a": {"b": 1}}}, {"x": {"a": {"b": True}}})])
+def test_a_boolean_is_not_a_number(before: dict[str, Any], after: dict[str, Any]) -> None:
+    assert diff_columns(before, after)
+    assert not same_columns(before, after)
