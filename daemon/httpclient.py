@@ -59,8 +59,10 @@ log = get_logger("syncd.http")
 AuthHeaders = Callable[[Credentials], Mapping[str, str]]
 RefreshHook = Callable[[], Awaitable[Credentials | None]]
 
-#: Longest Retry-After we honour before giving up the call (the job is retried later).
-MAX_RETRY_AFTER = 300.0
+#: Longest Retry-After a call waits out itself. A longer one gives the call up with the wait,
+#: so no worker slot, lease or snapshot is held for minutes: the engine re-queues the job for
+#: then (it is the engine's default backoff cap, ``SyncSettings.max_backoff_seconds``).
+MAX_RETRY_AFTER = 60.0
 _MAX_ERROR_TEXT = 300
 
 

@@ -118,6 +118,22 @@ async def test_429_with_http_date_retry_after() -> None:
     assert clock.now() == pytest.approx(12.0)
 
 
+async def test_a_retry_after_past_the_backoff_cap_gives_the_call_up_at_once() -> None:
+    # A wait of minutes would hold a worker slot and the job's lease inside one call; the
+    # call gives up with the wait, and the engine re-queues the job for then.
+    def handler(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": "120"})
+
+    http, client, clock = _make(handler)
+    async with client:
+        with pytest.raises(HTTPError) as info:
+            await http.request("GET", "/x")
+    assert info.value.kind is ErrorKind.RETRYABLE
+    assert info.value.retry_after == 120.0
+    assert http.api_calls == 1
+    assert clock.now() == 0.0
+
+
 async def test_429_exhausted_is_retryable_with_retry_after() -> None:
     def handler(req: httpx.Request) -> httpx.Response:
         return httpx.Response(429, headers={"Retry-After": "2"}, json={"detail": "slow down"})
