@@ -248,20 +248,7 @@ def test_quickbooks_unit_price_is_the_decimal_of_the_minor_units() -> None:
     assert compile_mapping(rules)(_records()["product"])["UnitPrice"] == "12.50"
 
 
-_UNTRIMMED = {
-    "mailchimp-comedy-newsletter": "transaction customer.email_address is only lower-cased",
-    "quickbooks-invoices": "PrimaryEmailAddr.Address is only lower-cased and BillEmail.Address "
-                           "is mapped raw",
-}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(
-        strict=True, reason=f"defect in config/templates/{n}.yaml: {_UNTRIMMED[n]}, so a "
-                            "padded platform address is sent padded"))
-    if n in _UNTRIMMED else n
-    for n in sorted(EXPECTED)
-])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_every_template_sends_e_mail_addresses_trimmed(name: str) -> None:
     # The bundled templates strip e-mail addresses everywhere (Stripe's lookup by e-mail is
     # exact; Mailchimp keys members by the MD5 of the trimmed, lower-cased address).
