@@ -39,10 +39,20 @@ async def _jobs(pool: asyncpg.Pool, n: int) -> None:
                                      entity_type="products") for _ in range(n)])
 
 
-def _finished(pool: asyncpg.Pool, n: int) -> Callable[[], Awaitable[bool]]:
+def _finished(pool: asyncpg.Pool | str, n: int) -> Callable[[], Awaitable[bool]]:
+    """True once ``n`` jobs have finished. Given a database URL (for tests that starve the
+    worker's pool on purpose), it looks on a connection of its own, never the pool's."""
+    query = "SELECT count(*) FROM sync_queue WHERE status NOT IN ('pending', 'processing')"
+
     async def check() -> bool:
-        done = await pool.fetchval(
-            "SELECT count(*) FROM sync_queue WHERE status NOT IN ('pending', 'processing')")
+        if isinstance(pool, str):
+            conn = await asyncpg.connect(pool)
+            try:
+                done = await conn.fetchval(query)
+            finally:
+                await conn.close()
+        else:
+            done = await pool.fetchval(query)
         return bool(done >= n)
     return check
 
@@ -103,7 +113,7 @@ async def test_a_job_that_cannot_get_a_connection_is_retried_not_hung(db_url: st
                               heartbeat_seconds=0.2, poll_seconds=0.05,
                               retry_base_seconds=0.01, retry_cap_seconds=0.02,
                               maintenance_seconds=0.1)
-        await _run_until(Worker(pool, handler, config), _finished(pool, 2), timeout=30)
+        await _run_until(Worker(pool, handler, config), _finished(db_url, 2), timeout=30)
         rows = await pool.fetch("SELECT status, attempts, error_kind, last_error "
                                 "FROM sync_queue ORDER BY id")
         assert [r["status"] for r in rows] == ["completed", "completed"]
@@ -209,7 +219,8 @@ async def test_sync_jobs_on_a_pool_sized_for_their_concurrency_all_complete(
             config = WorkerConfig(concurrency=4, batch_size=4, lease_seconds=2.0,
                                   heartbeat_seconds=0.5, poll_seconds=0.05,
                                   maintenance_seconds=0.2)
-            await _run_until(Worker(pool, handler, config), _finished(pool, 4), timeout=60)
+            await _run_until(Worker(pool, handler, config), _finished(db_url, 4),
+                             timeout=60)
         rows = await pool.fetch("SELECT status, attempts, error_kind FROM sync_queue")
         assert [(r["status"], r["attempts"], r["error_kind"]) for r in rows] == [
             ("completed", 1, None)] * 4
