@@ -16,54 +16,11 @@ from typing import Any
 from daemon.config import ConfigInvalid, DesiredState, YamlLimits
 from daemon.config.loader import ConfigFiles, config_files
 from daemon.credential_scope import CredentialScope
+from tests.unit.test_config_loader import COMEDY, GOOD, VID, VID2
 
-VID = "6f1c2a9e-0b7d-4c1e-9a55-3f2d8b7c1a01"
-VID2 = "0d5e7c7a-2a8e-4f55-8f0c-2a1b3c4d5e6f"
 GOLDEN = Path(__file__).with_name("config_corpus.json")
 SCOPE = CredentialScope(env_prefixes=("VENUE_", "TESTPROV_"), secrets_dir=Path("/run/secrets"))
 SMALL = YamlLimits(max_file_bytes=2048, max_depth=8, max_nodes=200)
-
-GOOD = f"""\
-venue:
-  id: {VID}
-  name: The Laugh Cellar
-  timezone: America/Chicago
-integrations:
-  - provider: testprov
-    environment: sandbox
-    credentials:
-      api_key: env:TESTPROV_KEY
-      webhook_secret: file:/run/secrets/testprov
-    schedules:
-      product: {{cron: "*/15 * * * *", lane: HIGH, on_delete: archive}}
-      customer: {{cron: "0 * * * *", direction: both}}
-    mapping:
-      template: comedy
-      overrides:
-        customer:
-          source: {{const: ticketing}}
-          first: null
-    options:
-      list_id: abc
-  - provider: testoauth
-    enabled: false
-    credentials: oauth
-    schedules:
-      customer: {{cron: "0 3 * * *", lane: LOW}}
-"""
-
-COMEDY = """\
-name: comedy
-provider: testprov
-venue_type: comedy_club
-mappings:
-  product:
-    title: event.name
-    price: event.price
-  customer:
-    email: {from: customer.email, transforms: [lowercase, strip]}
-    first: customer.first_name
-"""
 
 
 def _venue(old: str, new: str, *, count: int = 1) -> dict[str, str | bytes]:
