@@ -9,6 +9,9 @@ from daemon import __version__
 __all__ = ["OPENAPI"]
 
 _TIME = {"type": ["string", "null"], "format": "date-time"}
+#: A query value stored or compared as Postgres text, which cannot hold a NUL character.
+_TEXT: dict[str, Any] = {"type": "string", "pattern": "^[^\\x00]*$"}
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -103,8 +106,11 @@ OPENAPI: dict[str, Any] = {
             "summary": "Stored webhook events, newest first",
             "parameters": [
                 {"name": "provider", "in": "query", "required": False,
-                 "schema": {"type": "string"}},
+                 "schema": _TEXT},
+                # A string: an enum with no type let schemathesis draw a list or null for
+                # it, which a query string cannot carry, and the request it sent was valid.
                 {"name": "status", "in": "query", "required": False, "schema": {
+                    "type": "string",
                     "enum": ["pending", "processing", "processed", "failed", "ignored"]}},
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
@@ -136,7 +142,7 @@ OPENAPI: dict[str, Any] = {
             "summary": "Jobs that ran out of attempts, newest first",
             "parameters": [
                 {"name": "provider", "in": "query", "required": False,
-                 "schema": {"type": "string"}},
+                 "schema": _TEXT},
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}},
             ],
