@@ -107,6 +107,9 @@ class Worker:
         self._alive = 0
         #: Slots promised to claims in flight.
         self._reserved = 0
+        #: Jobs whose handler returned and whose result is not yet recorded: their rows
+        #: still hold a lease, so their slots are not free until the record commits.
+        self._unrecorded = 0
         self._control: asyncpg.Connection | None = None
         self.claimed_total = 0
 
@@ -228,8 +231,11 @@ class Worker:
                 return
             # Slots held by running handlers and promised to claims in flight (the other
             # pump's) are not free: the limit is hard.
-            free = self.config.concurrency - self._alive - self._reserved
-            idle = self._alive == 0 and self._reserved == 0
+            # A finished job's slot is free only to the claim that records its result in the
+            # same statement; to any other it is taken until that record commits.
+            waiting = self._unrecorded - len(batch)
+            free = self.config.concurrency - self._alive - self._reserved - waiting
+            idle = self._alive == 0 and self._reserved == 0 and waiting == 0
             claiming = (not self._stopping.is_set() and free > 0
                         and (free >= threshold or idle))
             want = min(free, self.config.batch_size) if claiming else 0
@@ -249,6 +255,7 @@ class Worker:
             finally:
                 for f in batch:
                     self._running.pop(f.job.id, None)
+                    self._unrecorded -= 1
                     self._finishes.task_done()
                 for job in jobs:
                     self._start(job)
@@ -335,6 +342,7 @@ class Worker:
         if result.outcome is not Outcome.COMPLETED:
             log.info("job.failed", job_id=job.id, outcome=result.outcome.value,
                      attempts=job.attempts, error=error, retry_in_s=round(delay, 3))
+        self._unrecorded += 1
         self._finishes.put_nowait(_Finish(job, result.outcome, error, delay))
         self._wake.set()
 
