@@ -11,23 +11,8 @@ import asyncpg
 import pytest
 
 from daemon.queue import Job, JobContext, JobResult, Outcome, enqueue
-from daemon.worker import Worker, WorkerConfig
-
-FAST = WorkerConfig(concurrency=4, batch_size=4, lease_seconds=5, heartbeat_seconds=0.1,
-                    poll_seconds=0.05, retry_base_seconds=0.01, retry_cap_seconds=0.02,
-                    grace_seconds=5, maintenance_seconds=0.1)
-
-
-async def _run_until(worker: Worker, done: Callable[[], Awaitable[bool]],
-                     timeout: float = 30) -> None:
-    task = asyncio.create_task(worker.run())
-    try:
-        async with asyncio.timeout(timeout):
-            while not await done():
-                await asyncio.sleep(0.02)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
+from daemon.worker import Worker
+from tests.integration.test_worker_limits import FAST, _run_until
 
 
 def _status(pool: asyncpg.Pool, job_id: int) -> Callable[[], Awaitable[bool]]:
