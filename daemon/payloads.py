@@ -15,6 +15,8 @@ import json
 import re
 from typing import Any
 
+from daemon.errors import SyncdError
+
 __all__ = ["MAX_DEPTH", "PayloadRejected", "load_json", "nests_deeper_than"]
 
 #: The deepest nesting of arrays and objects (or form-field brackets) a body may have.
@@ -25,7 +27,7 @@ MAX_DEPTH = 64
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
-class PayloadRejected(ValueError):
+class PayloadRejected(SyncdError, ValueError):
     """A body refused before parsing; the message says why and is safe to log."""
 
 

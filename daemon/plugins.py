@@ -17,6 +17,7 @@ import pluggy
 from pydantic import BaseModel
 
 from daemon import PROJECT, hookimpl, hookspecs
+from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.provider import Provider
 
@@ -42,7 +43,7 @@ async def await_me_maybe(value: T | Awaitable[T]) -> T:
     return value
 
 
-class UnknownProvider(KeyError):
+class UnknownProvider(SyncdError, KeyError):
     """No loaded plugin provides this name."""
 
     def __init__(self, name: str, known: Iterable[str]) -> None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 import httpx
 from pydantic import BaseModel
 
+from daemon.errors import SyncdError
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -386,7 +388,7 @@ class WebhookVerdict:
     event_id: str | None = None
 
 
-class ProviderError(Exception):
+class ProviderError(SyncdError):
     """A classified provider failure for a whole call (not one record)."""
 
     def __init__(

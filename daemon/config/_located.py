@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.errors import SyncdError
+
 __all__ = ["KeyPath", "Located", "Position", "YamlError"]
 
 KeyPath = tuple[str | int, ...]
@@ -50,7 +52,7 @@ class Located:
             probe = probe[:-1]
 
 
-class YamlError(ValueError):
+class YamlError(SyncdError, ValueError):
     """The text is not YAML syntax syncd accepts; carries its position."""
 
     def __init__(self, message: str, position: Position, hint: str = "") -> None:

@@ -29,6 +29,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from daemon.config._located import KeyPath, Located, Position, YamlError
 from daemon.config._ruamel import parse_yaml_ruamel
 from daemon.config.limits import DEFAULT_LIMITS, YamlLimits
+from daemon.errors import SyncdError
 
 __all__ = ["KeyPath", "Located", "Position", "YamlError", "parse_yaml", "parse_yaml_ruamel"]
 
@@ -44,7 +45,7 @@ _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _DIRECTIVE = re.compile(r"^%", re.MULTILINE)
 
 
-class _Refused(Exception):
+class _Refused(SyncdError):
     """This module does not build the document; the ruamel loader reports why."""
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from daemon.errors import SyncdError
+
 __all__ = ["DEFAULT_LIMITS", "LimitExceeded", "NodeBudget", "YamlLimits", "check_size"]
 
 
@@ -30,7 +32,7 @@ class YamlLimits:
 DEFAULT_LIMITS = YamlLimits()
 
 
-class LimitExceeded(ValueError):
+class LimitExceeded(SyncdError, ValueError):
     """A file is over one of the caps. ``line`` and ``column`` are 1-based."""
 
     def __init__(self, message: str, line: int, column: int, hint: str) -> None:

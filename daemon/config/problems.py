@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon.config._located import KeyPath
+from daemon.errors import SyncdError
 
 __all__ = ["ConfigInvalid", "ConfigProblem", "format_path"]
 
@@ -44,7 +45,7 @@ class ConfigProblem:
                 "message": self.message, "hint": self.hint}
 
 
-class ConfigInvalid(Exception):
+class ConfigInvalid(SyncdError):
     """The config has problems; nothing may be applied."""
 
     def __init__(self, problems: Sequence[ConfigProblem]) -> None:

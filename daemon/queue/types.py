@@ -10,6 +10,8 @@ from typing import Any, Final, Protocol
 
 import asyncpg
 
+from daemon.errors import SyncdError
+
 __all__ = [
     "LANES",
     "Job",
@@ -82,7 +84,7 @@ class JobResult:
     retry_after: float | None = None
 
 
-class LeaseLost(Exception):
+class LeaseLost(SyncdError):
     """This worker no longer holds the job's lease: another worker may be running it."""
 
 

@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTemplate
+from daemon.errors import SyncdError
 from daemon.reconcile.actual import (
     ActualIntegration,
     ActualState,
@@ -84,7 +85,7 @@ class Change:
         return out
 
 
-class DisableRefused(Exception):
+class DisableRefused(SyncdError):
     """Applying would switch off too many integrations at once."""
 
 

@@ -14,6 +14,8 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from daemon.errors import SyncdError
+
 __all__ = ["PluginNames", "ScaffoldError", "plugin_names", "render"]
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*")
@@ -21,7 +23,7 @@ _SUFFIX = ".tmpl"
 _PACKAGE_DIR = "__package__"
 
 
-class ScaffoldError(ValueError):
+class ScaffoldError(SyncdError, ValueError):
     """A plugin name or target directory that cannot be used."""
 
 

@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
 
+from daemon.errors import SyncdError
+
 __all__ = [
     "InvalidSchedule",
     "latest_tick",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 
-class InvalidSchedule(ValueError):
+class InvalidSchedule(SyncdError, ValueError):
     """A cron expression or time zone that cannot be used."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from daemon.errors import SyncdError
 from daemon.provider import Entity
 from daemon.source.entities import Customer, Event, Money, Order, SourceRecord, Venue
 from daemon.source.settings import SourceSettings, render_query
@@ -41,7 +42,7 @@ def _source_queries() -> dict[str, str]:
     return parse_queries(text, source="daemon/source/queries.sql")
 
 
-class UnknownVenue(LookupError):
+class UnknownVenue(SyncdError, LookupError):
     """The platform has no venue with this id."""
 
 

@@ -10,12 +10,14 @@ import re
 from functools import cache
 from importlib import resources
 
+from daemon.errors import SyncdError
+
 __all__ = ["QueryParseError", "parse_queries", "queries"]
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*$")
 
 
-class QueryParseError(ValueError):
+class QueryParseError(SyncdError, ValueError):
     """A ``.sql`` file of named queries is malformed."""
 
 

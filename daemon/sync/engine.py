@@ -26,6 +26,7 @@ import asyncpg
 import httpx
 
 from daemon.credentials import CredentialError, CredentialStore
+from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.mapping import content_hash
 from daemon.provider import (
@@ -70,15 +71,15 @@ _WRITE_TRIES = 3
 _ORDER = (Entity.PRODUCT, Entity.CUSTOMER, Entity.TRANSACTION)
 
 
-class SyncError(Exception):
+class SyncError(SyncdError):
     """A run could not start: unknown integration, disabled, unusable configuration."""
 
 
-class _AuthFailed(Exception):
+class _AuthFailed(SyncdError):
     pass
 
 
-class _Stop(Exception):
+class _Stop(SyncdError):
     pass
 
 

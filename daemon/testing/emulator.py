@@ -68,6 +68,7 @@ from typing import Any, Literal, Self
 
 from aiohttp import ClientSession, ClientTimeout, web
 
+from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.provider import EmulatorSettings
 
@@ -296,7 +297,7 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class _ConnectionDropped(Exception):
+class _ConnectionDropped(SyncdError):
     """Raised inside the middleware after the transport was closed on purpose."""
 
 

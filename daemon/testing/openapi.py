@@ -38,6 +38,8 @@ from typing import Any, Literal
 import platformdirs
 from aiohttp import web
 
+from daemon.errors import SyncdError
+
 __all__ = [
     "RESPONSE_AUDIT",
     "SPECS_ENV",
@@ -540,7 +542,7 @@ def find_description(relative: str, *, name: str, form: bool = False) -> Descrip
     return Description.from_file((root / relative).resolve(), name=name, form=form)
 
 
-class UnknownPath(Exception):
+class UnknownPath(SyncdError):
     """The description has no operation for the request's method and path."""
 
 

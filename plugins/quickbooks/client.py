@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from daemon.errors import SyncdError
 from daemon.httpclient import Fault, HTTPError, HTTPProviderClient, ProviderHTTP
 from daemon.logs import get_logger
 from daemon.provider import (
@@ -775,7 +776,7 @@ class QuickBooksClient(HTTPProviderClient):
             latency_ms=round((asyncio.get_running_loop().time() - started) * 1000, 1))
 
 
-class _RecordError(Exception):
+class _RecordError(SyncdError):
     """One record cannot be sent; it fails alone with this kind."""
 
     def __init__(self, message: str, kind: ErrorKind) -> None:

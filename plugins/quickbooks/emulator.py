@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from daemon.errors import SyncdError
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import ACCOUNT, BATCH_SIZE, Emulator
 from plugins.quickbooks.webhooks import sign
@@ -85,7 +86,7 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text)
 
 
-class _QueryError(ValueError):
+class _QueryError(SyncdError, ValueError):
     pass
 
 

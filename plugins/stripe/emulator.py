@@ -50,6 +50,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import REPLAYED, UNSAVED, Emulator, Token
@@ -140,7 +141,7 @@ def _bool(value: Any) -> bool | None:
     return None
 
 
-class _Invalid(Exception):
+class _Invalid(SyncdError):
     def __init__(self, message: str, param: str | None = None, code: str | None = None,
                  status: int = 400) -> None:
         super().__init__(message)
