@@ -51,7 +51,8 @@ def kustomization() -> Obj:
 def generated_config_maps(kust: Obj) -> list[Obj]:
     out: list[Obj] = []
     for gen in kust.get("configMapGenerator", []):
-        assert set(gen) <= {"name", "files", "literals"}, gen
+        assert set(gen) <= {"name", "files", "literals", "options"}, gen
+        assert set(gen.get("options", {})) <= {"disableNameSuffixHash"}, gen
         data: dict[str, str] = {}
         for entry in gen.get("files", []):
             key, _, path = entry.rpartition("=") if "=" in entry else ("", "", entry)
@@ -292,6 +293,14 @@ def test_every_environment_name_is_a_setting_or_a_venue_credential() -> None:
     names = set(settings_map()) | set(secret_data("syncd"))
     unknown = sorted(n for n in names if n not in known and not n.startswith("VENUE_"))
     assert not unknown, f"not syncd settings (a typo?): {unknown}"
+
+
+def test_config_changes_reach_running_pods_and_setting_changes_roll_out() -> None:
+    options = {g["name"]: g.get("options", {}).get("disableNameSuffixHash", False)
+               for g in kustomization()["configMapGenerator"]}
+    # The reconciler watches the mounted files; a mount with subPath would never update.
+    assert options == {"syncd-venues": True, "syncd-templates": True, "syncd-settings": False}
+    assert not [m for m in main_container()["volumeMounts"] if "subPath" in m]
 
 
 def test_the_config_map_generator_lists_every_config_file() -> None:
