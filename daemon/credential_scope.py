@@ -15,6 +15,7 @@ reference, never a value.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
@@ -48,12 +49,16 @@ class CredentialScope:
     env_prefixes: tuple[str, ...] = ("VENUE_",)
     secrets_dir: Path = Path("/run/secrets")
     max_bytes: int = MAX_SECRET_BYTES
+    #: syncd's own secret files (the vault's key files): never a credential, even when
+    #: they lie inside the secrets directory.
+    reserved_files: tuple[Path, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: Any) -> CredentialScope:
         """The scope the settings give (:class:`daemon.settings.Settings`)."""
         return cls(env_prefixes=tuple(settings.credential_env_prefixes),
-                   secrets_dir=Path(settings.secrets_dir))
+                   secrets_dir=Path(settings.secrets_dir),
+                   reserved_files=tuple(Path(p) for p in settings.encryption_key_files))
 
     # --- checks without reading --------------------------------------------------------
 
@@ -73,6 +78,15 @@ class CredentialScope:
     def _inside(self, path: Path, base: Path) -> bool:
         return path == base or path.is_relative_to(base)
 
+    def _reserved(self, *paths: Path) -> bool:
+        """Whether any of ``paths`` is one of syncd's own secret files."""
+        mine: set[Path] = set()
+        for reserved in self.reserved_files:
+            mine.add(Path(os.path.normpath(reserved)))
+            with contextlib.suppress(OSError, RuntimeError):
+                mine.add(reserved.resolve(strict=True))
+        return any(path in mine for path in paths)
+
     def file_problem(self, target: str) -> str | None:
         """Why ``file:target`` is refused, or None. A file that does not exist (yet) is not
         a problem here; one that exists is followed through its symlinks."""
@@ -80,6 +94,8 @@ class CredentialScope:
         base = Path(os.path.normpath(self.secrets_dir))
         if not self._inside(path, base) or path == base:
             return f"{target} is outside the secrets directory {self.secrets_dir}"
+        if self._reserved(path):
+            return f"{target} is one of syncd's own key files"
         if os.path.lexists(path):
             try:
                 real = path.resolve(strict=True)
@@ -87,6 +103,8 @@ class CredentialScope:
                 return None  # a dangling link: reported when it is read
             if not self._inside(real, self.secrets_dir.resolve()):
                 return f"{target} leads outside the secrets directory {self.secrets_dir}"
+            if self._reserved(real):
+                return f"{target} is one of syncd's own key files"
         return None
 
     def problem(self, reference: str) -> str | None:
@@ -125,6 +143,9 @@ class CredentialScope:
             if not self._inside(real, self.secrets_dir.resolve(strict=True)):
                 raise CredentialError(f"credential {key!r} is refused: {target} leads "
                                       f"outside the secrets directory {self.secrets_dir}")
+            if self._reserved(real):
+                raise CredentialError(f"credential {key!r} is refused: {target} is one of "
+                                      "syncd's own key files")
             # No following a link swapped in since, no blocking on a FIFO.
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:

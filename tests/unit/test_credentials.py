@@ -103,3 +103,25 @@ def test_a_symlink_inside_the_secrets_directory_is_followed(tmp_path: Path) -> N
     scope = CredentialScope(secrets_dir=secrets)
     assert resolve_reference("api_key", "file:key", scope) == "sk-mounted"
     assert scope.problem(f"file:{secrets}/key") is None
+
+
+def test_the_vault_key_files_are_never_a_credential(tmp_path: Path) -> None:
+    """A venue file cannot name the vault's keys, even when they lie in the secrets
+    directory (Docker and Kubernetes mount every secret there)."""
+    from daemon.settings import Settings
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    keys = secrets / "syncd-keys"
+    keys.write_text("1:vault-key-material\n")
+    (secrets / "alias").symlink_to("syncd-keys")
+    (secrets / "venue-key").write_text("sk-venue\n")
+    scope = CredentialScope.from_settings(Settings(
+        _env_file=None, secrets_dir=secrets, encryption_key_files=[keys]))
+    for reference in ("file:syncd-keys", f"file:{keys}", "file:alias", "file:./syncd-keys"):
+        assert scope.problem(reference) == (
+            f"{reference.removeprefix('file:')} is one of syncd's own key files")
+        with pytest.raises(CredentialError, match="one of syncd's own key files") as info:
+            resolve_reference("api_key", reference, scope)
+        assert "vault-key-material" not in str(info.value)
+    assert resolve_reference("api_key", "file:venue-key", scope) == "sk-venue"
