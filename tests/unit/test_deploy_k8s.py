@@ -221,6 +221,9 @@ def test_grace_period_matches_the_settings_default() -> None:
 
 def test_runs_syncd_run_non_root_on_a_read_only_root() -> None:
     assert main_container()["command"] == ["syncd", "run"]
+    # The Service is named syncd: its links would put SYNCD_SERVICE_HOST, SYNCD_PORT, ...
+    # into the environment syncd reads its settings from.
+    assert pod_spec()["enableServiceLinks"] is False
     assert pod_spec()["securityContext"]["runAsNonRoot"] is True
     uid = pod_spec()["securityContext"]["runAsUser"]
     assert uid != 0
