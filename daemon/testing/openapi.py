@@ -393,6 +393,8 @@ class Operation:
     template: str
     operation_id: str
     form: bool
+    #: What the server's URL puts before ``template`` (``/3.0`` for Mailchimp).
+    base_path: str = ""
     query: dict[str, _Param] = field(default_factory=dict)
     path_params: dict[str, _Param] = field(default_factory=dict)
     body: _Node | None = None
@@ -441,12 +443,16 @@ class Description:
     """A provider's OpenAPI description, indexed by path; operations compiled on use.
 
     ``form`` says request bodies are form-encoded (Stripe v1), so scalars arrive as strings.
+    ``base_path`` is what the server URL puts before every path (Mailchimp's
+    ``https://<dc>.api.mailchimp.com/3.0``: ``/3.0``); requests are matched without it.
     """
 
-    def __init__(self, document: Mapping[str, Any], *, name: str, form: bool = False) -> None:
+    def __init__(self, document: Mapping[str, Any], *, name: str, form: bool = False,
+                 base_path: str = "") -> None:
         self.document = document
         self.name = name
         self.form = form
+        self.base_path = base_path.rstrip("/")
         self.version = str((document.get("info") or {}).get("version", ""))
         self._compiler = _Compiler(document)
         self._operations: dict[tuple[str, str], Operation] = {}
@@ -465,13 +471,18 @@ class Description:
         self._templated = [(t, p) for _, t, p in templated]
 
     @classmethod
-    def from_file(cls, path: Path, *, name: str, form: bool = False) -> Description:
+    def from_file(cls, path: Path, *, name: str, form: bool = False,
+                  base_path: str = "") -> Description:
         """The description in ``path``, kept once per process and file."""
-        return _described(path, name, form)
+        return _described(path, name, form, base_path)
 
     def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
         """The operation serving ``method path`` and its path parameters, or None."""
         method = method.lower()
+        if self.base_path:
+            if not path.startswith(self.base_path + "/"):
+                return None
+            path = path[len(self.base_path):]
         paths = self.document.get("paths") or {}
         if path in self._literal and method in paths[path]:
             return self.operation(method, path), {}
@@ -501,7 +512,8 @@ class Description:
         item = self.document["paths"][template]
         spec = item[method]
         c = self._compiler
-        op = Operation(method.upper(), template, str(spec.get("operationId", "")), self.form)
+        op = Operation(method.upper(), template, str(spec.get("operationId", "")), self.form,
+                       self.base_path)
         for raw in [*(item.get("parameters") or ()), *(spec.get("parameters") or ())]:
             param = c.resolve(raw)
             where = param.get("in")
@@ -527,8 +539,8 @@ class Description:
 
 
 @functools.cache
-def _described(path: Path, name: str, form: bool) -> Description:
-    return Description(load_description(path), name=name, form=form)
+def _described(path: Path, name: str, form: bool, base_path: str) -> Description:
+    return Description(load_description(path), name=name, form=form, base_path=base_path)
 
 
 def find_description(relative: str, *, name: str, form: bool = False) -> Description | None:
@@ -701,7 +713,7 @@ def invalid_requests(operation: Operation, *, unknown: str = "zz_not_a_field",
     query parameter (named ``unknown``), a required field dropped, a wrong type, a value
     outside the enum, a string over its length, a number out of range, a read-only field
     set, at every depth up to ``depth`` objects in."""
-    path = re.sub(r"\{[^}]+\}", "x1", operation.template)
+    path = operation.base_path + re.sub(r"\{[^}]+\}", "x1", operation.template)
     query = {name: sample(p.node) for name, p in operation.query.items() if p.required}
     out: list[InvalidRequest] = []
 

@@ -105,6 +105,44 @@ async def test_stripe_refuses_what_its_description_refuses(
     assert error.get("code") == code
 
 
+@pytest.mark.parametrize(("method", "path", "data", "entry"), [
+    ("POST", "/v1/products", {"name": "Show", "expand[]": "bogus"}, "bogus"),
+    # a list expands inside its items: data.default_price, not default_price
+    ("GET", "/v1/products?expand[]=default_price", None, "default_price"),
+    # an object that holds no expandable field, and one that is not expandable at all
+    ("POST", "/v1/invoices", {"customer": "cus_1", "expand[]": "automatic_tax"},
+     "automatic_tax"),
+    ("POST", "/v1/customers", {"email": "a@example.com", "expand[]": "email"}, "email"),
+    ("GET", "/v1/prices?expand[]=data.product.bogus", None, "data.product.bogus"),
+])
+async def test_stripe_refuses_expansions_its_description_does_not_allow(
+        stripe: httpx.AsyncClient, method: str, path: str, data: dict[str, str] | None,
+        entry: str) -> None:
+    response = await stripe.request(method, path, data=data)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"] == f"This property cannot be expanded ({entry})."
+
+
+async def test_stripe_expands_what_its_description_allows(stripe: httpx.AsyncClient) -> None:
+    product = await stripe.post("/v1/products", data={
+        "name": "Show", "default_price_data[currency]": "usd",
+        "default_price_data[unit_amount]": "1200", "expand[]": "default_price"})
+    assert product.status_code == 200, product.text
+    assert product.json()["default_price"]["unit_amount"] == 1200
+    listed = await stripe.get("/v1/products", params={"expand[]": "data.default_price"})
+    assert listed.status_code == 200, listed.text
+    price = product.json()["default_price"]["id"]
+    nested = await stripe.get(f"/v1/prices/{price}",
+                              params={"expand[]": "product.default_price"})
+    assert nested.status_code == 200, nested.text
+    too_deep = await stripe.get("/v1/prices", params={
+        "expand[]": "data.product.default_price.product.default_price"})
+    assert too_deep.status_code == 400
+    assert "more than 4 levels" in too_deep.json()["error"]["message"]
+
+
 async def test_stripe_unknown_urls_are_404_in_its_shape(stripe: httpx.AsyncClient) -> None:
     response = await stripe.get("/v1/nothing_here")
     assert response.status_code == 404
