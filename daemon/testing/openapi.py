@@ -383,6 +383,15 @@ class _Param:
     name: str
     required: bool
     node: _Node
+    #: An array in one comma-separated value (``style: form``, ``explode: false``).
+    comma: bool = False
+
+    def read(self, value: Any) -> Any:
+        """A query value as the parameter's schema reads it: an array parameter arrives as
+        one string (``a,b`` when not exploded) or as repeated keys."""
+        if isinstance(value, str) and "array" in _scalar(self.node).types:
+            return value.split(",") if self.comma else [value]
+        return value
 
 
 @dataclass(slots=True)
@@ -413,7 +422,7 @@ class Operation:
             if param is None:
                 found.append(q.problem("unknown", (name,)))
             else:
-                found += q.run(param.node, value, (name,))
+                found += q.run(param.node, param.read(value), (name,))
         found += [q.problem("missing", (name,)) for name, p in self.query.items()
                   if p.required and name not in query]
         p = _Check("path", True, True)
@@ -517,8 +526,10 @@ class Description:
         for raw in [*(item.get("parameters") or ()), *(spec.get("parameters") or ())]:
             param = c.resolve(raw)
             where = param.get("in")
+            style = param.get("style", "form")
             compiled = _Param(str(param["name"]), bool(param.get("required")),
-                              c.compile(param.get("schema") or {}))
+                              c.compile(param.get("schema") or {}),
+                              comma=style == "form" and param.get("explode") is False)
             if where == "query":
                 op.query[compiled.name] = compiled
             elif where == "path":
@@ -557,7 +568,16 @@ class UnknownPath(Exception):
 
 
 def _plain(pairs: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k): v for k, v in pairs.items()}
+    """Query (or form) pairs by name; a repeated name gives the list of its values."""
+    out: dict[str, Any] = {}
+    for key, value in pairs.items():
+        name = str(key)
+        if name in out:
+            before = out[name]
+            out[name] = [*before, value] if isinstance(before, list) else [before, value]
+        else:
+            out[name] = value
+    return out
 
 
 _NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})

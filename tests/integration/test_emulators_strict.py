@@ -1,5 +1,6 @@
-"""The Stripe and Square emulators refuse what the real services refuse, checked against
-their published API descriptions, with each provider's own error shape."""
+"""The emulators refuse what the real services refuse, checked against the providers'
+published API descriptions (Stripe, Square, Mailchimp) or the documented one QuickBooks
+lacks, with each provider's own error shape."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from daemon.testing.kit._described import (
     invalid_request_strategy,
 )
 from daemon.testing.openapi import Description, InvalidRequest
+from plugins.mailchimp.emulator import DEFAULT_LIST_ID, DEFAULT_STORE_ID, MailchimpEmulator
 from plugins.square.emulator import SquareEmulator
 from plugins.stripe.emulator import StripeEmulator
 
@@ -55,6 +57,12 @@ async def stripe() -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def square() -> AsyncIterator[httpx.AsyncClient]:
     async with _served(SquareEmulator(EmulatorSettings(enforce_rate_limits=False))) as http:
+        yield http
+
+
+@pytest.fixture
+async def mailchimp() -> AsyncIterator[httpx.AsyncClient]:
+    async with _served(MailchimpEmulator(EmulatorSettings(enforce_rate_limits=False))) as http:
         yield http
 
 
@@ -230,6 +238,87 @@ async def test_relaxed_emulators_let_invalid_requests_through() -> None:
         assert response.status_code == 400
 
 
+# --- Mailchimp ---------------------------------------------------------------------------
+
+_LIST = f"/3.0/lists/{DEFAULT_LIST_ID}"
+_MEMBER = f"{_LIST}/members/0123456789abcdef0123456789abcdef"
+_STORE = f"/3.0/ecommerce/stores/{DEFAULT_STORE_ID}"
+
+
+def _mailchimp_fields(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 400, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    body = response.json()
+    assert {"type", "title", "status", "detail", "instance"} <= set(body)
+    assert (body["title"], body["status"]) == ("Invalid Resource", 400)
+    return {e["field"]: e["message"] for e in body["errors"]}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field", "says"), [
+    ("PUT", _MEMBER, {"email_address": "a@example.com", "status_if_new": "subscribed",
+                      "shoe_size": 9}, "shoe_size", "does not describe"),
+    ("PUT", _MEMBER, {"email_address": "a@example.com", "status_if_new": "members"},
+     "status_if_new", "enum"),
+    ("PUT", _MEMBER, {"email_address": "a@example.com"}, "status_if_new", "Required"),
+    ("PATCH", _MEMBER, {"vip": "yes"}, "vip", "boolean"),
+    ("PUT", _MEMBER, {"email_address": "a@example.com", "status_if_new": "subscribed",
+                      "location": {"latitude": 1, "altitude": 2}}, "location.altitude",
+     "does not describe"),
+    ("POST", _LIST, {"members": [{"email_address": "a@example.com", "status": "subscribed",
+                                  "tags": ["x"]}]}, "members[0].tags", "does not describe"),
+    ("POST", _LIST, {"members": [{"email_address": "a@example.com", "status": "bogus"}]},
+     "members[0].status", "enum"),
+    ("POST", _LIST, {"update_existing": True}, "members", "Required"),
+    ("GET", f"{_LIST}/members?colour=red", None, "colour", "query parameter"),
+    ("GET", f"{_LIST}/members?count=lots", None, "count", "integer"),
+    ("GET", f"{_LIST}/members?status=members", None, "status", "enum"),
+    ("POST", f"{_STORE}/orders", {"id": "o1", "customer": {"id": "c1"}, "currency_code": "USD",
+                                  "order_total": 10, "lines": [{
+                                      "id": "l1", "product_id": "p1", "product_variant_id": "p1",
+                                      "quantity": 1, "price": 10, "product_title": "Show"}]},
+     "lines[0].product_title", "does not describe"),
+    ("POST", f"{_STORE}/orders", {"id": "o1", "customer": {"id": "c1"}, "order_total": 10,
+                                  "lines": []}, "currency_code", "Required"),
+    ("POST", f"{_MEMBER}/tags", {"tags": [{"name": "vip", "status": "on"}]},
+     "tags[0].status", "enum"),
+])
+async def test_mailchimp_refuses_what_its_description_refuses(
+        mailchimp: httpx.AsyncClient, method: str, path: str, body: Any, field: str,
+        says: str) -> None:
+    response = await mailchimp.request(method, path, json=body)
+    fields = _mailchimp_fields(response)
+    assert says in fields.get(field, ""), fields
+
+
+async def test_mailchimp_unknown_urls_are_404_in_its_shape(
+        mailchimp: httpx.AsyncClient) -> None:
+    response = await mailchimp.get("/3.0/nothing-here")
+    assert response.status_code == 404
+    body = response.json()
+    assert (body["title"], body["status"]) == ("Resource Not Found", 404)
+
+
+async def test_mailchimp_refused_requests_change_nothing(mailchimp: httpx.AsyncClient) -> None:
+    response = await mailchimp.post(_LIST, json={"members": [
+        {"email_address": "a@example.com", "status": "subscribed"},
+        {"email_address": "b@example.com", "status": "subscribed", "shoe_size": 9}]})
+    assert "members[1].shoe_size" in _mailchimp_fields(response)
+    listed = await mailchimp.get(f"{_LIST}/members")
+    assert listed.json()["members"] == []
+
+
+async def test_mailchimp_takes_what_its_description_allows(
+        mailchimp: httpx.AsyncClient) -> None:
+    response = await mailchimp.put(_MEMBER.rsplit("/", 1)[0] + "/a%40example.com", json={
+        "email_address": "a@example.com", "status_if_new": "subscribed",
+        "merge_fields": {"FNAME": "Ada", "ANY_TAG": 3}, "vip": True},
+        params={"skip_merge_validation": "true"})
+    assert response.status_code == 200, response.text
+    listed = await mailchimp.get(f"{_LIST}/members", params={
+        "count": "1000", "fields": "members.email_address,total_items"})
+    assert listed.status_code == 200, listed.text
+
+
 # --- generated from the descriptions -----------------------------------------------------
 
 
@@ -262,8 +351,19 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-@pytest.mark.parametrize("emulator_type", [StripeEmulator, SquareEmulator],
-                         ids=["stripe", "square"])
+def _mailchimp_refusal(status: int, body: Any, invalid: InvalidRequest) -> bool:
+    if not isinstance(body, dict) or status != 400 or body.get("title") != "Invalid Resource":
+        return False
+    return (all(k in body for k in ("type", "detail", "instance")) and body["status"] == 400
+            and any(e.get("field") == _square_field(invalid) for e in body.get("errors", [])))
+
+
+_REFUSALS = {"stripe": _stripe_refusal, "square": _square_refusal,
+             "mailchimp": _mailchimp_refusal}
+
+
+@pytest.mark.parametrize("emulator_type", [StripeEmulator, SquareEmulator, MailchimpEmulator],
+                         ids=["stripe", "square", "mailchimp"])
 def test_generated_invalid_requests_are_refused_in_the_provider_shape(
         emulator_type: type[Emulator], loop: asyncio.AbstractEventLoop) -> None:
     emulator = emulator_type(EmulatorSettings(enforce_rate_limits=False))
@@ -271,7 +371,7 @@ def test_generated_invalid_requests_are_refused_in_the_provider_shape(
     operations = described_operations(emulator, description)
     assert len(operations) >= 10
     form = description.form
-    refused = _stripe_refusal if form else _square_refusal
+    refused = _REFUSALS[emulator.name]
     cm = _served(emulator)
     http = loop.run_until_complete(cm.__aenter__())
     try:
