@@ -542,6 +542,9 @@ class Description:
                 op.body = c.compile(content[kind].get("schema") or {})
                 op.body_required = bool(body.get("required"))
                 break
+        else:
+            # A body of another kind (QuickBooks' application/text query) is not checked.
+            op.content_type = next(iter(content), None)
         for status, answer in (spec.get("responses") or {}).items():
             media = (c.resolve(answer).get("content") or {}).get("application/json")
             if media and media.get("schema"):
@@ -603,7 +606,7 @@ async def check_request(description: Description, request: web.Request, *,
         if description.form:
             form = await request.post()
             body = decode(form) if form or operation.body_required else None
-        else:
+        elif operation.content_type in (None, "application/json"):
             raw = await request.read()
             if raw.strip():
                 try:
@@ -728,12 +731,16 @@ def _with(base: Any, path: Path_, value: Any, *, drop: bool = False) -> Any:
 
 
 def invalid_requests(operation: Operation, *, unknown: str = "zz_not_a_field",
-                     depth: int = 3) -> list[InvalidRequest]:
+                     depth: int = 3, path_values: Mapping[str, str] | None = None,
+                     ) -> list[InvalidRequest]:
     """Requests to ``operation`` each breaking its description once: an unknown field or
     query parameter (named ``unknown``), a required field dropped, a wrong type, a value
     outside the enum, a string over its length, a number out of range, a read-only field
-    set, at every depth up to ``depth`` objects in."""
-    path = operation.base_path + re.sub(r"\{[^}]+\}", "x1", operation.template)
+    set, at every depth up to ``depth`` objects in. Path parameters are ``x1`` unless
+    ``path_values`` names them."""
+    values = path_values or {}
+    path = operation.base_path + re.sub(r"\{([^}]+)\}", lambda m: values.get(m[1], "x1"),
+                                        operation.template)
     query = {name: sample(p.node) for name, p in operation.query.items() if p.required}
     out: list[InvalidRequest] = []
 

@@ -23,6 +23,8 @@ from daemon.testing.kit._described import (
 )
 from daemon.testing.openapi import Description, InvalidRequest
 from plugins.mailchimp.emulator import DEFAULT_LIST_ID, DEFAULT_STORE_ID, MailchimpEmulator
+from plugins.quickbooks.emulator import DEFAULT_REALM, QuickBooksEmulator
+from plugins.quickbooks.emulator import refuses as quickbooks_refusal
 from plugins.square.emulator import SquareEmulator
 from plugins.stripe.emulator import StripeEmulator
 
@@ -57,6 +59,12 @@ async def stripe() -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def square() -> AsyncIterator[httpx.AsyncClient]:
     async with _served(SquareEmulator(EmulatorSettings(enforce_rate_limits=False))) as http:
+        yield http
+
+
+@pytest.fixture
+async def quickbooks() -> AsyncIterator[httpx.AsyncClient]:
+    async with _served(QuickBooksEmulator(EmulatorSettings(enforce_rate_limits=False))) as http:
         yield http
 
 
@@ -319,6 +327,121 @@ async def test_mailchimp_takes_what_its_description_allows(
     assert listed.status_code == 200, listed.text
 
 
+# --- QuickBooks ---------------------------------------------------------------------------
+
+_COMPANY = f"/v3/company/{DEFAULT_REALM}"
+_Q = {"minorversion": "75"}
+_SHOW = {"DetailType": "SalesItemLineDetail", "Amount": 10,
+         "SalesItemLineDetail": {"ItemRef": {"value": "1"}}}
+
+
+def _quickbooks_errors(response: httpx.Response) -> dict[str, str]:
+    assert response.status_code == 400, response.text
+    fault = response.json()["Fault"]
+    assert fault["type"] == "ValidationFault"
+    for error in fault["Error"]:
+        assert all(error[k] for k in ("Message", "Detail", "code")), error
+    return {e["element"]: e["code"] for e in fault["Error"]}
+
+
+@pytest.mark.parametrize(("path", "body", "element", "code"), [
+    ("/customer", {"DisplayName": "Ada", "ShoeSize": 9}, "ShoeSize", "2010"),
+    ("/customer", {"DisplayName": "x" * 501}, "DisplayName", "2050"),
+    ("/customer", {"DisplayName": "Ada", "PrimaryEmailAddr": {"Address": "a" * 101}},
+     "PrimaryEmailAddr.Address", "2050"),
+    ("/customer", {"DisplayName": "Ada", "GivenName": 7}, "GivenName", "2010"),
+    ("/customer", {"DisplayName": "Ada", "PreferredDeliveryMethod": "Pigeon"},
+     "PreferredDeliveryMethod", "2170"),
+    ("/customer", {"DisplayName": "Ada", "MetaData": {"CreateTime": "2020-01-01"}},
+     "MetaData", "2010"),
+    ("/item", {"Name": "Show", "Type": "Ticket"}, "Type", "2170"),
+    ("/item", {"Name": "x" * 101}, "Name", "2050"),
+    ("/item", {"Name": "Shows:Friday"}, "Name", "2010"),
+    ("/salesreceipt", {"Line": [{"Amount": 10}]}, "Line[0].DetailType", "2020"),
+    ("/salesreceipt", {"Line": [_SHOW], "DocNumber": "x" * 22}, "DocNumber", "2050"),
+    ("/salesreceipt", {"Line": [_SHOW], "TotalAmt": 10}, "TotalAmt", "2010"),
+    ("/invoice", {"Line": [{**_SHOW, "DetailType": "TicketLine"}]}, "Line[0].DetailType",
+     "2170"),
+    ("/batch", {"BatchItemRequest": [{"bId": f"b{i}", "operation": "create",
+                                      "Customer": {"DisplayName": f"C{i}"}}
+                                     for i in range(31)]}, "BatchItemRequest", "1040"),
+    ("/batch", {"BatchItemRequest": [{"bId": "b1", "operation": "upsert",
+                                      "Customer": {"DisplayName": "C"}}]},
+     "BatchItemRequest[0].operation", "2170"),
+    ("/batch", {"BatchItemRequest": [{"bId": "b1", "Customer": {"ShoeSize": 9}}]},
+     "BatchItemRequest[0].Customer.ShoeSize", "2010"),
+    ("/batch", {"BatchItemRequest": [{"bId": "b" * 11, "Query": "select * from Item"}]},
+     "BatchItemRequest[0].bId", "2050"),
+])
+async def test_quickbooks_refuses_what_its_documentation_refuses(
+        quickbooks: httpx.AsyncClient, path: str, body: Any, element: str, code: str) -> None:
+    response = await quickbooks.post(_COMPANY + path, params=_Q, json=body)
+    assert _quickbooks_errors(response).get(element) == code
+
+
+async def test_quickbooks_refuses_unknown_query_parameters(
+        quickbooks: httpx.AsyncClient) -> None:
+    response = await quickbooks.get(f"{_COMPANY}/item/1", params={**_Q, "colour": "red"})
+    assert _quickbooks_errors(response) == {"colour": "2010"}
+    response = await quickbooks.get(f"{_COMPANY}/item/1")
+    assert _quickbooks_errors(response) == {"minorversion": "4002"}
+
+
+async def test_quickbooks_batch_items_fail_alone_on_their_values(
+        quickbooks: httpx.AsyncClient) -> None:
+    response = await quickbooks.post(f"{_COMPANY}/batch", params=_Q, json={
+        "BatchItemRequest": [
+            {"bId": "ok", "operation": "create", "Customer": {"DisplayName": "Ada"}},
+            {"bId": "long", "operation": "create", "Customer": {"DisplayName": "x" * 501}}]})
+    assert response.status_code == 200, response.text
+    ok, long = response.json()["BatchItemResponse"]
+    assert ok["Customer"]["DisplayName"] == "Ada"
+    [error] = long["Fault"]["Error"]
+    assert (error["code"], error["element"]) == ("2050", "DisplayName")
+    listed = await quickbooks.get(f"{_COMPANY}/query", params={
+        **_Q, "query": "select * from Customer"})
+    assert [c["DisplayName"] for c in listed.json()["QueryResponse"]["Customer"]] == ["Ada"]
+
+
+async def test_quickbooks_takes_what_its_documentation_allows(
+        quickbooks: httpx.AsyncClient) -> None:
+    item = await quickbooks.post(f"{_COMPANY}/item", params=_Q, json={
+        "Name": "Show", "Type": "Service", "UnitPrice": 10, "Sku": "ev-1",
+        "Description": "Friday", "IncomeAccountRef": {"value": "79"}, "Taxable": False})
+    assert item.status_code == 200, item.text
+    sale = await quickbooks.post(f"{_COMPANY}/salesreceipt", params=_Q, json={
+        "DocNumber": "o-1", "TxnDate": "2025-01-02", "PrivateNote": "GA",
+        "BillEmail": {"Address": "a@example.com"},
+        "Line": [{"DetailType": "SalesItemLineDetail", "Amount": 20, "Description": "Show",
+                  "SalesItemLineDetail": {"ItemRef": {"value": item.json()["Item"]["Id"],
+                                                      "name": "Show"}, "Qty": 2}}]})
+    assert sale.status_code == 200, sale.text
+    query = await quickbooks.post(f"{_COMPANY}/query", params=_Q,
+                                  content=b"select * from Item",
+                                  headers={"Content-Type": "application/text"})
+    assert query.status_code == 200, query.text
+
+
+# --- relaxed -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("emulator_type", "path", "body"), [
+    (MailchimpEmulator, f"{_LIST}/members", {"email_address": "a@example.com",
+                                             "status": "subscribed", "shoe_size": 9}),
+    (QuickBooksEmulator, f"{_COMPANY}/customer?minorversion=75",
+     {"DisplayName": "Ada", "ShoeSize": 9}),
+], ids=["mailchimp", "quickbooks"])
+async def test_strict_off_lets_the_new_validators_through(
+        emulator_type: type[Emulator], path: str, body: Any) -> None:
+    emulator = emulator_type(EmulatorSettings(strict=False, enforce_rate_limits=False))
+    async with _served(emulator) as http:
+        response = await http.post(path, json=body)
+        assert response.status_code == 200, response.text
+        await http.patch("/_emulator/settings", json={"strict": True})
+        response = await http.post(path, json=body)
+        assert response.status_code == 400
+
+
 # --- generated from the descriptions -----------------------------------------------------
 
 
@@ -359,17 +482,18 @@ def _mailchimp_refusal(status: int, body: Any, invalid: InvalidRequest) -> bool:
 
 
 _REFUSALS = {"stripe": _stripe_refusal, "square": _square_refusal,
-             "mailchimp": _mailchimp_refusal}
+             "mailchimp": _mailchimp_refusal, "quickbooks": quickbooks_refusal}
 
 
-@pytest.mark.parametrize("emulator_type", [StripeEmulator, SquareEmulator, MailchimpEmulator],
-                         ids=["stripe", "square", "mailchimp"])
+@pytest.mark.parametrize("emulator_type", [StripeEmulator, SquareEmulator, MailchimpEmulator,
+                                           QuickBooksEmulator],
+                         ids=["stripe", "square", "mailchimp", "quickbooks"])
 def test_generated_invalid_requests_are_refused_in_the_provider_shape(
         emulator_type: type[Emulator], loop: asyncio.AbstractEventLoop) -> None:
     emulator = emulator_type(EmulatorSettings(enforce_rate_limits=False))
     description = _described(emulator)
     operations = described_operations(emulator, description)
-    assert len(operations) >= 10
+    assert len(operations) >= 8
     form = description.form
     refused = _REFUSALS[emulator.name]
     cm = _served(emulator)
@@ -377,7 +501,8 @@ def test_generated_invalid_requests_are_refused_in_the_provider_shape(
     try:
         @settings(max_examples=300, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow])
-        @given(invalid_request_strategy(operations, form=form))
+        @given(invalid_request_strategy(operations, form=form,
+                                        path_values=getattr(emulator, "path_values", None)))
         def refused_in_shape(invalid: InvalidRequest) -> None:
             loop.run_until_complete(check_refused(http, invalid, form=form, refused=refused))
 
