@@ -887,9 +887,9 @@ class QuickBooksEmulator(Emulator):
                                        "BatchItemRequest is required")
         request[BATCH_SIZE] = len(items)
         if len(items) > BATCH_MAX:
-            return self.error_response(400, "4001", "Request has too many batch items",
-                                       f"A batch request can have at most {BATCH_MAX} items; "
-                                       f"it had {len(items)}.")
+            return self.error_response(400, "1040", "Batch size exceeds allowed limit",
+                                       f"The batch limit size is {BATCH_MAX}; it had "
+                                       f"{len(items)}.")
         bids = [str(i.get("bId", "")) if isinstance(i, Mapping) else "" for i in items]
         if any(not b or len(b) > 10 for b in bids) or len(set(bids)) != len(bids):
             return self.error_response(400, "4000", "Invalid bId",
