@@ -385,6 +385,15 @@ class _Param:
     name: str
     required: bool
     node: _Node
+    #: An array in one comma-separated value (``style: form``, ``explode: false``).
+    comma: bool = False
+
+    def read(self, value: Any) -> Any:
+        """A query value as the parameter's schema reads it: an array parameter arrives as
+        one string (``a,b`` when not exploded) or as repeated keys."""
+        if isinstance(value, str) and "array" in _scalar(self.node).types:
+            return value.split(",") if self.comma else [value]
+        return value
 
 
 @dataclass(slots=True)
@@ -395,6 +404,8 @@ class Operation:
     template: str
     operation_id: str
     form: bool
+    #: What the server's URL puts before ``template`` (``/3.0`` for Mailchimp).
+    base_path: str = ""
     query: dict[str, _Param] = field(default_factory=dict)
     path_params: dict[str, _Param] = field(default_factory=dict)
     body: _Node | None = None
@@ -413,7 +424,7 @@ class Operation:
             if param is None:
                 found.append(q.problem("unknown", (name,)))
             else:
-                found += q.run(param.node, value, (name,))
+                found += q.run(param.node, param.read(value), (name,))
         found += [q.problem("missing", (name,)) for name, p in self.query.items()
                   if p.required and name not in query]
         p = _Check("path", True, True)
@@ -443,12 +454,16 @@ class Description:
     """A provider's OpenAPI description, indexed by path; operations compiled on use.
 
     ``form`` says request bodies are form-encoded (Stripe v1), so scalars arrive as strings.
+    ``base_path`` is what the server URL puts before every path (Mailchimp's
+    ``https://<dc>.api.mailchimp.com/3.0``: ``/3.0``); requests are matched without it.
     """
 
-    def __init__(self, document: Mapping[str, Any], *, name: str, form: bool = False) -> None:
+    def __init__(self, document: Mapping[str, Any], *, name: str, form: bool = False,
+                 base_path: str = "") -> None:
         self.document = document
         self.name = name
         self.form = form
+        self.base_path = base_path.rstrip("/")
         self.version = str((document.get("info") or {}).get("version", ""))
         self._compiler = _Compiler(document)
         self._operations: dict[tuple[str, str], Operation] = {}
@@ -467,13 +482,18 @@ class Description:
         self._templated = [(t, p) for _, t, p in templated]
 
     @classmethod
-    def from_file(cls, path: Path, *, name: str, form: bool = False) -> Description:
+    def from_file(cls, path: Path, *, name: str, form: bool = False,
+                  base_path: str = "") -> Description:
         """The description in ``path``, kept once per process and file."""
-        return _described(path, name, form)
+        return _described(path, name, form, base_path)
 
     def match(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | None:
         """The operation serving ``method path`` and its path parameters, or None."""
         method = method.lower()
+        if self.base_path:
+            if not path.startswith(self.base_path + "/"):
+                return None
+            path = path[len(self.base_path):]
         paths = self.document.get("paths") or {}
         if path in self._literal and method in paths[path]:
             return self.operation(method, path), {}
@@ -503,12 +523,15 @@ class Description:
         item = self.document["paths"][template]
         spec = item[method]
         c = self._compiler
-        op = Operation(method.upper(), template, str(spec.get("operationId", "")), self.form)
+        op = Operation(method.upper(), template, str(spec.get("operationId", "")), self.form,
+                       self.base_path)
         for raw in [*(item.get("parameters") or ()), *(spec.get("parameters") or ())]:
             param = c.resolve(raw)
             where = param.get("in")
+            style = param.get("style", "form")
             compiled = _Param(str(param["name"]), bool(param.get("required")),
-                              c.compile(param.get("schema") or {}))
+                              c.compile(param.get("schema") or {}),
+                              comma=style == "form" and param.get("explode") is False)
             if where == "query":
                 op.query[compiled.name] = compiled
             elif where == "path":
@@ -521,6 +544,9 @@ class Description:
                 op.body = c.compile(content[kind].get("schema") or {})
                 op.body_required = bool(body.get("required"))
                 break
+        else:
+            # A body of another kind (QuickBooks' application/text query) is not checked.
+            op.content_type = next(iter(content), None)
         for status, answer in (spec.get("responses") or {}).items():
             media = (c.resolve(answer).get("content") or {}).get("application/json")
             if media and media.get("schema"):
@@ -529,8 +555,8 @@ class Description:
 
 
 @functools.cache
-def _described(path: Path, name: str, form: bool) -> Description:
-    return Description(load_description(path), name=name, form=form)
+def _described(path: Path, name: str, form: bool, base_path: str) -> Description:
+    return Description(load_description(path), name=name, form=form, base_path=base_path)
 
 
 def find_description(relative: str, *, name: str, form: bool = False) -> Description | None:
@@ -547,7 +573,16 @@ class UnknownPath(SyncdError):
 
 
 def _plain(pairs: Mapping[str, Any]) -> dict[str, Any]:
-    return {str(k): v for k, v in pairs.items()}
+    """Query (or form) pairs by name; a repeated name gives the list of its values."""
+    out: dict[str, Any] = {}
+    for key, value in pairs.items():
+        name = str(key)
+        if name in out:
+            before = out[name]
+            out[name] = [*before, value] if isinstance(before, list) else [before, value]
+        else:
+            out[name] = value
+    return out
 
 
 _NO_BODY = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
@@ -573,7 +608,7 @@ async def check_request(description: Description, request: web.Request, *,
         if description.form:
             form = await request.post()
             body = decode(form) if form or operation.body_required else None
-        else:
+        elif operation.content_type in (None, "application/json"):
             raw = await request.read()
             if raw.strip():
                 try:
@@ -698,12 +733,16 @@ def _with(base: Any, path: Path_, value: Any, *, drop: bool = False) -> Any:
 
 
 def invalid_requests(operation: Operation, *, unknown: str = "zz_not_a_field",
-                     depth: int = 3) -> list[InvalidRequest]:
+                     depth: int = 3, path_values: Mapping[str, str] | None = None,
+                     ) -> list[InvalidRequest]:
     """Requests to ``operation`` each breaking its description once: an unknown field or
     query parameter (named ``unknown``), a required field dropped, a wrong type, a value
     outside the enum, a string over its length, a number out of range, a read-only field
-    set, at every depth up to ``depth`` objects in."""
-    path = re.sub(r"\{[^}]+\}", "x1", operation.template)
+    set, at every depth up to ``depth`` objects in. Path parameters are ``x1`` unless
+    ``path_values`` names them."""
+    values = path_values or {}
+    path = operation.base_path + re.sub(r"\{([^}]+)\}", lambda m: values.get(m[1], "x1"),
+                                        operation.template)
     query = {name: sample(p.node) for name, p in operation.query.items() if p.required}
     out: list[InvalidRequest] = []
 

@@ -108,7 +108,9 @@ def _error_detail(response: httpx.Response) -> str:
     except (ValueError, UnicodeDecodeError):
         data = None
     if isinstance(data, Mapping) and data.get("detail"):
-        return str(data["detail"])
+        fields = [f"{e.get('field') or '(body)'}: {e.get('message')}"
+                  for e in _list(data.get("errors"))[:3] if isinstance(e, Mapping)]
+        return str(data["detail"]) + (f" ({'; '.join(fields)})" if fields else "")
     return response.text[:300] or response.reason_phrase or "no body"
 
 
@@ -277,8 +279,14 @@ class MailchimpClient(HTTPProviderClient):
     ) -> tuple[dict[str, RecordResult], list[OutboundRecord]]:
         by_email: dict[str, OutboundRecord] = {}
         members = []
+        # Batch subscribe's members carry no tags (Mailchimp's description, "Add List
+        # Members" under POST /lists/{list_id}): new members are tagged after it.
+        tags_of: dict[str, list[str]] = {}
         for record in records[:BATCH_SUBSCRIBE_MAX]:
             body = self._member_body(record)
+            tags = body.pop("tags", None)
+            if tags:
+                tags_of[record.local_id] = list(tags)
             body["status"] = self._new_status(record)
             by_email[body["email_address"].lower()] = record
             members.append(body)
@@ -319,7 +327,24 @@ class MailchimpClient(HTTPProviderClient):
                 results[record.local_id] = _failed(
                     record, ErrorKind.RETRYABLE,
                     "mailchimp: the batch answer did not mention this member")
+        for record in records:
+            done = results.get(record.local_id)
+            tags = tags_of.get(record.local_id)
+            if tags and done is not None and done.ok and done.remote_id:
+                results[record.local_id] = await self._tag(record, done, tags)
         return results, existing
+
+    async def _tag(self, record: OutboundRecord, result: RecordResult,
+                   tags: Sequence[str]) -> RecordResult:
+        """Give a member batch subscribe created its tags. When that fails the record
+        fails with it; its retry finds the member existing and tags it with its upsert."""
+        try:
+            await self.http.request(
+                "POST", f"/lists/{self.options.list_id}/members/{result.remote_id}/tags",
+                json_body={"tags": [{"name": t, "status": "active"} for t in tags]})
+        except HTTPError as exc:
+            return _from_error(record, exc)
+        return result
 
     async def _put_member(self, record: OutboundRecord) -> RecordResult:
         body = self._member_body(record)
@@ -413,23 +438,36 @@ class MailchimpClient(HTTPProviderClient):
             product_id = str(line.get("product_id") or "")
             lines.append({"id": f"{order_id}-{i + 1}", "product_id": product_id,
                           "product_variant_id": product_id,
-                          "product_title": str(line.get("product_title") or product_id),
                           "quantity": int(line.get("quantity") or 1),
                           "price": _number(line.get("price")) or 0})
         body["lines"] = lines
         return body
 
-    async def _ensure_products(self, body: Mapping[str, Any]) -> None:
+    @staticmethod
+    def _titles(record: OutboundRecord) -> dict[str, str]:
+        """Each product of an order's lines and its title (an order line has no title:
+        it names the product a missing one is created with)."""
+        raw = record.payload.get("lines")
+        titles: dict[str, str] = {}
+        for line in raw if isinstance(raw, list) else []:
+            if isinstance(line, Mapping):
+                pid = str(line.get("product_id") or "")
+                titles.setdefault(pid, str(line.get("product_title") or pid))
+        return titles
+
+    async def _ensure_products(self, body: Mapping[str, Any], titles: Mapping[str, str]
+                               ) -> None:
         store = self.options.store_id
         for line in body.get("lines", []):
             pid = line["product_id"]
             resp = await self.http.request("GET", f"/ecommerce/stores/{store}/products/{pid}",
                                            params={"fields": "id"}, accept={404})
             if resp.status_code == 404:
+                title = titles.get(pid) or pid
                 await self.http.json(
                     "PUT", f"/ecommerce/stores/{store}/products/{pid}",
-                    json_body={"id": pid, "title": line["product_title"],
-                               "variants": [{"id": pid, "title": line["product_title"],
+                    json_body={"id": pid, "title": title,
+                               "variants": [{"id": pid, "title": title,
                                              "price": line["price"]}]})
 
     async def _push_order(self, record: OutboundRecord) -> RecordResult:
@@ -456,7 +494,7 @@ class MailchimpClient(HTTPProviderClient):
                     return RecordResult(local_id=record.local_id, ok=True, remote_id=order_id,
                                         action="adopted")
                 if "product" in detail.lower() and attempt == 0:
-                    await self._ensure_products(body)
+                    await self._ensure_products(body, self._titles(record))
                     continue
                 return _failed(record, ErrorKind.PERMANENT, f"mailchimp: {detail[:300]}")
         except HTTPError as exc:

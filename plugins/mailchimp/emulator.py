@@ -1,11 +1,17 @@
 """A local Mailchimp Marketing API: audience members, e-commerce store, OAuth, webhooks.
 
-Shapes follow the documented ones (there is no official spec file to check against):
-problem+json errors (``type``, ``title``, ``status``, ``detail``, ``instance``, optional
-``errors[]``); batch subscribe answers ``new_members``, ``updated_members``, ``errors``,
-``total_created``, ``total_updated``, ``error_count``; pages take ``count`` (at most 1000) and
-``offset`` and answer ``total_items``. Authentication is HTTP Basic with any user name and an
-API key ending in ``-<dc>``, or an OAuth token (``Bearer`` or ``OAuth``) that never expires.
+Every request is first checked against Mailchimp's published Marketing API description
+(``spec/marketing.json`` beside this module, see its README and docs/emulators.md): unknown
+query parameters and body fields at any depth, missing required ones, types, enums (member
+``status``), lengths and ranges are refused with 400 "Invalid Resource" and an ``errors``
+entry per problem; an unknown URL is 404 "Resource Not Found".
+
+Shapes follow the documented ones: problem+json errors (``type``, ``title``, ``status``,
+``detail``, ``instance``, optional ``errors[]``); batch subscribe answers ``new_members``,
+``updated_members``, ``errors``, ``total_created``, ``total_updated``, ``error_count``; pages
+take ``count`` (at most 1000) and ``offset`` and answer ``total_items``. Authentication is
+HTTP Basic with any user name and an API key ending in ``-<dc>``, or an OAuth token
+(``Bearer`` or ``OAuth``) that never expires.
 At most 10 simultaneous connections per user; beyond that a 429, sometimes with no JSON body.
 Mailchimp documents no Retry-After, so none is sent.
 
@@ -19,6 +25,7 @@ import base64
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,9 +33,17 @@ from aiohttp import web
 
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import ACCOUNT, BATCH_SIZE, Emulator, Token
+from daemon.testing.openapi import (
+    Description,
+    Problem,
+    UnknownPath,
+    audit_responses,
+    check_request,
+)
 from plugins.mailchimp.webhooks import encode_form, sign, subscriber_hash
 
-__all__ = ["DEFAULT_DC", "DEFAULT_LIST_ID", "DEFAULT_STORE_ID", "MailchimpEmulator"]
+__all__ = ["DEFAULT_DC", "DEFAULT_LIST_ID", "DEFAULT_STORE_ID", "DESCRIPTION",
+           "MailchimpEmulator", "description"]
 
 DEFAULT_DC = "us6"
 DEFAULT_LIST_ID = "a1b2c3d4e5"
@@ -43,6 +58,65 @@ _STATUSES = frozenset({"subscribed", "unsubscribed", "cleaned", "pending", "tran
 _MAX_CONNECTIONS = 10
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
+#: Mailchimp's Marketing API description (an extract: spec/README.md says which).
+DESCRIPTION = Path(__file__).resolve().parent / "spec" / "marketing.json"
+_INVALID_DETAIL = ("The resource submitted could not be validated. For field-specific "
+                   "details, see the 'errors' array.")
+
+
+def description() -> Description:
+    """Mailchimp's published description, loaded once per process."""
+    return Description.from_file(DESCRIPTION, name="mailchimp", base_path="/3.0")
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "integer" if isinstance(value, int) else "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else "value"
+
+
+def _message(problem: Problem) -> str:
+    """One problem, worded as Mailchimp's validation errors are."""
+    kind, expected, value = problem.kind, problem.expected, problem.value
+    if kind == "unknown":
+        where = "query parameter" if problem.location == "query" else "field"
+        return f"Schema does not describe this {where}."
+    if kind == "missing":
+        return f"Required fields were not provided: {problem.path[-1] if problem.path else ''}"
+    if kind == "type":
+        return (f"Schema describes {expected.replace('|', ' or ')}, {_json_type(value)} "
+                "found instead.")
+    if kind == "enum":
+        return f"Schema describes enum, {value!r} is not an allowed value ({expected})."
+    if kind in ("too_long", "too_short"):
+        bound = "at most" if kind == "too_long" else "at least"
+        return f"Schema describes a string of {bound} {expected} characters."
+    if kind in ("too_large", "too_small"):
+        bound = "at most" if kind == "too_large" else "at least"
+        return f"Schema describes a number of {bound} {expected}."
+    if kind in ("too_many", "too_few"):
+        bound = "at most" if kind == "too_many" else "at least"
+        return f"Schema describes an array of {bound} {expected} items."
+    if kind == "read_only":
+        return "This field is read-only."
+    if kind == "pattern":
+        return f"Value does not match the pattern {expected}."
+    return "The request body is not valid JSON."
 
 
 def _now() -> str:
@@ -61,6 +135,8 @@ class MailchimpEmulator(Emulator):
         self._codes: dict[str, tuple[str, str]] = {}  # code -> (account, redirect_uri)
         self._member_seq = 0
         super().__init__(settings)
+        #: Mailchimp's published description every request is checked against.
+        self.description: Description = description()
         self.on_reset()
 
     # --- base hooks ---------------------------------------------------------------------
@@ -125,6 +201,30 @@ class MailchimpEmulator(Emulator):
 
     def is_public(self, request: web.Request) -> bool:
         return request.path.startswith("/oauth2/")
+
+    async def check_request(self, request: web.Request) -> web.Response | None:
+        """Refuse what Mailchimp refuses, as it words it: 400 "Invalid Resource" with an
+        ``errors`` entry per problem against the description; 404 for an unknown URL."""
+        if not self.settings.strict:
+            return None
+        try:
+            problems = await check_request(self.description, request)
+        except UnknownPath:
+            if request.match_info.http_exception is None:
+                return None  # emulated, not in the description (the OAuth pages)
+            return self._not_found()
+        if not problems:
+            return None
+        if problems[0].kind == "body":
+            return self.error_response(400, "JSON Parse Exception", "We encountered an "
+                                       "unspecified JSON parsing error.")
+        return self._invalid(_INVALID_DETAIL, [
+            {"field": _field(p.path), "message": _message(p)} for p in problems])
+
+    def app(self) -> web.Application:
+        app = super().app()
+        audit_responses(app, self.description)
+        return app
 
     def authenticate(self, request: web.Request) -> str | None:
         header = request.headers.get("Authorization", "")

@@ -1,7 +1,16 @@
 """A local QuickBooks Online Accounting v3 API: items, customers, sales, batch, CDC, OAuth.
 
-Shapes follow the documented ones (Intuit publishes no OpenAPI for Accounting v3):
-responses wrap the entity (``{"Customer": {...}, "time": ...}``); errors are
+Every request is first checked against ``spec/accounting.yaml`` beside this module: Intuit
+publishes no OpenAPI description for Accounting v3, so that file encodes the documented
+fields, types, lengths and limits of the entities syncd writes, each with its source (see
+docs/emulators.md). Problems are answered as Intuit's ValidationFault, one ``Error`` each
+with the field as ``element``: unknown fields and types 2010, enums 2170, missing fields
+2020, lengths 2050, more than 30 batch items 1040. Inside a batch, a value problem of one
+item's entity (a length, a missing field) is that item's Fault and the others proceed; a
+request QuickBooks cannot read (an unknown field, a wrong type) is refused whole.
+
+Shapes follow the documented ones: responses wrap the entity
+(``{"Customer": {...}, "time": ...}``); errors are
 ``{"Fault": {"Error": [{"Message", "Detail", "code", "element"}], "type"}, "time"}``; queries
 answer ``{"QueryResponse": {"Customer": [...], "startPosition", "maxResults"}}``; batch
 answers ``{"BatchItemResponse": [{"bId", "<Entity>" | "Fault"}]}``.
@@ -32,6 +41,7 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -40,9 +50,26 @@ from aiohttp import web
 from daemon.errors import SyncdError
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import ACCOUNT, BATCH_SIZE, Emulator
+from daemon.testing.openapi import (
+    Description,
+    InvalidRequest,
+    Problem,
+    UnknownPath,
+    audit_responses,
+    check_request,
+)
 from plugins.quickbooks.webhooks import sign
 
-__all__ = ["DEFAULT_REALM", "QuickBooksEmulator"]
+__all__ = ["DEFAULT_REALM", "DESCRIPTION", "QuickBooksEmulator", "description", "refuses"]
+
+#: The documented Accounting API, encoded with sources (spec/README.md).
+DESCRIPTION = Path(__file__).resolve().parent / "spec" / "accounting.yaml"
+#: Problems QuickBooks finds in a batch item's entity while it handles that item: the item
+#: fails alone. Anything else stops it reading the request at all.
+_ITEM_KINDS = frozenset({"missing", "too_long", "too_short", "too_large", "too_small",
+                         "pattern", "read_only"})
+_ITEM_FAULTS: web.RequestKey[dict[int, list[dict[str, str]]]] = web.RequestKey(
+    "quickbooks_item_faults", dict)
 
 DEFAULT_REALM = "9130350000000001"
 # QuickBooks Online's documented limits, the emulator's own (never the plugin's). Source:
@@ -80,6 +107,72 @@ _STRING = re.compile(r"'((?:[^'\\]|\\.)*)'")
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def description() -> Description:
+    """The encoded Accounting API description, loaded once per process."""
+    return Description.from_file(DESCRIPTION, name="quickbooks")
+
+
+def _element(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _error(problem: Problem, path: tuple[str | int, ...]) -> dict[str, str]:
+    """One problem as an Error of Intuit's Fault (codes from Intuit's error-code list)."""
+    name, kind, value = _element(path), problem.kind, problem.value
+    shown = value if not isinstance(value, str) else value[:60]
+    invalid = "Request has invalid or unsupported property"
+    if kind == "unknown":
+        code, message = "2010", invalid
+        detail = (f"Query parameter {name} is not supported" if problem.location == "query"
+                  else f"Property Name:Unrecognized field \"{path[-1]}\" specified is "
+                  "unsupported or invalid")
+    elif kind == "missing":
+        code = "2020"
+        message = "Required param missing, need to supply the required value for the API"
+        detail = f"Required parameter {name} is missing in the request"
+    elif kind == "enum":
+        code, message = "2170", "Invalid Enumeration"
+        detail = f"Invalid Enumeration : {shown} (one of {problem.expected})"
+    elif kind in ("too_long", "too_short"):
+        code = "2050"
+        message = "String length is either shorter or longer than supported by specification"
+        low, high = (0, problem.expected) if kind == "too_long" else (problem.expected, "")
+        detail = (f"String length specified does not match the supported length. Min:{low} "
+                  f"Max:{high} supplied length:{len(str(value))}")
+    elif kind == "too_many":
+        code, message = "1040", "Batch size exceeds allowed limit"
+        detail = f"The batch limit size is {problem.expected}; it had {len(value or [])}."
+    elif kind == "read_only":
+        code, message, detail = "2010", invalid, f"Property Name:{name} is read only"
+    else:
+        code, message = "2010", invalid
+        detail = f"Property Name:{name} value {shown!r} is not valid ({kind}: {problem.expected})"
+    return {"Message": message, "Detail": detail, "code": code, "element": name}
+
+
+def refuses(status: int, body: Any, invalid: InvalidRequest) -> bool:
+    """Whether an answer refuses ``invalid`` as QuickBooks does: a 400 ValidationFault whose
+    Error names the field, or, for a value problem of a batch item's entity, a 200 whose
+    item answer is such a Fault (the conformance kit's refusal for this emulator)."""
+    field = invalid.field
+    if status == 400 and isinstance(body, dict):
+        fault = body.get("Fault") or {}
+        return fault.get("type") == "ValidationFault" and any(
+            e.get("element") == _element(field) and e.get("code") and e.get("Message")
+            for e in fault.get("Error", []))
+    if status != 200 or not isinstance(body, dict) or len(field) < 3:
+        return False
+    for answer in body.get("BatchItemResponse") or []:
+        fault = answer.get("Fault") or {}
+        if fault.get("type") == "ValidationFault" and any(
+                e.get("element") == _element(field[3:]) for e in fault.get("Error", [])):
+            return True
+    return False
 
 
 def _unescape(text: str) -> str:
@@ -167,6 +260,14 @@ class QuickBooksEmulator(Emulator):
 
     #: Webhook payloads: the classic ``eventNotifications`` or the CloudEvents array.
     webhook_format: Literal["classic", "cloudevents"] = "classic"
+    #: Path parameters for requests made from the description (the conformance kit's):
+    #: the emulated company, which every request must name.
+    path_values: Mapping[str, str] = {"realmId": DEFAULT_REALM}
+
+    @staticmethod
+    def refuses(status: int, body: Any, invalid: InvalidRequest) -> bool:
+        """QuickBooks' refusal of a request made from its description (see :func:`refuses`)."""
+        return refuses(status, body, invalid)
 
     def __init__(self, settings: EmulatorSettings | None = None) -> None:
         self._ids: dict[str, int] = {}
@@ -175,6 +276,8 @@ class QuickBooksEmulator(Emulator):
         self._batch_minute: dict[str, deque[float]] = {}
         self._deleted: list[dict[str, Any]] = []
         super().__init__(settings)
+        #: The encoded description every request is checked against.
+        self.description: Description = description()
         self.on_reset()
 
     # --- base hooks ---------------------------------------------------------------------
@@ -242,6 +345,52 @@ class QuickBooksEmulator(Emulator):
 
     def is_public(self, request: web.Request) -> bool:
         return request.path.startswith(("/connect/", "/oauth2/", "/v2/oauth2/"))
+
+    async def check_request(self, request: web.Request) -> web.Response | None:
+        """Refuse what QuickBooks refuses, as a ValidationFault (see the module's notes)."""
+        if not self.settings.strict:
+            return None
+        try:
+            problems = await check_request(self.description, request)
+        except UnknownPath:
+            return None  # an entity or path syncd does not use: the handler answers it
+        if not problems:
+            return None
+        if problems[0].kind == "body":
+            return self.error_response(400, "2010", "Request has invalid or unsupported "
+                                       "property", "The request body is not valid JSON.")
+        query = [p for p in problems if p.location == "query"]
+        for p in query:  # the emulator's own wording of its version and request-id checks
+            if p.path == ("minorversion",):
+                return web.json_response(self._fault(
+                    "4002", "Invalid minor version",
+                    f"minorversion must be {MIN_MINOR_VERSION} or later.",
+                    element="minorversion"), status=400)
+            if p.path == ("requestid",) and p.kind == "too_long":
+                return web.json_response(self._fault(
+                    "4000", "Request id too long",
+                    f"requestid is limited to {p.expected} characters.",
+                    element="requestid"), status=400)
+        items: dict[int, list[dict[str, str]]] = {}
+        whole = []
+        for p in problems:
+            at = p.path
+            if (p.location == "body" and p.kind in _ITEM_KINDS and len(at) > 3
+                    and at[0] == "BatchItemRequest" and isinstance(at[1], int)
+                    and at[2] in _WRITABLE):
+                items.setdefault(at[1], []).append(_error(p, at[3:]))
+            else:
+                whole.append(_error(p, at))
+        if whole:
+            return web.json_response({"Fault": {"Error": whole[:10], "type": "ValidationFault"},
+                                      "time": _now()}, status=400)
+        request[_ITEM_FAULTS] = items
+        return None
+
+    def app(self) -> web.Application:
+        app = super().app()
+        audit_responses(app, self.description)
+        return app
 
     def account_of(self, request: web.Request) -> str:
         account = request.get(ACCOUNT)
@@ -358,6 +507,11 @@ class QuickBooksEmulator(Emulator):
                 return self.rate_limited_response(wait)
         return None
 
+    @staticmethod
+    def _entity_name(request: web.Request) -> str:
+        """The entity a read or write names: ``/v3/company/{realm}/{entity}[/{id}]``."""
+        return (request.match_info.get("entity") or request.path.split("/")[4]).lower()
+
     # --- routes ---------------------------------------------------------------------------
 
     def routes(self) -> list[web.RouteDef]:
@@ -371,6 +525,10 @@ class QuickBooksEmulator(Emulator):
             web.post(c + "/query", self._query_route),
             web.post(c + "/batch", self._batch),
             web.get(c + "/cdc", self._cdc),
+            # The entities syncd writes, by name (as the description has them), then any.
+            *(route for entity in ("customer", "item", "salesreceipt", "invoice")
+              for route in (web.get(f"{c}/{entity}/{{id}}", self._read),
+                            web.post(f"{c}/{entity}", self._write))),
             web.get(c + "/{entity}/{id}", self._read),
             web.post(c + "/{entity}", self._write),
         ]
@@ -458,7 +616,7 @@ class QuickBooksEmulator(Emulator):
         problem = self._common(request)
         if problem is not None:
             return problem
-        kind = _KINDS.get(request.match_info["entity"].lower())
+        kind = _KINDS.get(self._entity_name(request))
         realm = request.match_info["realm"]
         record = self._get(kind, realm, request.match_info["id"]) if kind else None
         if kind is None or record is None:
@@ -696,7 +854,7 @@ class QuickBooksEmulator(Emulator):
         problem = self._common(request)
         if problem is not None:
             return problem
-        kind = _KINDS.get(request.match_info["entity"].lower())
+        kind = _KINDS.get(self._entity_name(request))
         if kind not in _WRITABLE:
             return self.error_response(400, "4000", "Unsupported entity")
         realm = request.match_info["realm"]
@@ -730,16 +888,21 @@ class QuickBooksEmulator(Emulator):
                                        "BatchItemRequest is required")
         request[BATCH_SIZE] = len(items)
         if len(items) > BATCH_MAX:
-            return self.error_response(400, "4001", "Request has too many batch items",
-                                       f"A batch request can have at most {BATCH_MAX} items; "
-                                       f"it had {len(items)}.")
+            return self.error_response(400, "1040", "Batch size exceeds allowed limit",
+                                       f"The batch limit size is {BATCH_MAX}; it had "
+                                       f"{len(items)}.")
         bids = [str(i.get("bId", "")) if isinstance(i, Mapping) else "" for i in items]
         if any(not b or len(b) > 10 for b in bids) or len(set(bids)) != len(bids):
             return self.error_response(400, "4000", "Invalid bId",
                                        "Each bId must be unique and at most 10 characters.")
 
+        faults = request.get(_ITEM_FAULTS) or {}
+
         async def handle() -> web.Response:
-            answers = [self._batch_item(realm, item) for item in items]
+            answers = [{"bId": str(item["bId"]), "Fault": {"Error": faults[i],
+                                                           "type": "ValidationFault"}}
+                       if i in faults else self._batch_item(realm, item)
+                       for i, item in enumerate(items)]
             return web.json_response({"BatchItemResponse": answers, "time": _now()})
 
         return await self.idempotent(request, request.query.get("requestid"), "batch", handle)

@@ -201,6 +201,63 @@ def _refusal(problem: Problem) -> _Invalid:
     return _Invalid(f"Invalid request: {param or 'body'}", param or None)
 
 
+#: Stripe expands at most four levels deep (docs.stripe.com/expand: "Expansions have a
+#: maximum depth of four levels").
+EXPAND_DEPTH_MAX = 4
+
+
+def _schema(document: Mapping[str, Any], schema: Any) -> Mapping[str, Any]:
+    """``schema`` with its ``$ref`` followed and single object branches taken."""
+    for _ in range(16):
+        if not isinstance(schema, Mapping):
+            return {}
+        if "$ref" in schema:
+            target: Any = document
+            for part in str(schema["$ref"]).removeprefix("#/").split("/"):
+                target = target.get(part, {}) if isinstance(target, Mapping) else {}
+            schema = target
+            continue
+        branches = [b for b in schema.get("anyOf") or schema.get("oneOf") or ()
+                    if isinstance(b, Mapping) and ("$ref" in b or b.get("type") == "object")]
+        if branches:
+            schema = branches[0]
+            continue
+        if schema.get("type") == "array" and "items" in schema:
+            schema = schema["items"]
+            continue
+        return schema
+    return {}
+
+
+def expansion_problem(document: Mapping[str, Any], method: str, template: str,
+                      entry: str) -> str | None:
+    """Why Stripe refuses ``expand[]=entry`` on an operation, or None when it expands.
+
+    Stripe's description marks what can be expanded: each object lists the fields leading
+    to expandable ones in ``x-expandableFields``, and an expandable field carries
+    ``x-expansionResources`` (the object it expands into). ``entry`` is a dotted path from
+    the operation's answer (``data.default_price`` on a list)."""
+    operation = ((document.get("paths") or {}).get(template) or {}).get(method) or {}
+    answer = (((operation.get("responses") or {}).get("200") or {}).get("content") or {})
+    current = _schema(document, (answer.get("application/json") or {}).get("schema"))
+    parts = entry.split(".")
+    if len(parts) > EXPAND_DEPTH_MAX:
+        return (f"You cannot expand more than {EXPAND_DEPTH_MAX} levels of a property. "
+                f"Property: {entry}")
+    for depth, part in enumerate(parts):
+        field = (current.get("properties") or {}).get(part)
+        if part not in (current.get("x-expandableFields") or ()) or field is None:
+            return f"This property cannot be expanded ({'.'.join(parts[:depth + 1])})."
+        resources = field.get("x-expansionResources") if isinstance(field, Mapping) else None
+        if depth == len(parts) - 1:
+            if not resources:
+                return f"This property cannot be expanded ({entry})."
+            return None
+        current = _schema(document, (resources.get("oneOf") or [{}])[0] if resources
+                          else field)
+    return None
+
+
 class StripeEmulator(Emulator):
     """Stripe, locally."""
 
@@ -287,9 +344,28 @@ class StripeEmulator(Emulator):
                 status=404))
         except ValueError as exc:
             return self._invalid(_Invalid(str(exc)))
-        if not problems:
+        if problems:
+            return self._invalid(_refusal(problems[0]))
+        return await self._check_expand(request)
+
+    async def _check_expand(self, request: web.Request) -> web.Response | None:
+        """Refuse ``expand[]`` entries the answer cannot expand, as Stripe does."""
+        assert self.description is not None
+        found = self.description.match(request.method, request.path)
+        if found is None:
             return None
-        return self._invalid(_refusal(problems[0]))
+        params = decode_form(request.query)
+        if request.method == "POST":
+            params.update(decode_form(await request.post()))
+        expand = params.get("expand")
+        entries = expand if isinstance(expand, list) else (
+            [expand[k] for k in sorted(expand, key=int)] if isinstance(expand, dict) else [])
+        for entry in entries:
+            problem = expansion_problem(self.description.document, found[0].method.lower(),
+                                        found[0].template, str(entry))
+            if problem is not None:
+                return self._invalid(_Invalid(problem))
+        return None
 
     def is_public(self, request: web.Request) -> bool:
         return request.path.startswith("/oauth/")

@@ -59,9 +59,10 @@ class ProviderConformance:
     #: The provider's published API description the emulator must hold requests to; by
     #: default the emulator's own ``description`` attribute, when it has one.
     description: ClassVar[Description | None] = None
-    #: Whether an answer refuses an invalid request in the provider's shape; by default a
-    #: 400 naming the offending field.
-    refusal: ClassVar[Refusal] = staticmethod(names_field)
+    #: Whether an answer refuses an invalid request in the provider's shape; by default the
+    #: emulator's own ``refuses(status, body, invalid)`` when it has one, else a 400 naming
+    #: the offending field.
+    refusal: ClassVar[Refusal | None] = None
     #: How many generated invalid requests the description check sends.
     invalid_examples: ClassVar[int] = 100
 
@@ -182,17 +183,22 @@ class ProviderConformance:
         """Requests made from the description, each breaking it once, are refused."""
         from hypothesis import HealthCheck, given, settings
 
-        async def start(session: KitSession) -> tuple[Description, list[Any], str]:
+        async def start(session: KitSession
+                        ) -> tuple[Description, list[Any], str, Refusal, dict[str, str]]:
             emulator = session.server.emulator if session.server else None
             description = self.description or getattr(emulator, "description", None)
             if emulator is None or not isinstance(description, Description):
                 pytest.skip(f"{kit_provider.name}: no API description to check against")
             token = next(str(v) for k, v in emulator.default_credentials().items()
                          if k != "account")
-            return description, described_operations(emulator, description), token
+            refused = type(self).refusal or getattr(emulator, "refuses", None) or names_field
+            values = {str(k): str(v) for k, v in
+                      (getattr(emulator, "path_values", None) or {}).items()}
+            return (description, described_operations(emulator, description), token,
+                    refused, values)
 
         async def body(session: KitSession) -> None:
-            description, operations, token = await start(session)
+            description, operations, token, refused, values = await start(session)
             await session.configure(enforce_rate_limits=False)  # many requests, at once
             if not operations:
                 pytest.skip(f"{kit_provider.name}: the emulator serves no described path")
@@ -201,8 +207,8 @@ class ProviderConformance:
             loop = asyncio.get_running_loop()
             async with httpx.AsyncClient(base_url=session.url, timeout=10.0, headers={
                     "Authorization": f"Bearer {token}"}) as http:
-                refused = type(self).refusal
-                strategy = invalid_request_strategy(operations, form=description.form)
+                strategy = invalid_request_strategy(operations, form=description.form,
+                                                    path_values=values)
                 found: list[Any] = []
 
                 @settings(max_examples=self.invalid_examples, deadline=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -47,16 +47,20 @@ def _has_empty(value: Any, top: bool = True) -> bool:
 
 
 def invalid_request_strategy(operations: Sequence[Operation], *, form: bool = False,
+                             path_values: Mapping[str, str] | None = None,
                              ) -> st.SearchStrategy[InvalidRequest]:
     """Invalid requests to ``operations``: each drops a required field, adds an unknown
     field or query parameter at some depth, breaks an enum, a type, a length or a range,
     or sets a read-only field (see :func:`daemon.testing.openapi.invalid_requests`).
-    ``form``: only requests a form encoding can carry (it has no empty object or list)."""
+    ``form``: only requests a form encoding can carry (it has no empty object or list).
+    ``path_values``: path parameters to fill in by name (the account's own id where the
+    emulator checks it); others are ``x1``."""
     names = st.text(string.ascii_lowercase + "_", min_size=3, max_size=12)
 
     def cases(op_and_name: tuple[Operation, str]) -> st.SearchStrategy[InvalidRequest]:
         operation, name = op_and_name
-        made = [r for r in invalid_requests(operation, unknown=f"zz_{name}")
+        made = [r for r in invalid_requests(operation, unknown=f"zz_{name}",
+                                            path_values=path_values)
                 if not (form and (_has_empty(r.body) or _has_empty(r.query)))]
         return st.sampled_from(made) if made else st.nothing()
 
