@@ -279,14 +279,8 @@ class MailchimpClient(HTTPProviderClient):
     ) -> tuple[dict[str, RecordResult], list[OutboundRecord]]:
         by_email: dict[str, OutboundRecord] = {}
         members = []
-        # Batch subscribe's members carry no tags (Mailchimp's description, "Add List
-        # Members" under POST /lists/{list_id}): new members are tagged after it.
-        tags_of: dict[str, list[str]] = {}
         for record in records[:BATCH_SUBSCRIBE_MAX]:
             body = self._member_body(record)
-            tags = body.pop("tags", None)
-            if tags:
-                tags_of[record.local_id] = list(tags)
             body["status"] = self._new_status(record)
             by_email[body["email_address"].lower()] = record
             members.append(body)
@@ -327,24 +321,7 @@ class MailchimpClient(HTTPProviderClient):
                 results[record.local_id] = _failed(
                     record, ErrorKind.RETRYABLE,
                     "mailchimp: the batch answer did not mention this member")
-        for record in records:
-            done = results.get(record.local_id)
-            tags = tags_of.get(record.local_id)
-            if tags and done is not None and done.ok and done.remote_id:
-                results[record.local_id] = await self._tag(record, done, tags)
         return results, existing
-
-    async def _tag(self, record: OutboundRecord, result: RecordResult,
-                   tags: Sequence[str]) -> RecordResult:
-        """Give a member batch subscribe created its tags. When that fails the record
-        fails with it; its retry finds the member existing and tags it with its upsert."""
-        try:
-            await self.http.request(
-                "POST", f"/lists/{self.options.list_id}/members/{result.remote_id}/tags",
-                json_body={"tags": [{"name": t, "status": "active"} for t in tags]})
-        except HTTPError as exc:
-            return _from_error(record, exc)
-        return result
 
     async def _put_member(self, record: OutboundRecord) -> RecordResult:
         body = self._member_body(record)

@@ -22,6 +22,8 @@ Collections: ``customer`` (members), ``product``, ``transaction`` (orders), plus
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -39,6 +41,7 @@ from daemon.testing.openapi import (
     UnknownPath,
     audit_responses,
     check_request,
+    load_description,
 )
 from plugins.mailchimp.webhooks import encode_form, sign, subscriber_hash
 
@@ -64,9 +67,25 @@ _INVALID_DETAIL = ("The resource submitted could not be validated. For field-spe
                    "details, see the 'errors' array.")
 
 
+#: Where version 3.0.55 of the description lags the live API, with the source of each
+#: correction. Batch subscribe (``POST /lists/{list_id}``) takes ``sync_tags`` in 3.0.55,
+#: which replaces a member's tags with "the tags being passed in the request", yet its
+#: member objects list no ``tags``: Mailchimp's release note "Added ability to sync tags to
+#: existing members" (2022-01-24, mailchimp.com/developer/release-notes/) says tags sent in
+#: bulk through the Lists endpoint are added to new and existing members. The member
+#: object's ``tags`` is an array of tag names, as on ``POST /lists/{list_id}/members``.
+_BATCH_MEMBER_TAGS = {"type": "array", "items": {"type": "string"},
+                      "description": "Tag names for the member (release note 2022-01-24)."}
+
+
+@functools.cache
 def description() -> Description:
-    """Mailchimp's published description, loaded once per process."""
-    return Description.from_file(DESCRIPTION, name="mailchimp", base_path="/3.0")
+    """Mailchimp's published description with the corrections above, once per process."""
+    document = copy.deepcopy(dict(load_description(DESCRIPTION)))
+    body = document["paths"]["/lists/{list_id}"]["post"]["requestBody"]
+    member = body["content"]["application/json"]["schema"]["properties"]["members"]["items"]
+    member["properties"].setdefault("tags", _BATCH_MEMBER_TAGS)
+    return Description(document, name="mailchimp", base_path="/3.0")
 
 
 def _field(path: tuple[str | int, ...]) -> str:
