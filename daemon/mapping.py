@@ -93,6 +93,17 @@ _ORDER: dict[str, FieldType] = {
     "order.updated_at": "datetime",
 }
 
+_STOCK: dict[str, FieldType] = {
+    "event.id": "string",
+    "event.name": "string",
+    "event.status": "string",
+    "event.starts_at": "datetime",
+    "event.capacity": "integer",
+    "event.sold": "integer",
+    "event.pos_sold": "integer",
+    "event.remaining": "integer",
+}
+
 #: Fields of the normalised platform record available to mappings, per entity, with types.
 #: ``money`` is an integer in minor units; the matching ``currency`` field gives its currency.
 SOURCE_FIELDS: Mapping[Entity, Mapping[str, FieldType]] = {
@@ -106,6 +117,7 @@ SOURCE_FIELDS: Mapping[Entity, Mapping[str, FieldType]] = {
         "event.starts_at": "datetime",
         **_VENUE,
     },
+    Entity.INVENTORY: {**_STOCK, **_VENUE},
 }
 
 # --- transforms -----------------------------------------------------------------------------

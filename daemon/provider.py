@@ -64,11 +64,13 @@ __all__ = [
 
 
 class Entity(StrEnum):
-    """The platform's entities. Events become products, buyers customers, sales transactions."""
+    """The platform's entities. Events become products, buyers customers, sales transactions;
+    an event's tickets left to sell become the provider's inventory count of its product."""
 
     PRODUCT = "product"
     CUSTOMER = "customer"
     TRANSACTION = "transaction"
+    INVENTORY = "inventory"
 
 
 class Direction(StrEnum):
@@ -127,6 +129,10 @@ class EntitySupport:
     #: as "frozen" once and settles the link, instead of an update the provider must refuse
     #: on every run. The client should still refuse an update as a permanent failure.
     write_once: bool = False
+    #: Records of this entity live on the remote record another entity made for the same
+    #: local id (an inventory count on an event's catalog item): that entity is synced
+    #: first, and the conformance kit's stand-alone push checks leave this one out.
+    depends_on: Entity | None = None
 
     def field(self, path: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.path == path), None)

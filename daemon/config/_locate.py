@@ -39,7 +39,7 @@ _HINTS: dict[str, str] = {
     "string_pattern_mismatch": "see docs/config-reference.md for the accepted form",
     "missing": "add it",
     "extra_forbidden": "remove it, or check its spelling and indentation",
-    "empty_mappings": "map at least one entity: product, customer or transaction",
+    "empty_mappings": "map at least one entity: product, customer, transaction or inventory",
 }
 
 

@@ -1,6 +1,6 @@
 """The ticketing platform as a source: its tables, read in chunks, as normalised records."""
 
-from daemon.source.entities import Customer, Event, Money, Order, SourceRecord, Venue
+from daemon.source.entities import Customer, Event, Money, Order, SourceRecord, Stock, Venue
 from daemon.source.reader import SourceReader, UnknownVenue
 from daemon.source.settings import SourceSettings
 
@@ -12,6 +12,7 @@ __all__ = [
     "SourceReader",
     "SourceRecord",
     "SourceSettings",
+    "Stock",
     "UnknownVenue",
     "Venue",
 ]

@@ -6,6 +6,8 @@ turns into the nested record :data:`daemon.mapping.SOURCE_FIELDS` describes:
 - product: ``{"event": {...}, "venue": {...}}``
 - customer: ``{"customer": {...}, "venue": {...}}``
 - transaction: ``{"order": {...}, "customer": {...}, "event": {...}, "venue": {...}}``
+- inventory: ``{"event": {id, name, status, starts_at, capacity, sold, pos_sold,
+  remaining}, "venue": {...}}``
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "Money",
     "Order",
     "SourceRecord",
+    "Stock",
     "Venue",
 ]
 
@@ -122,6 +125,30 @@ class Order:
                 "currency": self.amount.currency, "quantity": self.quantity,
                 "status": self.status, "ticket_type": self.ticket_type,
                 "purchased_at": self.purchased_at, "updated_at": self.updated_at}
+
+
+@dataclass(frozen=True, slots=True)
+class Stock:
+    """An event's tickets: its capacity, those sold online (tickets of live orders) and
+    those sold at a provider's register (``pos_sales``). ``remaining`` may be negative when
+    the two channels together sold more than the capacity."""
+
+    id: str
+    name: str
+    capacity: int
+    sold: int
+    pos_sold: int
+    status: str | None = None
+    starts_at: datetime | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.capacity - self.sold - self.pos_sold
+
+    def as_source(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "status": self.status,
+                "starts_at": self.starts_at, "capacity": self.capacity, "sold": self.sold,
+                "pos_sold": self.pos_sold, "remaining": self.remaining}
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,3 +75,66 @@ WHERE o.{orders.venue_id} = $1
        OR GREATEST(o.{orders.updated_at}, t.updated_at, c.{customers.updated_at},
                    e.{events.updated_at}, v.{venues.updated_at}) > $2
        OR o.{orders.id}::text = ANY($3::text[]))
+
+-- name: inventory
+-- Each event with a capacity and what is left of it: tickets of its live orders (orders not
+-- deleted, whose status is not one that gave the seats back) and tickets sold at a provider's
+-- register (pos_sales, written by syncd). An event changes when it, its venue, any of its
+-- orders or tickets (a refund included) or its register sales change.
+SELECT e.{events.id} AS key, e.{events.id}::text AS id, e.{events.name} AS name,
+       e.{events.status} AS status, e.{events.starts_at} AS starts_at,
+       e.{events.capacity} AS capacity, e.{events.deleted_at} AS deleted_at,
+       COALESCE(s.sold, 0)::int AS sold, COALESCE(p.pos_sold, 0)::int AS pos_sold,
+       GREATEST(e.{events.updated_at}, v.{venues.updated_at}, s.changed_at,
+                p.changed_at) AS changed_at
+FROM {events} e
+JOIN {venues} v ON v.{venues.id} = e.{events.venue_id}
+LEFT JOIN (
+    SELECT o.{orders.event_id} AS event_id,
+           count(k.{tickets.id}) FILTER (
+               WHERE o.{orders.deleted_at} IS NULL
+                 AND lower(o.{orders.status}) NOT IN
+                     ('refunded', 'cancelled', 'canceled', 'voided', 'failed', 'expired')
+           ) AS sold,
+           max(GREATEST(o.{orders.updated_at}, k.{tickets.updated_at})) AS changed_at
+    FROM {orders} o
+    LEFT JOIN {tickets} k ON k.{tickets.order_id} = o.{orders.id}
+    WHERE o.{orders.venue_id} = $1
+    GROUP BY o.{orders.event_id}
+) s ON s.event_id = e.{events.id}
+LEFT JOIN (
+    SELECT r.{pos_sales.event_id} AS event_id, sum(r.{pos_sales.quantity}) AS pos_sold,
+           max(r.{pos_sales.created_at}) AS changed_at
+    FROM {pos_sales} r
+    WHERE r.{pos_sales.venue_id} = $1
+    GROUP BY r.{pos_sales.event_id}
+) p ON p.event_id = e.{events.id}
+WHERE e.{events.venue_id} = $1
+  AND e.{events.capacity} IS NOT NULL
+  AND ($2::timestamptz IS NULL
+       OR GREATEST(e.{events.updated_at}, v.{venues.updated_at}, s.changed_at,
+                   p.changed_at) > $2
+       OR e.{events.id}::text = ANY($3::text[]))
+
+-- name: pos_sold
+-- Tickets of one event sold at providers' registers, as recorded on the platform.
+SELECT COALESCE(sum(r.{pos_sales.quantity}), 0)::int
+FROM {pos_sales} r
+WHERE r.{pos_sales.venue_id} = $1 AND r.{pos_sales.event_id}::text = $2
+
+-- name: lock_event
+-- The event (of this venue) whose register sales are written, locked until the write commits.
+SELECT e.{events.id} AS id
+FROM {events} e
+WHERE e.{events.venue_id} = $1 AND e.{events.id}::text = $2
+FOR UPDATE
+
+-- name: insert_pos_sale
+-- One register sale (or return, with a negative quantity) of an event; a key seen before is
+-- not counted again.
+INSERT INTO {pos_sales} ({pos_sales.venue_id}, {pos_sales.event_id}, {pos_sales.provider},
+                         {pos_sales.quantity}, {pos_sales.source_key},
+                         {pos_sales.observed_at})
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT ({pos_sales.source_key}) DO NOTHING
+RETURNING {pos_sales.id}

@@ -24,14 +24,14 @@ import asyncpg
 
 from daemon.errors import SyncdError
 from daemon.provider import Entity
-from daemon.source.entities import Customer, Event, Money, Order, SourceRecord, Venue
+from daemon.source.entities import Customer, Event, Money, Order, SourceRecord, Stock, Venue
 from daemon.source.settings import SourceSettings, render_query
 from daemon.sql import parse_queries
 
 __all__ = ["SourceReader", "UnknownVenue"]
 
 _QUERY = {Entity.PRODUCT: "products", Entity.CUSTOMER: "customers",
-          Entity.TRANSACTION: "transactions"}
+          Entity.TRANSACTION: "transactions", Entity.INVENTORY: "inventory"}
 
 
 @cache
@@ -98,8 +98,17 @@ def _transaction(row: asyncpg.Record, venue: dict[str, Any]) -> SourceRecord:
                          "venue": venue})
 
 
+def _inventory(row: asyncpg.Record, venue: dict[str, Any]) -> SourceRecord:
+    stock = Stock(id=row["id"], name=row["name"], capacity=int(row["capacity"]),
+                  sold=int(row["sold"]), pos_sold=int(row["pos_sold"]), status=row["status"],
+                  starts_at=row["starts_at"])
+    return SourceRecord(Entity.INVENTORY, stock.id, row["changed_at"],
+                        row["deleted_at"] is not None,
+                        {"event": stock.as_source(), "venue": venue})
+
+
 _BUILD = {Entity.PRODUCT: _product, Entity.CUSTOMER: _customer,
-          Entity.TRANSACTION: _transaction}
+          Entity.TRANSACTION: _transaction, Entity.INVENTORY: _inventory}
 
 
 class SourceReader:

@@ -30,6 +30,10 @@ DEFAULT_COLUMNS: Mapping[str, tuple[str, ...]] = {
     "orders": ("id", "venue_id", "customer_id", "event_id", "status", "total_minor",
                "fee_minor", "currency", "purchased_at", "updated_at", "deleted_at"),
     "tickets": ("id", "order_id", "ticket_type", "updated_at"),
+    # Tickets sold at a provider's register (Square POS), written by syncd: see
+    # docs/platform-schema.md and daemon.source.pos.
+    "pos_sales": ("id", "venue_id", "event_id", "provider", "quantity", "source_key",
+                  "observed_at", "created_at"),
 }
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")

@@ -68,7 +68,8 @@ DeletePolicy = Literal["delete", "archive", "leave"]
 _LINK_PAGE = 5000
 #: Transactions a batch's outcomes get before they are stored as failures (see _write).
 _WRITE_TRIES = 3
-_ORDER = (Entity.PRODUCT, Entity.CUSTOMER, Entity.TRANSACTION)
+#: Inventory follows products: a count is kept on the catalog item a product push made.
+_ORDER = (Entity.PRODUCT, Entity.INVENTORY, Entity.CUSTOMER, Entity.TRANSACTION)
 
 
 class SyncError(SyncdError):

@@ -94,6 +94,17 @@ CREATE TABLE IF NOT EXISTS tickets (
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS tickets_order ON tickets (order_id);
+CREATE TABLE IF NOT EXISTS pos_sales (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    venue_id     uuid        NOT NULL REFERENCES venues (id),
+    event_id     uuid        NOT NULL REFERENCES events (id),
+    provider     text        NOT NULL,
+    quantity     integer     NOT NULL,
+    source_key   text        NOT NULL UNIQUE,
+    observed_at  timestamptz,
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS pos_sales_event ON pos_sales (venue_id, event_id);
 """
 
 # Rows are generated in SQL; ids are md5-derived so they are stable across runs.

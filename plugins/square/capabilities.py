@@ -6,7 +6,10 @@ Target paths here are the keys of a mapped record (``OutboundRecord.payload``); 
 - product -> a catalog ``ITEM`` with one ``ITEM_VARIATION`` (the ticket price);
 - customer -> a ``Customer`` (adopted by ``reference_id``, then by e-mail, before creating);
 - transaction -> an ``Order`` with one line item, paid with an ``EXTERNAL`` payment (the
-  money was taken by the ticketing platform; Square records the sale).
+  money was taken by the ticketing platform; Square records the sale);
+- inventory -> the ``IN_STOCK`` count of the product's item variation at the integration's
+  location, kept with relative ``ADJUSTMENT`` changes (docs/inventory.md); counts come back
+  by the ``inventory.count.updated`` webhook and by pulls.
 
 Facts and sources: ``docs/providers/square.md`` and the shared provider reference.
 """
@@ -31,8 +34,11 @@ __all__ = [
     "CATALOG_IDEMPOTENCY_MAX",
     "CUSTOMER_FIELDS",
     "CUSTOMER_IDEMPOTENCY_MAX",
+    "INVENTORY_FIELDS",
+    "INVENTORY_IDEMPOTENCY_MAX",
     "MAX_BATCH_OBJECTS",
     "MAX_BULK_CUSTOMERS",
+    "MAX_INVENTORY_CHANGES",
     "MAX_REQUEST_OBJECTS",
     "ORDER_FIELDS",
     "ORDER_IDEMPOTENCY_MAX",
@@ -56,6 +62,10 @@ ORDER_IDEMPOTENCY_MAX = 192
 PAYMENT_IDEMPOTENCY_MAX = 45
 #: Customers: the spec sets no maximum; we keep to the catalogue's 128 to be safe.
 CUSTOMER_IDEMPOTENCY_MAX = 128
+#: BatchChangeInventory: at most 100 changes a request (Square's documented limit; api.json
+#: gives no maxItems) and an idempotency key of 1-128 characters (api.json).
+MAX_INVENTORY_CHANGES = 100
+INVENTORY_IDEMPOTENCY_MAX = 128
 
 PRODUCT_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("name", "string", required=True, max_length=512,
@@ -65,6 +75,9 @@ PRODUCT_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("variation.name", "string", max_length=255,
               description="item_variation_data.name (default 'General admission')"),
     FieldSpec("variation.sku", "string", max_length=255, description="item_variation_data.sku"),
+    FieldSpec("variation.track_inventory", "boolean",
+              description="item_variation_data.track_inventory: true when the inventory "
+                          "entity keeps the event's count, so register sales lower it"),
     FieldSpec("variation.price_money.amount", "money", required=True,
               description="item_variation_data.price_money.amount, minor units"),
     FieldSpec("variation.price_money.currency", "currency", required=True,
@@ -100,6 +113,15 @@ ORDER_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("customer_email", "email",
               description="attach the order to the Square customer with this e-mail, if any"),
     FieldSpec("ticket_name", "string", max_length=30, description="order.ticket_name"),
+)
+
+INVENTORY_FIELDS: tuple[FieldSpec, ...] = (
+    FieldSpec("quantity", "integer", required=True,
+              description="tickets the platform can still sell (event.remaining): what the "
+                          "count at Square may offer"),
+    FieldSpec("pos_sold", "integer", required=True,
+              description="tickets the platform has recorded as sold at Square's register "
+                          "(event.pos_sold); with quantity, what the count is adjusted from"),
 )
 
 SQUARE_CAPABILITIES = Capabilities(
@@ -140,6 +162,18 @@ SQUARE_CAPABILITIES = Capabilities(
             # engine reports them as frozen) and the client refuses them too.
             write_once=True,
         ),
+        Entity.INVENTORY: EntitySupport(
+            entity=Entity.INVENTORY,
+            directions=frozenset({Direction.PUSH, Direction.PULL}),
+            remote_kind="inventory count",
+            batch_size=MAX_INVENTORY_CHANGES,
+            fields=INVENTORY_FIELDS,
+            depends_on=Entity.PRODUCT,
+            notes="the IN_STOCK count of the event's item variation at the location, moved "
+                  "by ADJUSTMENTs only (POST /v2/inventory/changes/batch-create, <=100 "
+                  "changes); counts come back by webhook and POST "
+                  "/v2/inventory/counts/batch-retrieve",
+        ),
     },
     # Square publishes no numeric limits (staff: back off exponentially on 429). 10 req/s
     # with 4 in flight is our conservative assumption, not a documented figure, applied per
@@ -155,7 +189,8 @@ SQUARE_CAPABILITIES = Capabilities(
         token_url="https://connect.squareup.com/oauth2/token",  # noqa: S106 - a URL
         revoke_url="https://connect.squareup.com/oauth2/revoke",
         scopes=("ITEMS_READ", "ITEMS_WRITE", "CUSTOMERS_READ", "CUSTOMERS_WRITE",
-                "ORDERS_READ", "ORDERS_WRITE", "PAYMENTS_WRITE", "MERCHANT_PROFILE_READ"),
+                "ORDERS_READ", "ORDERS_WRITE", "PAYMENTS_WRITE", "MERCHANT_PROFILE_READ",
+                "INVENTORY_READ", "INVENTORY_WRITE"),
         sandbox_authorize_url="https://connect.squareupsandbox.com/oauth2/authorize",
         sandbox_token_url="https://connect.squareupsandbox.com/oauth2/token",  # noqa: S106
         # Code flow: the refresh token is multi-use, never expires, and is not rotated.
@@ -169,7 +204,8 @@ SQUARE_CAPABILITIES = Capabilities(
     credential_keys=("access_token",),
     webhooks=True,
     unsupported=(
-        "pulling changes from Square (push only)",
+        "pulling catalog items, customers or orders from Square (only inventory counts "
+        "come back)",
         "changing an order after it was created and paid (Square orders are write-once)",
         "several variations per item (one ticket price per event)",
         "archiving catalog items (delete or leave)",

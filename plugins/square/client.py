@@ -26,14 +26,17 @@ import asyncio
 import hashlib
 import html
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
 from daemon.httpclient import HTTPProviderClient, ProviderHTTP
+from daemon.inventory import EPOCH, Allocation, parse_time
 from daemon.provider import (
     ClientContext,
     ConnectionStatus,
@@ -51,12 +54,15 @@ from daemon.ratelimit import registry_for
 from plugins.square.capabilities import (
     CATALOG_IDEMPOTENCY_MAX,
     CUSTOMER_IDEMPOTENCY_MAX,
+    INVENTORY_IDEMPOTENCY_MAX,
     MAX_BULK_CUSTOMERS,
+    MAX_INVENTORY_CHANGES,
     ORDER_IDEMPOTENCY_MAX,
     PAYMENT_IDEMPOTENCY_MAX,
     SQUARE_CAPABILITIES,
     SQUARE_VERSION,
 )
+from plugins.square.inventory import count_change, whole_count
 
 _failed = RecordResult.failure
 
@@ -70,6 +76,10 @@ _INDEX_THRESHOLD = 20
 LOCAL_ID_KEY = "syncd_local_id"
 #: How far before an earlier attempt's recorded start its order is looked for.
 _ATTEMPT_MARGIN = timedelta(minutes=10)
+#: The reference_id prefix of syncd's inventory adjustments; the allocation they leave follows.
+ALLOCATION_REF = "syncd:allocation:"
+#: How far before the last pull counts are asked for again (Square's clock is not syncd's).
+_PULL_MARGIN = timedelta(minutes=5)
 _CUSTOMER_FIELDS = ("given_name", "family_name", "company_name", "nickname", "email_address",
                     "phone_number", "reference_id", "note", "birthday")
 
@@ -130,6 +140,26 @@ def _nested(payload: Mapping[str, Any], *path: str) -> Any:
 
 
 
+@dataclass(frozen=True, slots=True)
+class _Stock:
+    """One inventory record on its way: the platform's figures, the variation that holds
+    the count and, once planned, the adjustment to send and the allocation it leaves."""
+
+    index: int
+    record: OutboundRecord
+    remaining: int
+    pos: int
+    variation: str
+    state: Allocation | None = None
+    delta: int = 0
+    allocation: int = 0
+    baseline: bool = False
+    problem: str | None = None
+
+    def but(self, **changes: Any) -> _Stock:
+        return replace(self, **changes)
+
+
 class SquareClient(HTTPProviderClient):
     """One Square seller account."""
 
@@ -157,6 +187,9 @@ class SquareClient(HTTPProviderClient):
         #: Customers by reference id and e-mail, built once when a push has many unlinked
         #: records (listing is far cheaper than two searches per record).
         self._index: dict[str, str] | None = None
+        #: Item variation of each event whose product is linked (local id -> variation id),
+        #: from one catalog listing per client; None until listed.
+        self._variations: dict[str, str] | None = None
 
     @staticmethod
     def _auth(creds: Credentials) -> Mapping[str, str]:
@@ -219,6 +252,12 @@ class SquareClient(HTTPProviderClient):
             return results
         if entity is Entity.TRANSACTION:
             return [await self._push_order(r) for r in records]
+        if entity is Entity.INVENTORY:
+            results = []
+            for start in range(0, len(records), MAX_INVENTORY_CHANGES):
+                results.extend(await self._push_inventory(
+                    records[start:start + MAX_INVENTORY_CHANGES]))
+            return results
         raise ProviderError(f"square: {entity.value} is not supported", ErrorKind.PERMANENT)
 
     # products
@@ -263,6 +302,9 @@ class SquareClient(HTTPProviderClient):
         sku = _text(_nested(p, "variation", "sku"))
         if sku:
             vdata["sku"] = sku
+        track = _nested(p, "variation", "track_inventory")
+        if isinstance(track, bool):
+            vdata["track_inventory"] = track
         item_data: dict[str, Any] = {
             "name": _text(p.get("name")),
             "variations": [{"type": "ITEM_VARIATION", "id": variation_id,
@@ -654,10 +696,297 @@ class SquareClient(HTTPProviderClient):
                                 "body", ErrorKind.RETRYABLE, status=response.status_code)
         return data
 
+    # inventory
+
+    async def _variation_ids(self, local_ids: Sequence[str], *,
+                             relist: bool = False) -> dict[str, str]:
+        """{local id: item variation id} of the events among ``local_ids`` whose product
+        is linked: the catalog's items are listed once per client (``types=ITEM``, cursor)
+        and matched to product links through ``ctx.linked``."""
+        if self._variations is None or relist:
+            items: dict[str, str] = {}
+            cursor: str | None = None
+            while True:
+                params = {"types": "ITEM"}
+                if cursor:
+                    params["cursor"] = cursor
+                data = await self._json("GET", "/v2/catalog/list", params=params)
+                for obj in data.get("objects") or []:
+                    if not isinstance(obj, dict) or obj.get("type") != "ITEM" or \
+                            obj.get("is_deleted") or not obj.get("id"):
+                        continue
+                    variations = _nested(obj, "item_data", "variations") or []
+                    if variations and isinstance(variations[0], dict) and \
+                            variations[0].get("id"):
+                        items[str(obj["id"])] = str(variations[0]["id"])
+                cursor = data.get("cursor")
+                if not cursor:
+                    break
+            owners = await self.ctx.linked(Entity.PRODUCT, sorted(items)) \
+                if self.ctx.linked is not None and items else {}
+            self._variations = {local: items[item] for item, local in owners.items()}
+        return {i: self._variations[i] for i in local_ids if i in self._variations}
+
+    async def _stock_counts(self, location: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The current IN_STOCK counts of ``ids`` at ``location``, by variation id."""
+        found: dict[str, dict[str, Any]] = {}
+        cursor: str | None = None
+        while ids:
+            body: dict[str, Any] = {"catalog_object_ids": list(ids), "location_ids": [location],
+                                    "states": ["IN_STOCK"], "limit": 1000}
+            if cursor:
+                body["cursor"] = cursor
+            data = await self._json("POST", "/v2/inventory/counts/batch-retrieve",
+                                    json_body=body)
+            for count in data.get("counts") or []:
+                if isinstance(count, dict) and count.get("catalog_object_id"):
+                    found[str(count["catalog_object_id"])] = count
+            cursor = data.get("cursor")
+            if not cursor:
+                break
+        return found
+
+    async def _unrecorded(self, location: str, states: Mapping[str, Allocation]
+                          ) -> dict[str, Allocation]:
+        """Changes syncd made after the state each link records (sent, and their answer
+        never stored: a crash, a lost response): the newest per variation, so the next
+        adjustment starts from where the count really is, not from the link."""
+        found: dict[str, Allocation] = {}
+        if not states:
+            return found
+        after = min(s.as_of for s in states.values())
+        cursor: str | None = None
+        while True:
+            body: dict[str, Any] = {
+                "catalog_object_ids": sorted(states), "location_ids": [location],
+                "types": ["ADJUSTMENT"], "limit": 1000,
+                "updated_after": after.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+            if cursor:
+                body["cursor"] = cursor
+            data = await self._json("POST", "/v2/inventory/changes/batch-retrieve",
+                                    json_body=body)
+            for change in data.get("changes") or []:
+                adjustment = change.get("adjustment") if isinstance(change, dict) else None
+                if not isinstance(adjustment, dict):
+                    continue
+                object_id = str(adjustment.get("catalog_object_id"))
+                reference = str(adjustment.get("reference_id") or "")
+                created = parse_time(adjustment.get("created_at"))
+                state = states.get(object_id)
+                if state is None or created is None or not reference.startswith(
+                        ALLOCATION_REF) or created <= state.as_of:
+                    continue
+                try:
+                    allocation = int(reference[len(ALLOCATION_REF):])
+                except ValueError:
+                    continue
+                best = found.get(object_id)
+                if best is None or created > best.as_of:
+                    found[object_id] = Allocation(allocation, created, location)
+            cursor = data.get("cursor")
+            if not cursor:
+                return found
+
+    async def _push_inventory(self, records: Sequence[OutboundRecord]) -> list[RecordResult]:
+        """Keep each event's count: relative ADJUSTMENTs from the allocation the link
+        records (docs/inventory.md), never an absolute count over a register sale."""
+        results: dict[int, RecordResult] = {}
+        wanted: list[tuple[int, OutboundRecord, int, int]] = []
+        for i, r in enumerate(records):
+            if r.operation != "upsert":  # a deleted event's count is left as it is
+                results[i] = RecordResult(r.local_id, ok=True, remote_id=r.remote_id,
+                                          remote_version=r.remote_version, action="unchanged")
+                continue
+            remaining, pos = r.payload.get("quantity"), r.payload.get("pos_sold")
+            if isinstance(remaining, bool) or not isinstance(remaining, int):
+                results[i] = _failed(r, "quantity must be a whole number of tickets")
+            elif isinstance(pos, bool) or not isinstance(pos, int) or pos < 0:
+                results[i] = _failed(r, "pos_sold must be a whole number of tickets >= 0")
+            else:
+                wanted.append((i, r, remaining, pos))
+        if wanted:
+            location = await self._location()
+            unlinked = [r.local_id for _, r, _, _ in wanted if not r.remote_id]
+            found = await self._variation_ids(unlinked) if unlinked else {}
+            items: list[_Stock] = []
+            for i, r, remaining, pos in wanted:
+                variation = r.remote_id or found.get(r.local_id)
+                if variation is None:
+                    results[i] = _failed(r, "the event has no Square catalog item yet: its "
+                                         "product must be synced before its count")
+                else:
+                    items.append(_Stock(i, r, remaining, pos, variation))
+            results.update(await self._send_stock(items, location, relinked=False))
+        return [results[i] for i in range(len(records))]
+
+    async def _plan_stock(self, items: Sequence[_Stock], location: str) -> list[_Stock]:
+        """Each item with its adjustment (``delta``), the allocation it leaves and, when no
+        change is needed, the state to record."""
+        states = {s.variation: a for s in items
+                  if (a := Allocation.parse(s.record.remote_version)) is not None
+                  and a.location == location and s.variation == s.record.remote_id}
+        states.update(await self._unrecorded(location, states))
+        planned: list[_Stock] = []
+        to_read: list[str] = []
+        for item in items:
+            state = states.get(item.variation)
+            target = item.remaining + item.pos  # N: capacity less online sales
+            if state is None:
+                to_read.append(item.variation)
+                planned.append(item)
+            else:
+                planned.append(item.but(state=state, delta=target - state.allocation))
+                if target < state.allocation:
+                    to_read.append(item.variation)
+        counts = await self._stock_counts(location, to_read) if to_read else {}
+        out: list[_Stock] = []
+        for item in planned:
+            count = counts.get(item.variation)
+            current = whole_count(count.get("quantity")) if count else 0
+            as_of = (parse_time(count.get("calculated_at")) if count else None) or EPOCH
+            if current is None:
+                out.append(item.but(problem="Square's count of the item is not a whole "
+                                            "number of tickets; set it in Square first"))
+            elif item.state is None:
+                # First count here: from what Square holds now, to the platform's remaining
+                # (never below zero). A register sale between this read and the change is
+                # then counted, as the allocation is N.
+                goal = max(item.remaining, 0)
+                out.append(item.but(delta=goal - current, allocation=goal + item.pos,
+                                    state=Allocation(goal + item.pos, as_of, location),
+                                    baseline=True))
+            else:
+                delta = item.delta
+                if delta < 0 and count is not None:
+                    delta = max(delta, -max(current, 0))  # syncd never takes it below zero
+                out.append(item.but(delta=delta, allocation=item.state.allocation + delta))
+        return out
+
+    async def _send_stock(self, items: Sequence[_Stock], location: str, *,
+                          relinked: bool) -> dict[int, RecordResult]:
+        results: dict[int, RecordResult] = {}
+        plans = await self._plan_stock(items, location) if items else []
+        sending: list[_Stock] = []
+        for plan in plans:
+            r = plan.record
+            if plan.problem:
+                results[plan.index] = _failed(r, plan.problem)
+            elif plan.delta == 0:
+                assert plan.state is not None
+                state = plan.state if not plan.baseline else Allocation(
+                    plan.allocation, plan.state.as_of, location)
+                results[plan.index] = RecordResult(
+                    r.local_id, ok=True, remote_id=plan.variation,
+                    remote_version=state.encode(),
+                    action="created" if plan.baseline else "unchanged")
+            else:
+                sending.append(plan)
+        if not sending:
+            return results
+        occurred = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        changes = [{"type": "ADJUSTMENT", "adjustment": {
+            "catalog_object_id": p.variation, "location_id": location,
+            "from_state": "NONE" if p.delta > 0 else "IN_STOCK",
+            "to_state": "IN_STOCK" if p.delta > 0 else "SOLD",
+            "quantity": str(abs(p.delta)), "occurred_at": occurred,
+            "reference_id": f"{ALLOCATION_REF}{p.allocation}"}} for p in sending]
+        body: dict[str, Any] = {"changes": changes}
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        body["idempotency_key"] = fit_key(",".join(p.record.idempotency_key for p in sending),
+                                          INVENTORY_IDEMPOTENCY_MAX, digest)
+        response = await self.http.request("POST", "/v2/inventory/changes/batch-create",
+                                           json_body=body, accept=(400, 404))
+        data = self._body_of(response)
+        if response.status_code < 400:
+            counts = {str(c.get("catalog_object_id")): c for c in data.get("counts") or []
+                      if isinstance(c, dict)}
+            for p in sending:
+                count = counts.get(p.variation)
+                as_of = parse_time(count.get("calculated_at")) if count else None
+                if as_of is None:
+                    results[p.index] = _failed(p.record, "Square answered without the "
+                                               "item's count", ErrorKind.RETRYABLE)
+                    continue
+                results[p.index] = RecordResult(
+                    p.record.local_id, ok=True, remote_id=p.variation,
+                    remote_version=Allocation(p.allocation, as_of, location).encode(),
+                    action="created" if p.baseline else "updated")
+            return results
+        # Square applies a request all or nothing: the changes it names fail, the others
+        # go again; a linked item Square no longer has is looked up again (its product may
+        # have been made anew) and counted from scratch.
+        errors = [e for e in data.get("errors") or [] if isinstance(e, dict)]
+        named: dict[int, list[dict[str, Any]]] = {}
+        for error in errors:
+            match = re.match(r"changes\[(\d+)\]", str(error.get("field") or ""))
+            if match and int(match[1]) < len(sending):
+                named.setdefault(int(match[1]), []).append(error)
+        if not named:
+            for p in sending:
+                results[p.index] = _failed(p.record, _errors_text(errors))
+            return results
+        again: list[_Stock] = []
+        gone: list[_Stock] = []
+        for n, p in enumerate(sending):
+            mine = named.get(n)
+            if mine is None:
+                again.append(_Stock(p.index, p.record, p.remaining, p.pos, p.variation))
+            elif not relinked and p.record.remote_id and any(
+                    e.get("code") == "NOT_FOUND" and "catalog_object_id" in str(
+                        e.get("field")) for e in mine):
+                gone.append(p)
+            else:
+                results[p.index] = _failed(p.record, _errors_text(mine))
+        if gone:
+            fresh = await self._variation_ids([p.record.local_id for p in gone], relist=True)
+            for p in gone:
+                variation = fresh.get(p.record.local_id)
+                if variation is None or variation == p.variation:
+                    results[p.index] = _failed(p.record, "the event's Square item variation "
+                                               f"{p.variation} is gone and its product has "
+                                               "no other yet")
+                else:
+                    again.append(_Stock(p.index, p.record, p.remaining, p.pos, variation))
+        results.update(await self._send_stock(again, location, relinked=True))
+        return results
+
+    async def _pull_inventory(self, since: datetime | None) -> AsyncIterator[InboundChange]:
+        """Counts at the integration's location changed since ``since`` (a margin before
+        it: Square's clock is not syncd's), of linked variations only."""
+        location = await self._location()
+        cursor: str | None = None
+        while True:
+            body: dict[str, Any] = {"location_ids": [location], "states": ["IN_STOCK"],
+                                    "limit": 1000}
+            if since is not None:
+                body["updated_after"] = (since - _PULL_MARGIN).astimezone(UTC).isoformat(
+                ).replace("+00:00", "Z")
+            if cursor:
+                body["cursor"] = cursor
+            data = await self._json("POST", "/v2/inventory/counts/batch-retrieve",
+                                    json_body=body)
+            changes = [c for c in (count_change(count, account_id=self.account,
+                                                event_type="inventory.count.pulled")
+                                   for count in data.get("counts") or []
+                                   if isinstance(count, dict)) if c is not None]
+            linked = await self.ctx.linked(Entity.INVENTORY, [c.remote_id for c in changes]) \
+                if self.ctx.linked is not None and changes else None
+            for change in changes:
+                if linked is None or change.remote_id in linked:
+                    yield change
+            cursor = data.get("cursor")
+            if not cursor:
+                return
+
     # --- pull ----------------------------------------------------------------------------
 
     async def pull(self, entity: Entity, since: datetime | None) -> AsyncIterator[InboundChange]:
-        """Customers changed since ``since`` (cursor pagination); other entities: none."""
+        """Inventory counts or customers changed since ``since`` (cursor pagination); other
+        entities: none."""
+        if entity is Entity.INVENTORY:
+            async for change in self._pull_inventory(since):
+                yield change
+            return
         if entity is not Entity.CUSTOMER:
             return
         cursor: str | None = None

@@ -20,6 +20,16 @@ Shapes follow ``api.json`` (Square-Version 2025-08-20). What is emulated:
   ``date_time_filter.created_at``/``updated_at`` with the sort on the same field, ``limit``
   up to 1,000, default 500, cursor), ``POST /v2/payments`` with ``source_id: EXTERNAL`` for
   an order (key <= 45; amount must equal the amount due).
+- Inventory: ``POST /v2/inventory/changes/batch-create`` (BatchChangeInventory: at most 100
+  changes, ``ADJUSTMENT`` and ``PHYSICAL_COUNT``, all or nothing, idempotency key <= 128),
+  ``POST /v2/inventory/counts/batch-retrieve`` (newest ``calculated_at`` first, ``limit`` up
+  to 1,000, cursor) and ``POST /v2/inventory/changes/batch-retrieve`` (oldest ``occurred_at``
+  first, cursor). Counts are Square's: the latest physical count (by the client's
+  ``occurred_at``) plus the ``IN_STOCK`` adjustments that occurred after it, so an offline
+  sale reported late still lands in its place. Each committed request sends one signed
+  ``inventory.count.updated`` with the counts it changed. ``POST /_emulator/square/pos-sale``
+  (and :meth:`SquareEmulator.pos_sale`) sells at the register: an ``IN_STOCK`` to ``SOLD``
+  adjustment made by Square Point of Sale.
 
 Every request is first checked against Square's OpenAPI description (``api.json``, see
 docs/emulators.md): unknown fields and query parameters, missing fields, types, enums,
@@ -44,7 +54,9 @@ import string
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
@@ -80,6 +92,16 @@ MAX_BULK_CUSTOMERS = 100  # entries of POST /v2/customers/bulk-create
 CATALOG_IDEMPOTENCY_MAX = 128
 ORDER_IDEMPOTENCY_MAX = 192
 PAYMENT_IDEMPOTENCY_MAX = 45
+#: BatchChangeInventory takes at most 100 changes a request: documented by Square
+#: ("Max size is 100 changes", BatchChangeInventoryRequest in Square's connect SDK
+#: reference); api.json gives no maxItems. Its idempotency_key: 1-128 characters (api.json).
+MAX_INVENTORY_CHANGES = 100
+INVENTORY_IDEMPOTENCY_MAX = 128
+#: An adjustment's or physical count's occurred_at may be at most 24 hours old, and not in
+#: the future (api.json, InventoryAdjustment.occurred_at); the emulator allows a minute of
+#: clock skew forward.
+INVENTORY_PAST_LIMIT = timedelta(hours=24)
+INVENTORY_FUTURE_SKEW = timedelta(minutes=1)
 ACCESS_TTL = 30 * 86400.0
 PKCE_REFRESH_TTL = 90 * 86400.0
 
@@ -192,6 +214,17 @@ def _refusal(problem: Problem) -> dict[str, str]:
     return _err(_PROBLEM_CODES[kind], details[kind], name or None)
 
 
+@dataclass(frozen=True, slots=True)
+class _ChangeMeta:
+    """One stored inventory change: Square's answer for it, and how it is ordered."""
+
+    change: dict[str, Any]
+    location: str
+    object_id: str
+    occurred: datetime
+    created: datetime
+
+
 class SquareEmulator(Emulator):
     """Square, locally."""
 
@@ -206,6 +239,8 @@ class SquareEmulator(Emulator):
         self._catalog_busy: set[str] = set()
         self._codes: dict[str, tuple[str, tuple[str, ...], str | None]] = {}
         self._pkce_refresh: set[str] = set()
+        #: Inventory changes by id, with what ordering needs (the store keeps their JSON).
+        self._change_meta: dict[str, _ChangeMeta] = {}
         #: Square's published description (None: not found, requests go unchecked).
         self.description: Description | None = find_description(DESCRIPTION, name="square")
         if self.description is None:
@@ -283,6 +318,8 @@ class SquareEmulator(Emulator):
 
     def on_reset(self) -> None:
         self._catalog_busy.clear()
+        self._change_meta.clear()
+        self._last_change_at = None
 
     def sign_webhook(self, body: bytes, url: str, timestamp: int) -> dict[str, str]:
         when = datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
@@ -291,6 +328,8 @@ class SquareEmulator(Emulator):
 
     def webhook_event(self, collection: str, record_id: str, change: str) -> bytes:
         record = self.collection(collection).get(record_id, {"id": record_id})
+        if collection == "inventory":
+            return self._inventory_event([record])
         if collection == "product":
             event_type = "catalog.version.updated"
             data: dict[str, Any] = {"type": "catalog_version", "id": str(uuid.uuid4()),
@@ -339,6 +378,10 @@ class SquareEmulator(Emulator):
             web.post("/v2/orders/search", self.search_orders),
             web.get("/v2/orders/{order_id}", self.get_order),
             web.post("/v2/payments", self.create_payment),
+            web.post("/v2/inventory/changes/batch-create", self.inventory_batch_change),
+            web.post("/v2/inventory/counts/batch-retrieve", self.inventory_batch_counts),
+            web.post("/v2/inventory/changes/batch-retrieve", self.inventory_batch_changes),
+            web.post("/_emulator/square/pos-sale", self._control_pos_sale),
         ]
 
     # --- helpers -------------------------------------------------------------------------
@@ -1054,3 +1097,357 @@ class SquareEmulator(Emulator):
             order["closed_at"] = stamp
             self.notify_change("transaction", order["id"], "updated")
         return web.json_response({"payment": payment})
+
+    # --- inventory -----------------------------------------------------------------------
+
+    #: Adjustments the Inventory API may make (from state, to state). The read-only states
+    #: (api.json InventoryState: CUSTOM, RETURNED_BY_CUSTOMER, RESERVED_FOR_SALE, SOLD_ONLINE,
+    #: ORDERED_FROM_VENDOR, RECEIVED_FROM_VENDOR, IN_TRANSIT) are refused; of the others the
+    #: emulator models the moves into and out of IN_STOCK.
+    _TRANSITIONS = frozenset({("NONE", "IN_STOCK"), ("UNLINKED_RETURN", "IN_STOCK"),
+                              ("WASTE", "IN_STOCK"), ("IN_STOCK", "SOLD"),
+                              ("IN_STOCK", "WASTE"), ("IN_STOCK", "NONE")})
+    _READ_ONLY_STATES = frozenset({"CUSTOM", "RETURNED_BY_CUSTOMER", "RESERVED_FOR_SALE",
+                                   "SOLD_ONLINE", "ORDERED_FROM_VENDOR",
+                                   "RECEIVED_FROM_VENDOR", "IN_TRANSIT", "IN_TRANSIT_TO"})
+    _last_change_at: datetime | None = None
+
+    def _variation(self, object_id: str) -> dict[str, Any] | None:
+        """The catalog ITEM_VARIATION with this id, or None."""
+        for item in self.collection("product").values():
+            for variation in item.get("item_data", {}).get("variations") or []:
+                if variation.get("id") == object_id:
+                    return variation  # type: ignore[no-any-return]
+        return None
+
+    def _change_stamp(self) -> datetime:
+        """When Square received a change: strictly later than the previous one, so the
+        changes of one seller are totally ordered by ``created_at``."""
+        now = datetime.now(UTC)
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+        if self._last_change_at is not None and now <= self._last_change_at:
+            now = self._last_change_at + timedelta(milliseconds=1)
+        self._last_change_at = now
+        return now
+
+    @staticmethod
+    def _stamp(moment: datetime) -> str:
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    @staticmethod
+    def _quantity(value: Any) -> Decimal | None:
+        """A Square quantity: a decimal string with at most five digits after the point."""
+        if not isinstance(value, str) or not re.fullmatch(r"-?\d{1,20}(\.\d{1,5})?", value):
+            return None
+        try:
+            return Decimal(value)
+        except InvalidOperation:
+            return None
+
+    @staticmethod
+    def _decimal_text(value: Decimal) -> str:
+        text = format(value.normalize(), "f")
+        return "0" if text in ("-0", "") else text
+
+    def _inventory_problems(self, index: int, change: Any, now: datetime) -> list[dict[str, str]]:
+        """What Square refuses in ``changes[index]`` (the description checked shapes)."""
+        at = f"changes[{index}]"
+        if not isinstance(change, dict):
+            return [_err("EXPECTED_OBJECT", "A change must be an object.", at)]
+        kind = change.get("type")
+        if kind is None:
+            return [_err("MISSING_REQUIRED_PARAMETER", "Field `type` is required.",
+                         f"{at}.type")]
+        if kind == "TRANSFER":
+            return [_err("INSUFFICIENT_PERMISSIONS", "Transfers need an active Retail Plus "
+                         "subscription.", f"{at}.type", category="AUTHENTICATION_ERROR")]
+        name = "adjustment" if kind == "ADJUSTMENT" else "physical_count"
+        other = "physical_count" if kind == "ADJUSTMENT" else "adjustment"
+        if change.get(other) is not None:
+            return [_err("CONFLICTING_PARAMETERS", f"A {kind} change sets `{name}`, not "
+                         f"`{other}`.", f"{at}.{other}")]
+        body = change.get(name)
+        if not isinstance(body, dict):
+            return [_err("MISSING_REQUIRED_PARAMETER", f"Field `{name}` is required for a "
+                         f"{kind} change.", f"{at}.{name}")]
+        at = f"{at}.{name}"
+        problems: list[dict[str, str]] = []
+        for field in ("catalog_object_id", "location_id", "quantity", "occurred_at"):
+            if not body.get(field):
+                problems.append(_err("MISSING_REQUIRED_PARAMETER",
+                                     f"Field `{field}` is required.", f"{at}.{field}"))
+        object_id = body.get("catalog_object_id")
+        if object_id and self._variation(str(object_id)) is None:
+            problems.append(_err("NOT_FOUND", f"Catalog object `{object_id}` is not an item "
+                                 "variation of this seller.", f"{at}.catalog_object_id"))
+        object_type = body.get("catalog_object_type")
+        if object_type is not None and object_type != "ITEM_VARIATION":
+            problems.append(_err("INVALID_VALUE", "The Inventory API sets counts of "
+                                 "ITEM_VARIATION objects only.", f"{at}.catalog_object_type"))
+        location = body.get("location_id")
+        if location and location not in self._locations:
+            problems.append(_err("NOT_FOUND", f"Location `{location}` not found.",
+                                 f"{at}.location_id"))
+        if body.get("quantity"):
+            quantity = self._quantity(body["quantity"])
+            positive = kind == "ADJUSTMENT"
+            if quantity is None or quantity < 0 or (positive and quantity == 0):
+                problems.append(_err("INVALID_VALUE", "quantity must be a decimal string with "
+                                     "at most 5 digits after the point, "
+                                     + ("greater than 0." if positive else "0 or more."),
+                                     f"{at}.quantity"))
+        if body.get("occurred_at"):
+            when = _time(body["occurred_at"])
+            if when is None:
+                problems.append(_err("INVALID_TIME", "occurred_at must be an RFC 3339 "
+                                     "timestamp.", f"{at}.occurred_at"))
+            elif when < now - INVENTORY_PAST_LIMIT or when > now + INVENTORY_FUTURE_SKEW:
+                problems.append(_err("INVALID_TIME", "occurred_at cannot be older than 24 "
+                                     "hours or in the future.", f"{at}.occurred_at"))
+        if kind == "ADJUSTMENT":
+            source, target = body.get("from_state"), body.get("to_state")
+            for field, state in (("from_state", source), ("to_state", target)):
+                if state is None:
+                    problems.append(_err("MISSING_REQUIRED_PARAMETER",
+                                         f"Field `{field}` is required.", f"{at}.{field}"))
+                elif state in self._READ_ONLY_STATES:
+                    problems.append(_err("INVALID_VALUE", f"The Inventory API cannot move "
+                                         f"quantities to or from {state}.", f"{at}.{field}"))
+            if (source and target and source not in self._READ_ONLY_STATES
+                    and target not in self._READ_ONLY_STATES
+                    and (source, target) not in self._TRANSITIONS):
+                problems.append(_err("INVALID_VALUE", f"An adjustment cannot move quantities "
+                                     f"from {source} to {target}.", f"{at}.to_state"))
+        elif body.get("state") != "IN_STOCK":
+            problems.append(_err("INVALID_VALUE", "A physical count sets the IN_STOCK "
+                                 "quantity: state must be IN_STOCK.", f"{at}.state"))
+        return problems
+
+    def _count_key(self, location: str, object_id: str) -> str:
+        return f"{location}|{object_id}"
+
+    def _recount(self, location: str, object_id: str) -> dict[str, Any]:
+        """The IN_STOCK count of a variation at a location from its history: the latest
+        physical count by ``occurred_at``, plus the adjustments that occurred after it."""
+        history = [m for m in self._change_meta.values()
+                   if m.location == location and m.object_id == object_id]
+        counts = [m for m in history if m.change["type"] == "PHYSICAL_COUNT"]
+        base, since = Decimal(0), None
+        if counts:
+            latest = max(counts, key=lambda m: (m.occurred, m.created))
+            base, since = Decimal(latest.change["physical_count"]["quantity"]), latest.occurred
+        total = base
+        for meta in history:
+            if meta.change["type"] != "ADJUSTMENT" or (since is not None
+                                                         and meta.occurred <= since):
+                continue
+            adjustment = meta.change["adjustment"]
+            quantity = Decimal(adjustment["quantity"])
+            if adjustment["to_state"] == "IN_STOCK":
+                total += quantity
+            elif adjustment["from_state"] == "IN_STOCK":
+                total -= quantity
+        received = max((m.created for m in history), default=datetime.now(UTC))
+        count = {"catalog_object_id": object_id, "catalog_object_type": "ITEM_VARIATION",
+                 "state": "IN_STOCK", "location_id": location,
+                 "quantity": self._decimal_text(total), "calculated_at": self._stamp(received),
+                 "is_estimated": False}
+        self.collection("inventory")[self._count_key(location, object_id)] = count
+        return count
+
+    def _record_change(self, change: dict[str, Any], source: dict[str, str]) -> dict[str, Any]:
+        """Store one valid change with Square's read-only fields; answer it as Square does."""
+        kind = change["type"]
+        name = "adjustment" if kind == "ADJUSTMENT" else "physical_count"
+        created = self._change_stamp()
+        body = {k: v for k, v in change[name].items() if v is not None}
+        body.update({"id": _new_id(), "catalog_object_type": "ITEM_VARIATION",
+                     "created_at": self._stamp(created), "source": source})
+        body["quantity"] = self._decimal_text(Decimal(body["quantity"]))
+        if kind == "ADJUSTMENT" and body.get("to_state") == "SOLD":
+            variation = self._variation(body["catalog_object_id"]) or {}
+            price = variation.get("item_variation_data", {}).get("price_money")
+            if isinstance(price, dict) and isinstance(price.get("amount"), int):
+                amount = int(Decimal(price["amount"]) * Decimal(body["quantity"]))
+                body["total_price_money"] = {"amount": amount, "currency": price["currency"]}
+        public = {"type": kind, name: body}
+        self.collection("inventory_change")[body["id"]] = public
+        occurred = _time(body["occurred_at"]) or created
+        self._change_meta[body["id"]] = _ChangeMeta(public, body["location_id"],
+                                                    body["catalog_object_id"], occurred, created)
+        return public
+
+    def _apply_changes(self, changes: list[dict[str, Any]], source: dict[str, str],
+                       ignore_unchanged: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Record ``changes`` (already valid); the changes made and the counts touched."""
+        made: list[dict[str, Any]] = []
+        touched: dict[str, tuple[str, str]] = {}
+        for change in changes:
+            body = change["adjustment" if change["type"] == "ADJUSTMENT" else "physical_count"]
+            location, object_id = body["location_id"], body["catalog_object_id"]
+            touched[self._count_key(location, object_id)] = (location, object_id)
+            if change["type"] == "PHYSICAL_COUNT" and ignore_unchanged:
+                current = self.collection("inventory").get(self._count_key(location, object_id))
+                if current is not None and Decimal(current["quantity"]) == Decimal(
+                        body["quantity"]):
+                    continue
+            made.append(self._record_change(change, source))
+            self._recount(location, object_id)
+        counts = [self._recount(loc, obj) for loc, obj in touched.values()]
+        return made, counts
+
+    def _inventory_event(self, counts: list[dict[str, Any]]) -> bytes:
+        event = {"merchant_id": MERCHANT_ID, "type": "inventory.count.updated",
+                 "event_id": str(uuid.uuid4()), "created_at": _now_iso(),
+                 "data": {"type": "inventory_counts", "id": str(uuid.uuid4()),
+                          "object": {"inventory_counts": counts}}}
+        return json.dumps(event, separators=(",", ":")).encode()
+
+    def _notify_counts(self, counts: list[dict[str, Any]]) -> None:
+        """Send ``inventory.count.updated`` for ``counts`` as they are now (built at once, not
+        when the delivery goes out, so each event carries the counts of its own change)."""
+        url = self.settings.webhook_url
+        if not url or not counts:
+            return
+        body = self._inventory_event([dict(c) for c in counts])
+
+        async def deliver() -> None:
+            try:
+                await self._post_webhook(url, self.sign_webhook(body, url, int(time.time())),
+                                         body)
+            except Exception as exc:
+                log.warning("emulator.webhook_failed", provider=self.name, url=url,
+                            error=type(exc).__name__)
+
+        task = asyncio.get_running_loop().create_task(deliver())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def inventory_batch_change(self, request: web.Request) -> web.Response:
+        body = await self._keyed_body(request, INVENTORY_IDEMPOTENCY_MAX, required=True)
+        if isinstance(body, web.Response):
+            return body
+        changes = body.get("changes") or []
+        if not isinstance(changes, list):
+            return self._errors(400, _err("EXPECTED_ARRAY", "changes must be an array",
+                                          "changes"))
+        request[BATCH_SIZE] = len(changes)
+        if len(changes) > MAX_INVENTORY_CHANGES:
+            return self._errors(400, _err(
+                "ARRAY_LENGTH_TOO_LONG", f"A request may hold at most {MAX_INVENTORY_CHANGES} "
+                f"changes; this one has {len(changes)}.", "changes"))
+
+        async def handle() -> web.Response:
+            now = datetime.now(UTC)
+            problems = [p for i, c in enumerate(changes)
+                        for p in self._inventory_problems(i, c, now)]
+            if problems:  # all or nothing
+                return self._errors(400, *problems)
+            source = {"product": "EXTERNAL_API", "application_id": CLIENT_ID,
+                      "name": "syncd"}
+            made, counts = self._apply_changes(changes, source,
+                                               body.get("ignore_unchanged_counts") is not False)
+            self._notify_counts(counts if made else [])
+            return web.json_response({"counts": counts, "changes": made})
+
+        return await self.idempotent(request, body["idempotency_key"], body, handle)
+
+    def _inventory_filter(self, body: Mapping[str, Any], field: str) -> web.Response | None:
+        value = body.get(field)
+        if value is not None and _time(value) is None:
+            return self._errors(400, _err("INVALID_TIME", f"{field} must be an RFC 3339 "
+                                          "timestamp.", field))
+        return None
+
+    async def inventory_batch_counts(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        bad = self._inventory_filter(body, "updated_after")
+        if bad is not None:
+            return bad
+        objects, locations = body.get("catalog_object_ids"), body.get("location_ids")
+        states = body.get("states")
+        after = _time(body.get("updated_after"))
+        found = [dict(c) for c in self.collection("inventory").values()
+                 if (objects is None or c["catalog_object_id"] in objects)
+                 and (locations is None or c["location_id"] in locations)
+                 and (states is None or c["state"] in states)
+                 and (after is None or (_time(c["calculated_at"]) or after) > after)]
+        found.sort(key=lambda c: (c["calculated_at"], c["catalog_object_id"]), reverse=True)
+        return self._page(found, body.get("cursor"), body.get("limit") or 1000, "counts")
+
+    async def inventory_batch_changes(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        for field in ("updated_after", "updated_before"):
+            bad = self._inventory_filter(body, field)
+            if bad is not None:
+                return bad
+        types = body.get("types") or ["PHYSICAL_COUNT", "ADJUSTMENT"]
+        if "TRANSFER" in types:
+            return self._errors(400, _err("INVALID_VALUE", "types filters PHYSICAL_COUNT and "
+                                          "ADJUSTMENT changes only.", "types"))
+        objects, locations = body.get("catalog_object_ids"), body.get("location_ids")
+        states = body.get("states")
+        after, before = _time(body.get("updated_after")), _time(body.get("updated_before"))
+        found = []
+        for meta in self._change_meta.values():
+            change = meta.change
+            inner = change.get("adjustment") or change.get("physical_count") or {}
+            moved = {inner.get("from_state"), inner.get("to_state"), inner.get("state")}
+            if (change["type"] in types
+                    and (objects is None or meta.object_id in objects)
+                    and (locations is None or meta.location in locations)
+                    and (states is None or bool(moved & set(states)))
+                    and (after is None or meta.created > after)
+                    and (before is None or meta.created < before)):
+                found.append(meta)
+        found.sort(key=lambda m: (m.occurred, m.created))
+        return self._page([m.change for m in found], body.get("cursor"),
+                          body.get("limit") or 100, "changes")
+
+    def pos_sale(self, catalog_object_id: str, quantity: int = 1, *,
+                 location_id: str | None = None, occurred_at: datetime | None = None,
+                 allow_negative: bool = False) -> dict[str, Any] | None:
+        """Sell ``quantity`` at Square Point of Sale: an IN_STOCK -> SOLD adjustment of the
+        variation at the location (default: the seller's first), with its webhook. Answers
+        the new count, or None when the register refuses: an unknown variation, or fewer in
+        stock than sold unless ``allow_negative`` (a register set to sell past zero)."""
+        location = location_id or LOCATION_ID
+        if quantity < 1 or self._variation(catalog_object_id) is None or \
+                location not in self._locations:
+            return None
+        current = self.collection("inventory").get(self._count_key(location,
+                                                                   catalog_object_id))
+        in_stock = Decimal(current["quantity"]) if current else Decimal(0)
+        if in_stock < quantity and not allow_negative:
+            return None
+        when = occurred_at or datetime.now(UTC)
+        change = {"type": "ADJUSTMENT", "adjustment": {
+            "catalog_object_id": catalog_object_id, "location_id": location,
+            "from_state": "IN_STOCK", "to_state": "SOLD", "quantity": str(quantity),
+            "occurred_at": self._stamp(when)}}
+        _, counts = self._apply_changes(
+            [change], {"product": "SQUARE_POS", "name": "Square Point of Sale"}, True)
+        self._notify_counts(counts)
+        return counts[0]
+
+    async def _control_pos_sale(self, request: web.Request) -> web.Response:
+        """``{"catalog_object_id", "quantity"?, "location_id"?, "occurred_at"?,
+        "allow_negative"?}``: a sale at the register (see :meth:`pos_sale`)."""
+        try:
+            spec = await request.json()
+            object_id = str(spec["catalog_object_id"])
+            quantity = int(spec.get("quantity", 1))
+            occurred = _time(spec.get("occurred_at")) if spec.get("occurred_at") else None
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"error": f"bad sale: {exc}"}, status=400)
+        count = self.pos_sale(object_id, quantity, location_id=spec.get("location_id"),
+                              occurred_at=occurred,
+                              allow_negative=bool(spec.get("allow_negative")))
+        if count is None:
+            return web.json_response({"error": "the register refused the sale (unknown item "
+                                               "or not enough in stock)"}, status=409)
+        return web.json_response({"count": count})

@@ -25,6 +25,7 @@ def _mappings(variation: str) -> dict[str, Any]:
             "description": "event.description",
             "variation.name": {"const": variation},
             "variation.sku": "event.id",
+            "variation.track_inventory": {"const": True},
             "variation.price_money.amount": "event.price",
             "variation.price_money.currency": {"from": "event.currency",
                                                "transforms": ["uppercase"]},
@@ -45,6 +46,10 @@ def _mappings(variation: str) -> dict[str, Any]:
             "total_money.currency": {"from": "order.currency", "transforms": ["uppercase"]},
             "customer_email": {"from": "customer.email", "transforms": ["strip", "lowercase"]},
         },
+        "inventory": {
+            "quantity": "event.remaining",
+            "pos_sold": "event.pos_sold",
+        },
     }
 
 
@@ -59,7 +64,7 @@ def square_templates() -> tuple[TemplateSpec, ...]:
             is_default=venue_type == "standard",
             description=f"Square for {venue_type.replace('_', ' ')} venues: events as catalog "
                         f"items with a '{variation}' variation, buyers as customers, sales as "
-                        "orders paid externally",
+                        "orders paid externally, tickets left as inventory counts",
         )
         for venue_type, variation in VENUE_VARIATIONS.items()
     )

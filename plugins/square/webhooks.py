@@ -1,5 +1,9 @@
 """Square webhook signatures and payloads.
 
+``inventory.count.updated`` carries counts, not the change that made them: each ``IN_STOCK``
+count becomes an ``inventory`` change keyed by the count itself (see
+:mod:`plugins.square.inventory`), so its redelivery and a pull of the same count are one.
+
 Square signs the notification URL (exactly as registered on the subscription) followed by
 the raw body, with HMAC-SHA256 keyed by the subscription's signature key as UTF-8 bytes, and
 sends the standard base64 digest in ``x-square-hmacsha256-signature``. There is no timestamp,
@@ -18,6 +22,7 @@ from typing import Any, Literal
 from daemon.logs import get_logger
 from daemon.payloads import load_json
 from daemon.provider import Entity, InboundChange, WebhookRequest, WebhookVerdict
+from plugins.square.inventory import count_change
 
 __all__ = ["SIGNATURE_HEADER", "parse", "sign", "verify"]
 
@@ -32,6 +37,7 @@ _ENTITIES: Mapping[str, Entity] = {
     "order": Entity.TRANSACTION,
     "payment": Entity.TRANSACTION,
     "catalog": Entity.PRODUCT,
+    "inventory": Entity.INVENTORY,
 }
 _CHANGES: Mapping[str, Change] = {
     "created": "created", "updated": "updated", "deleted": "deleted",
@@ -105,6 +111,14 @@ def parse(request: WebhookRequest) -> list[InboundChange]:
     if not isinstance(event_type, str) or not isinstance(event_id, str) or not isinstance(
             data, dict):
         return []
+    merchant = event.get("merchant_id")
+    account = merchant if isinstance(merchant, str) else None
+    if event_type == "inventory.count.updated":
+        holder = data.get("object")
+        counts = holder.get("inventory_counts") if isinstance(holder, dict) else None
+        found = [count_change(c, account_id=account, event_type=event_type)
+                 for c in (counts if isinstance(counts, list) else []) if isinstance(c, dict)]
+        return [c for c in found if c is not None]
     family, _, action = event_type.partition(".")
     entity = _ENTITIES.get(family)
     change: Change = _CHANGES.get(action.split(".")[0], "other")
@@ -121,7 +135,6 @@ def parse(request: WebhookRequest) -> list[InboundChange]:
         change = "updated"
     if not isinstance(remote_id, str) or not remote_id:
         return []
-    merchant = event.get("merchant_id")
     return [InboundChange(
         provider="square",
         entity=entity,
@@ -130,6 +143,6 @@ def parse(request: WebhookRequest) -> list[InboundChange]:
         dedupe_key=event_id,
         payload=obj,
         occurred_at=_when(event.get("created_at")),
-        account_id=merchant if isinstance(merchant, str) else None,
+        account_id=account,
         event_type=event_type,
     )]

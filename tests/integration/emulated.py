@@ -36,8 +36,9 @@ C = TypeVar("C")
 E = TypeVar("E", bound=Emulator)
 V = TypeVar("V", bound="ConnectedVenue")
 
-#: Paths that only read, though some are POSTs (Square's searches, QuickBooks' CDC).
-READ_PATHS = ("/search", "/query", "/bulk-retrieve", "/cdc")
+#: Paths that only read, though some are POSTs (Square's searches and batch retrieves,
+#: QuickBooks' CDC).
+READ_PATHS = ("/search", "/query", "/bulk-retrieve", "/batch-retrieve", "/cdc")
 
 
 def record_for(entity: Entity, local_id: str, payload: Mapping[str, Any],

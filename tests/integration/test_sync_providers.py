@@ -14,7 +14,8 @@ from daemon.sync import RunOutcome
 from tests.integration.emulated import ConnectedVenue, connected_venue
 
 CUSTOMERS, EVENTS, ORDERS = 14, 3, 4
-SIZES = {Entity.CUSTOMER: CUSTOMERS, Entity.PRODUCT: EVENTS, Entity.TRANSACTION: ORDERS}
+SIZES = {Entity.CUSTOMER: CUSTOMERS, Entity.PRODUCT: EVENTS, Entity.TRANSACTION: ORDERS,
+         Entity.INVENTORY: EVENTS}  # every seeded event has a capacity
 
 
 class Bundled(ConnectedVenue):

@@ -29,7 +29,8 @@ DOCUMENTED_BATCH: dict[str, dict[Entity, int]] = {
     # POST /v2/catalog/batch-upsert: <=10,000 objects per request, and a product is an ITEM
     # with its ITEM_VARIATION (2 objects); POST /v2/customers/bulk-create: 1-100 entries;
     # orders one at a time.
-    "square": {Entity.PRODUCT: 10_000 // 2, Entity.CUSTOMER: 100, Entity.TRANSACTION: 1},
+    "square": {Entity.PRODUCT: 10_000 // 2, Entity.CUSTOMER: 100, Entity.TRANSACTION: 1,
+               Entity.INVENTORY: 100},
     # No batch endpoints for products, customers or invoices in v1.
     "stripe": {Entity.PRODUCT: 1, Entity.CUSTOMER: 1, Entity.TRANSACTION: 1},
     # Batch subscribe: up to 500 members per call; store products and orders one at a time.
@@ -60,6 +61,8 @@ DOCUMENTED_CONSTANTS: list[tuple[str, Any, Any, str, int]] = [
     ("square", square, square_emulator, "CATALOG_IDEMPOTENCY_MAX", 128),
     ("square", square, square_emulator, "ORDER_IDEMPOTENCY_MAX", 192),
     ("square", square, square_emulator, "PAYMENT_IDEMPOTENCY_MAX", 45),
+    ("square", square, square_emulator, "MAX_INVENTORY_CHANGES", 100),
+    ("square", square, square_emulator, "INVENTORY_IDEMPOTENCY_MAX", 128),
     ("stripe", stripe, stripe_emulator, "IDEMPOTENCY_KEY_MAX", 255),
     ("mailchimp", mailchimp, mailchimp_emulator, "BATCH_SUBSCRIBE_MAX", 500),
     ("mailchimp", mailchimp, mailchimp_emulator, "MEMBER_PAGE_MAX", 1000),

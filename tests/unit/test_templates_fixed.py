@@ -19,7 +19,7 @@ from daemon.config._yaml import parse_yaml
 from daemon.mapping import apply_mapping, parse_entity_mapping
 from daemon.plugins import load_plugins
 from daemon.source.entities import Venue
-from daemon.source.reader import _customer, _product, _transaction
+from daemon.source.reader import _customer, _inventory, _product, _transaction
 from daemon.sync.compiled import compile_mapping
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +42,10 @@ CUSTOMER_ROW: dict[str, Any] = {
     "tags": ["vip", "late"], "created_at": None, "updated_at": None, "changed_at": None,
     "deleted_at": None,
 }
+STOCK_ROW: dict[str, Any] = {
+    "id": "evt-1001", "name": "Late Show", "status": "on_sale", "starts_at": STARTS,
+    "capacity": 120, "sold": 37, "pos_sold": 5, "changed_at": None, "deleted_at": None,
+}
 ORDER_ROW: dict[str, Any] = {
     "id": "ord-0007", "total_minor": 3750, "fee_minor": 150, "currency": "USD", "quantity": 3,
     "status": "paid", "ticket_type": "Balcony",
@@ -61,6 +65,7 @@ def _records() -> dict[str, dict[str, Any]]:
         "product": dict(_product(EVENT_ROW, venue).data),  # type: ignore[arg-type]
         "customer": dict(_customer(CUSTOMER_ROW, venue).data),  # type: ignore[arg-type]
         "transaction": dict(_transaction(ORDER_ROW, venue).data),  # type: ignore[arg-type]
+        "inventory": dict(_inventory(STOCK_ROW, venue).data),  # type: ignore[arg-type]
     }
 
 
@@ -69,9 +74,11 @@ def _records() -> dict[str, dict[str, Any]]:
 SQUARE_PRODUCT = {
     "name": "Late Show",
     "description": "Stand-up, two sets",
-    "variation": {"name": "General admission", "sku": "evt-1001",
+    "variation": {"name": "General admission", "sku": "evt-1001", "track_inventory": True,
                   "price_money": {"amount": 1250, "currency": "USD"}},
 }
+# 120 seats, 37 sold online, 5 at the register: 78 left.
+SQUARE_STOCK = {"quantity": 78, "pos_sold": 5}
 SQUARE_CUSTOMER = {
     "email_address": "ann.lee@example.com", "given_name": "Ann", "family_name": "Lee Smith",
     "phone_number": "+15550100", "reference_id": "cus-42",
@@ -87,7 +94,8 @@ SQUARE_SALE = {
 def _square(variation: str) -> dict[str, dict[str, Any]]:
     product = {**SQUARE_PRODUCT,
                "variation": {**SQUARE_PRODUCT["variation"], "name": variation}}
-    return {"product": product, "customer": SQUARE_CUSTOMER, "transaction": SQUARE_SALE}
+    return {"product": product, "customer": SQUARE_CUSTOMER, "transaction": SQUARE_SALE,
+            "inventory": SQUARE_STOCK}
 
 
 STRIPE_PRODUCT = {

@@ -71,9 +71,10 @@ WEBHOOK_URL = "https://syncd.example.com/webhooks/{provider}"
 
 
 def pushable_entities(provider: Provider) -> list[Entity]:
-    """Entities the provider can push, in declaration order."""
-    return [e for e in provider.capabilities.entities
-            if provider.capabilities.supports(e, Direction.PUSH)]
+    """Entities the provider can push on their own, in declaration order (not those that
+    live on another entity's remote record: ``EntitySupport.depends_on``)."""
+    return [e for e, support in provider.capabilities.entities.items()
+            if provider.capabilities.supports(e, Direction.PUSH) and support.depends_on is None]
 
 
 def write_once_entities(provider: Provider) -> list[Entity]:
