@@ -18,13 +18,14 @@ from datetime import datetime
 
 import asyncpg
 
+from daemon.errors import SyncdError
 from daemon.source.reader import _source_queries
 from daemon.source.settings import SourceSettings, render_query
 
 __all__ = ["UnknownEvent", "pos_sold", "record_pos_sales"]
 
 
-class UnknownEvent(LookupError):
+class UnknownEvent(SyncdError, LookupError):
     """The venue has no event with this id on the platform."""
 
 
