@@ -21,6 +21,7 @@ An event whose processing raises is counted and left pending for the job's retry
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ __all__ = ["WebhookProcessor"]
 
 log = get_logger("syncd.http")
 _Q = queries("webhooks.sql")
+
+
+def _fields_json(change: InboundChange) -> dict[str, Any] | None:
+    """The change's values as stored (None: it carries none)."""
+    if change.fields is None:
+        return None
+    stored: dict[str, Any] = json.loads(json.dumps(dict(change.fields), default=str))
+    return stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +172,7 @@ class WebhookProcessor:
         await conn.fetchval(
             _Q["record_inbound_change"], venue_id, provider, entity, change.remote_id,
             change.change, dict(change.payload), change.dedupe_key, change.occurred_at,
-            row["received_at"])
+            row["received_at"], _fields_json(change))
         schedules = integration["schedules"] if isinstance(integration["schedules"],
                                                            Mapping) else {}
         if integration["enabled"] and entity in schedules:
