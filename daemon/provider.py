@@ -57,6 +57,7 @@ __all__ = [
     "WebhookRequest",
     "WebhookVerdict",
     "adoption_conflicts",
+    "inbound_values",
     "minor_units",
 ]
 
@@ -342,6 +343,27 @@ class RecordResult:
         """``record`` failed alone, for ``error``; a permanent failure unless told otherwise."""
         return cls(record.local_id, ok=False, remote_id=record.remote_id,
                    error_kind=kind, error=error)
+
+
+def inbound_values(catalogue: Sequence[FieldSpec], record: Any) -> dict[str, Any]:
+    """The values of ``record`` (a provider object, nested) at each path of an inbound
+    field catalogue, for :attr:`InboundChange.fields`; paths the record lacks are left out.
+    A digit segment indexes a list."""
+    out: dict[str, Any] = {}
+    for spec in catalogue:
+        node: Any = record
+        found = True
+        for part in spec.path.split("."):
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                found = False
+                break
+        if found and (node is None or isinstance(node, str | bool | int | float | list)):
+            out[spec.path] = node
+    return out
 
 
 def minor_units(value: Any) -> int | None:

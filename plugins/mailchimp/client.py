@@ -51,7 +51,7 @@ from plugins.mailchimp.capabilities import (
     MEMBER_PAGE_MAX,
     MailchimpOptions,
 )
-from plugins.mailchimp.webhooks import subscriber_hash
+from plugins.mailchimp.webhooks import member_fields, subscriber_hash
 
 __all__ = ["MailchimpClient", "base_host"]
 
@@ -235,7 +235,9 @@ class MailchimpClient(HTTPProviderClient):
 
     def _new_status(self, record: OutboundRecord) -> str:
         opt_in = record.payload.get("marketing_opt_in", True)
-        if opt_in is False:
+        if opt_in is False or record.consent_withdrawn:
+            # Consent withdrawn here (an unsubscribe, a cleaned address) is never undone by
+            # a push: a member added again gets a status that sends no marketing.
             return "transactional"
         return "pending" if self.options.double_opt_in else "subscribed"
 
@@ -535,4 +537,5 @@ def _member_change(member: Any, list_id: str) -> InboundChange | None:
     return InboundChange(
         provider="mailchimp", entity=Entity.CUSTOMER, remote_id=remote_id, change=kind,
         dedupe_key=hashlib.sha256(f"{remote_id}|{status}|{changed}".encode()).hexdigest()[:32],
-        payload=dict(member), occurred_at=when, account_id=list_id, event_type=f"member.{status}")
+        payload=dict(member), occurred_at=when, account_id=list_id, event_type=f"member.{status}",
+        fields=member_fields(member.get("email_address"), status, member.get("merge_fields")))

@@ -42,6 +42,7 @@ from daemon.provider import (
     ProviderError,
     RecordResult,
     adoption_conflicts,
+    inbound_values,
 )
 from daemon.ratelimit import registry_for
 from plugins.quickbooks.capabilities import (
@@ -755,7 +756,9 @@ class QuickBooksClient(HTTPProviderClient):
             dedupe_key=hashlib.sha256(f"{self.realm}|{kind}|{rid}|{updated}|{deleted}".encode()
                                       ).hexdigest()[:32],
             payload=dict(row), occurred_at=when, account_id=self.realm,
-            event_type=f"{kind}.{change}")
+            event_type=f"{kind}.{change}",
+            fields=None if deleted else inbound_values(
+                CAPABILITIES.entities[entity].inbound_fields, row))
 
     # --- connection -------------------------------------------------------------------------
 
