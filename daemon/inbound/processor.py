@@ -423,7 +423,7 @@ class InboundProcessor:
         the provider's change time when syncd wrote this very value, else the row's change
         time (or, while the row still has syncd's last write, the time before it)."""
         mine = writes.get(target)
-        if mine is not None and normal(_json(mine["value"])) == current:
+        if mine is not None and normal(mine["value"]) == current:
             at: datetime = mine["changed_at"]
             return at
         if row_write is not None and record.updated_at == row_write["written_version"]:
