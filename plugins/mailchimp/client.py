@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -534,8 +535,12 @@ def _member_change(member: Any, list_id: str) -> InboundChange | None:
         when = None
     kind: Any = ("unsubscribed" if status in ("unsubscribed", "cleaned")
                  else "subscribed" if status == "subscribed" else "updated")
+    fields = member_fields(member.get("email_address"), status, member.get("merge_fields"))
+    # last_changed has one-second resolution: the values tell two edits within it apart.
+    values = json.dumps(fields, sort_keys=True, default=str)
     return InboundChange(
         provider="mailchimp", entity=Entity.CUSTOMER, remote_id=remote_id, change=kind,
-        dedupe_key=hashlib.sha256(f"{remote_id}|{status}|{changed}".encode()).hexdigest()[:32],
+        dedupe_key=hashlib.sha256(f"{remote_id}|{status}|{changed}|{values}".encode()
+                                  ).hexdigest()[:32],
         payload=dict(member), occurred_at=when, account_id=list_id, event_type=f"member.{status}",
-        fields=member_fields(member.get("email_address"), status, member.get("merge_fields")))
+        fields=fields)

@@ -3,7 +3,9 @@ inbound processor on real Postgres: the ground the two-way sync tests stand on."
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,12 +21,27 @@ from daemon.inbound.build import inbound_processor
 from daemon.inbound.processor import InboundProcessor
 from daemon.plugins import load_plugins
 from daemon.provider import EmulatorSettings, Provider
+from daemon.ratelimit import LimiterRegistry
 from daemon.sync import RunOutcome, SyncEngine, SyncSettings
 from daemon.testing.emulator import Emulator, EmulatorServer
 from daemon.testing.platform import create_platform_schema, seed_venue
 
 MAILCHIMP_SECRET = "mc-signing-secret-0123456789"
 SECRET_ENV = "VENUE_TEST_INBOUND_MC_SECRET"
+
+
+class _Unpaced:
+    """A limiter clock whose waits pass at once (time moves on by the wait)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() + self.skipped
+
+    async def sleep(self, seconds: float) -> None:
+        self.skipped += max(0.0, seconds)
+        await asyncio.sleep(0)
 
 
 def now_iso() -> str:
@@ -100,9 +117,11 @@ class World:
 
 @asynccontextmanager
 async def two_way(pool: asyncpg.Pool, names: Sequence[str] = ("mailchimp", "quickbooks"), *,
-                  customers: int = 6) -> AsyncIterator[World]:
+                  customers: int = 6, rate_limits: bool = True) -> AsyncIterator[World]:
     """The platform tables with one seeded venue (customers only), each named provider's
-    emulator on loopback and connected, and an engine whose runs process what they pull."""
+    emulator on loopback and connected, and an engine whose runs process what they pull.
+    Without ``rate_limits`` neither the emulators nor the clients wait for the providers'
+    documented rates (long randomised runs)."""
     plugins = load_plugins(list(names))
     async with pool.acquire() as conn:
         await create_platform_schema(conn)
@@ -111,7 +130,8 @@ async def two_way(pool: asyncpg.Pool, names: Sequence[str] = ("mailchimp", "quic
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=60))
         servers: dict[str, EmulatorServer] = {}
         for name in names:
-            settings = EmulatorSettings(seed=7, webhook_secret=MAILCHIMP_SECRET)
+            settings = EmulatorSettings(seed=7, webhook_secret=MAILCHIMP_SECRET,
+                                        enforce_rate_limits=rate_limits)
             server = await stack.enter_async_context(
                 EmulatorServer(plugins.provider(name).emulator(settings)))
             servers[name] = server
@@ -130,7 +150,8 @@ async def two_way(pool: asyncpg.Pool, names: Sequence[str] = ("mailchimp", "quic
         engine = SyncEngine(pool, providers,
                             ReferenceCredentialStore(pool, EmulatorTokens(urls)), http=http,
                             settings=SyncSettings(base_urls=urls, max_backoff_seconds=0.2),
-                            inbound=processor)
+                            inbound=processor,
+                            limiters=None if rate_limits else LimiterRegistry(_Unpaced()))
         emulators = {}
         for name, server in servers.items():
             assert server.emulator is not None
