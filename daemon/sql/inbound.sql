@@ -133,3 +133,14 @@ RETURNING id
 
 -- name: counts
 SELECT status, count(*)::int AS n FROM inbound_changes GROUP BY status
+
+-- name: api_list
+-- The admin API's view: changes of the venues the caller may see ($1 NULL: every venue).
+SELECT id, venue_id, provider, entity_type, remote_id, local_id, change, source, status,
+       reason_code, reason, attempts, occurred_at, received_at, processed_at
+  FROM inbound_changes
+ WHERE ($1::uuid[] IS NULL OR venue_id = ANY ($1::uuid[]))
+   AND ($2::text IS NULL OR provider = $2)
+   AND ($3::text IS NULL OR status = $3)
+ ORDER BY id DESC
+ LIMIT $4
