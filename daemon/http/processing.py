@@ -13,7 +13,9 @@ The job drains the provider's pending events, oldest first, in batches locked wi
   when the integration is enabled and schedules that entity (pending syncs coalesce, so a
   burst of events queues one);
 - the event is marked ``processed``, or ``ignored`` with the reason (nothing the plugin
-  understands, no venue for the account, an account shared by several venues, no entity).
+  understands, no venue for the account, an account shared by several venues, no entity);
+- once the events are settled, the provider's inbound changes are processed into the
+  platform (:class:`daemon.inbound.InboundProcessor`), each with its outcome.
 
 An event whose processing raises is counted and left pending for the job's retry; after
 ``max_attempts`` it is marked ``failed`` with the error, the webhook's dead letter.
