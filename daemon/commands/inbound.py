@@ -113,11 +113,11 @@ async def show_cmd(args: argparse.Namespace, ctx: CliContext) -> int:
 
 async def apply_cmd(args: argparse.Namespace, ctx: CliContext) -> int:
     from daemon.inbound.build import inbound_processor
-    from daemon.inbound.fields import InboundSettings
+    from daemon.inbound.fields import load_inbound_settings
     from daemon.source import SourceReader, SourceSettings
 
+    inbound_settings = load_inbound_settings()
     try:
-        inbound_settings = InboundSettings()
         source_settings = SourceSettings()
     except ValidationError as exc:
         raise SyncdError(f"invalid settings: {exc.errors()[0]['msg']}") from None

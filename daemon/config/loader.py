@@ -41,7 +41,7 @@ from daemon.config.models import (
 from daemon.config.problems import ConfigInvalid, ConfigProblem, format_path
 from daemon.credential_scope import CredentialScope
 from daemon.errors import SyncdError
-from daemon.inbound.fields import InboundSettings
+from daemon.inbound.fields import load_inbound_settings
 from daemon.inbound.rules import INBOUND_KEY, InboundRule, validate_inbound
 from daemon.logs import get_logger
 from daemon.mapping import FieldRule, merge_mappings, validate_mapping
@@ -672,7 +672,7 @@ def load_config_files(files: ConfigFiles, plugins: Plugins, *,
     problems: list[ConfigProblem] = []
     templates = [p for name, data in files.templates
                  if (p := _parse(name, data, TemplateFile, problems, limits)) is not None]
-    allowed = InboundSettings().writable if writable is None else writable
+    allowed = load_inbound_settings().writable if writable is None else writable
     checker = _Checker(plugins, problems, scope, allowed)
     config_templates = _check_templates(templates, checker)
     desired_templates = _desired_templates(config_templates,

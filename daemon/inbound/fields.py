@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from daemon.errors import SyncdError
 from daemon.provider import FieldType
 from daemon.settings import _split_names
 
@@ -26,6 +27,7 @@ __all__ = [
     "PLATFORM_TABLES",
     "InboundSettings",
     "PlatformField",
+    "load_inbound_settings",
     "platform_field",
 ]
 
@@ -134,3 +136,15 @@ class InboundSettings(BaseSettings):
                 raise ValueError(f"{column!r} is not a platform column syncd can write; "
                                  "known: " + ", ".join(sorted(_KNOWN_COLUMNS)))
         return value
+
+
+def load_inbound_settings() -> InboundSettings:
+    """The settings from the environment; :class:`~daemon.errors.SyncdError` with one line
+    naming each bad value otherwise."""
+    try:
+        return InboundSettings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SYNCD_INBOUND_{'.'.join(str(p) for p in e['loc']).upper() or 'SETTINGS'}: "
+            f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+        raise SyncdError(f"invalid settings: {problems}") from None

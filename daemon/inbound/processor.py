@@ -40,7 +40,12 @@ from typing import Any
 
 import asyncpg
 
-from daemon.inbound.fields import CONSENT_FIELDS, PLATFORM_FIELDS, InboundSettings
+from daemon.inbound.fields import (
+    CONSENT_FIELDS,
+    PLATFORM_FIELDS,
+    InboundSettings,
+    load_inbound_settings,
+)
 from daemon.inbound.rules import (
     INBOUND_KEY,
     InboundRule,
@@ -139,7 +144,7 @@ class InboundProcessor:
         self.records = records or PlatformRecords(pool)
         self.sink: Sink = sink or TableSink(self.records)
         self.source = source or SourceReader(self.records.pool, self.records.settings)
-        self.settings = settings or InboundSettings()
+        self.settings = settings or load_inbound_settings()
         self.name = name
 
     @property

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import ConfigInvalid, ConfigProblem, DesiredState, load_config
+from daemon.errors import SyncdError
 from daemon.plugins import Plugins, load_plugins
 
 VID = "6f1c2a9e-0b7d-4c1e-9a55-3f2d8b7c1a01"
@@ -138,3 +139,18 @@ def test_template_inbound_problems_are_located_in_the_template(tmp_path: Path,
     found = _problems(tmp_path, plugins, template=template)
     mine = [p for p in found if p.file.endswith("t.yaml")]
     assert [(p.line, p.key) for p in mine] == [(9, "inbound.customer.customer.last_name.from")]
+
+
+def test_an_unknown_column_in_the_allow_list_setting_is_one_line(
+        tmp_path: Path, plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNCD_INBOUND_WRITABLE", "customers.first_name,customers.password")
+    with pytest.raises(SyncdError) as caught:
+        _load(tmp_path, plugins)
+    message = str(caught.value)
+    assert message.startswith("invalid settings: SYNCD_INBOUND_WRITABLE: 'customers.password' "
+                              "is not a platform column syncd can write")
+    assert "\n" not in message
+    monkeypatch.setenv("SYNCD_INBOUND_WRITABLE", '["customers.first_name"]')
+    found = _problems(tmp_path, plugins)
+    assert any("customers.marketing_opt_in is not on the allow-list" in p.message
+               for p in found)
