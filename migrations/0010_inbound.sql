@@ -141,3 +141,18 @@ $$;
 CREATE TRIGGER inbound_changes_consent AFTER INSERT ON inbound_changes
     REFERENCING NEW TABLE AS new_changes
     FOR EACH STATEMENT EXECUTE FUNCTION syncd_inbound_consent();
+
+-- Unsubscribes stored before this migration hold too: per remote record, its latest
+-- subscribe or unsubscribe, when that is an unsubscribe.
+INSERT INTO consent_holds (venue_id, provider, entity_type, remote_id, local_id, state,
+                           event_at, change_id, reason)
+SELECT l.venue_id, l.provider, l.entity_type, l.remote_id, l.local_id, 'withdrawn', l.at, l.id,
+       'unsubscribed (recorded before consent holds existed)'
+  FROM (SELECT DISTINCT ON (venue_id, provider, entity_type, remote_id)
+               venue_id, provider, entity_type, remote_id, local_id, change, id,
+               coalesce(occurred_at, received_at) AS at
+          FROM inbound_changes
+         WHERE change IN ('unsubscribed', 'subscribed')
+         ORDER BY venue_id, provider, entity_type, remote_id,
+                  coalesce(occurred_at, received_at) DESC, id DESC) l
+ WHERE l.change = 'unsubscribed';
