@@ -23,7 +23,7 @@ import pluggy
 from pydantic import BaseModel
 
 from daemon import PROJECT
-from daemon.provider import Provider
+from daemon.provider import InboundDelivery, InboundWrite, Provider
 
 if TYPE_CHECKING:
     from daemon.settings import Settings
@@ -106,3 +106,24 @@ def syncd_integration_failed(venue_id: str, provider: str, reason: str) -> None:
     :param reason: one line saying what failed, as stored in the integration's last error.
     :returns: nothing (an awaitable is awaited).
     """
+
+
+# --- inbound changes ------------------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def syncd_inbound_change(write: InboundWrite) -> InboundDelivery | None:
+    """Deliver a provider change to the platform, instead of syncd's table writer.
+
+    Called once per inbound change syncd decided to apply (allowed columns only, values
+    transformed, conflict policy applied). First result wins: a plugin that delivers to the
+    platform's API returns an :class:`~daemon.provider.InboundDelivery` (or an awaitable of
+    one); None lets the next plugin, and finally syncd's default sink (an ``UPDATE`` of the
+    platform's table through the source's table and column names), deliver it. An exception
+    is a failed delivery: the change is retried, then dead-lettered.
+
+    :param write: the platform record (entity type, local id), its new field values, when
+        the change happened at the provider, and the change time syncd read.
+    :returns: the delivery's outcome, or None to leave it to the default sink.
+    """
+    raise NotImplementedError  # a specification: plugins provide the body

@@ -125,6 +125,10 @@ class Settled:
     reason: str = ""
     sold: int = 0
     pos_total: int | None = None
+    #: Why it was ignored, as a code: ``unlinked`` (no event's count is kept on that
+    #: remote record, or none set by syncd yet), ``unmapped`` (no count in the payload, or
+    #: a count at another location), ``stale`` (no newer than what is known).
+    code: str = ""
 
 
 async def settle_inventory_change(
@@ -154,27 +158,31 @@ async def settle_inventory_change(
     """
     observation = Observation.of(payload)
     if isinstance(observation, str):
-        return Settled("ignored", observation)
+        return Settled("ignored", observation, code="unmapped")
     async with syncd.transaction():
         await syncd.execute(_Q["lock_observation"], f"{venue_id}|{provider}|{remote_id}")
         link = await syncd.fetchrow(_Q["inventory_link"], venue_id, provider, remote_id)
         if link is None:
-            return Settled("ignored", f"{provider} record {remote_id} keeps no event's count")
+            return Settled("ignored", f"{provider} record {remote_id} keeps no event's count",
+                           code="unlinked")
         if local_id is not None and link["local_id"] != local_id:
             return Settled("ignored", f"{provider} record {remote_id} keeps the count of "
-                                      f"event {link['local_id']}, not {local_id}")
+                                      f"event {link['local_id']}, not {local_id}",
+                           code="unlinked")
         local_id = str(link["local_id"])
         state = Allocation.parse(link["remote_version"])
         if state is None:
-            return Settled("ignored", f"syncd has not set the count of event {local_id} yet")
+            return Settled("ignored", f"syncd has not set the count of event {local_id} yet",
+                           code="unlinked")
         if observation.location is not None and observation.location != state.location:
             return Settled("ignored", f"a count at location {observation.location}, not at "
-                                      f"{state.location} where the event's count is kept")
+                                      f"{state.location} where the event's count is kept",
+                           code="unmapped")
         if observation.observed_at < state.as_of:
-            return Settled("ignored", "older than syncd's last change of the count")
+            return Settled("ignored", "older than syncd's last change of the count", code="stale")
         last = await syncd.fetchrow(_Q["last_observation"], venue_id, provider, local_id)
         if last is not None and observation.observed_at <= last["observed_at"]:
-            return Settled("ignored", "not newer than the count already settled")
+            return Settled("ignored", "not newer than the count already settled", code="stale")
         total = state.allocation - observation.quantity
         recorded = await pos_sold(platform, venue_id, local_id, settings=settings)
         sold = total - recorded

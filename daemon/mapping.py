@@ -40,6 +40,7 @@ __all__ = [
     "TransformCall",
     "apply_mapping",
     "content_hash",
+    "fits",
     "get_path",
     "merge_mappings",
     "parse_entity_mapping",
@@ -217,6 +218,11 @@ _COMPATIBLE: Mapping[FieldType, frozenset[FieldType]] = {
     "list": frozenset({"list"}),
     "object": frozenset({"object"}),
 }
+
+
+def fits(have: FieldType, want: FieldType) -> bool:
+    """Whether a value of type ``have`` may be written where ``want`` is expected."""
+    return have in _COMPATIBLE.get(want, frozenset({want}))
 
 
 class TransformCall(BaseModel):

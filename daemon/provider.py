@@ -35,6 +35,7 @@ __all__ = [
     "ClientContext",
     "ConnectionStatus",
     "Credentials",
+    "DeliveryStatus",
     "Direction",
     "EmulatorSettings",
     "Entity",
@@ -43,6 +44,8 @@ __all__ = [
     "FieldSpec",
     "FieldType",
     "InboundChange",
+    "InboundDelivery",
+    "InboundWrite",
     "LimitScope",
     "Linked",
     "OAuthSpec",
@@ -56,6 +59,7 @@ __all__ = [
     "WebhookRequest",
     "WebhookVerdict",
     "adoption_conflicts",
+    "inbound_values",
     "minor_units",
 ]
 
@@ -133,9 +137,17 @@ class EntitySupport:
     #: local id (an inventory count on an event's catalog item): that entity is synced
     #: first, and the conformance kit's stand-alone push checks leave this one out.
     depends_on: Entity | None = None
+    #: The inbound field catalogue: the fields a change of this entity reported by the
+    #: provider (webhook or pull) carries in :attr:`InboundChange.fields`, as dotted paths
+    #: with types. Inbound mappings (provider field -> platform field) are checked against
+    #: it; empty means syncd cannot take this entity's values from the provider.
+    inbound_fields: tuple[FieldSpec, ...] = ()
 
     def field(self, path: str) -> FieldSpec | None:
         return next((f for f in self.fields if f.path == path), None)
+
+    def inbound_field(self, path: str) -> FieldSpec | None:
+        return next((f for f in self.inbound_fields if f.path == path), None)
 
     @property
     def required_fields(self) -> tuple[str, ...]:
@@ -312,6 +324,11 @@ class OutboundRecord:
     remote_version: str | None = None
     operation: Literal["upsert", "delete", "archive"] = "upsert"
     attempted_at: datetime | None = None
+    #: The person this record describes withdrew their marketing consent at the provider
+    #: (unsubscribed, or an address cleaned) and the platform has not opted them in again
+    #: since. A client must not subscribe them, whatever the payload says (a new member gets
+    #: a non-marketing status). See docs/sync.md, "Consent".
+    consent_withdrawn: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +351,27 @@ class RecordResult:
         """``record`` failed alone, for ``error``; a permanent failure unless told otherwise."""
         return cls(record.local_id, ok=False, remote_id=record.remote_id,
                    error_kind=kind, error=error)
+
+
+def inbound_values(catalogue: Sequence[FieldSpec], record: Any) -> dict[str, Any]:
+    """The values of ``record`` (a provider object, nested) at each path of an inbound
+    field catalogue, for :attr:`InboundChange.fields`; paths the record lacks are left out.
+    A digit segment indexes a list."""
+    out: dict[str, Any] = {}
+    for spec in catalogue:
+        node: Any = record
+        found = True
+        for part in spec.path.split("."):
+            if isinstance(node, Mapping) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                found = False
+                break
+        if found and (node is None or isinstance(node, str | bool | int | float | list)):
+            out[spec.path] = node
+    return out
 
 
 def minor_units(value: Any) -> int | None:
@@ -364,6 +402,56 @@ class InboundChange:
     #: The provider account the change belongs to (realm id, merchant id, list id...).
     account_id: str | None = None
     event_type: str = ""
+    #: The record's values after the change, keyed by the paths of the entity's inbound
+    #: field catalogue (:attr:`EntitySupport.inbound_fields`), in the same shape whether the
+    #: change came by webhook or by pull. None: the change carries no values (a webhook that
+    #: only names the record); a later pull brings them.
+    fields: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundWrite:
+    """Values syncd delivers to one platform record: what a sink receives.
+
+    Generic over entities: ``entity_type`` names the platform entity (``customer``,
+    ``product``, ``transaction``, or another a plugin adds), ``values`` maps platform fields
+    (``customer.first_name``) to their new values, already transformed and allowed.
+    ``expected_at`` is the record's change time as syncd read it before deciding: a sink
+    that can should refuse (:attr:`DeliveryStatus.MOVED`) when the record changed since, and
+    syncd reads and decides again.
+    """
+
+    venue_id: str
+    entity_type: str
+    local_id: str
+    values: Mapping[str, Any]
+    #: When the change happened at the provider (None: unknown).
+    changed_at: datetime | None
+    provider: str
+    #: The ``inbound_changes`` row delivered (None for a delivery not from that table).
+    change_id: int | None = None
+    expected_at: datetime | None = None
+
+
+class DeliveryStatus(StrEnum):
+    """How a sink's delivery ended."""
+
+    #: The values are in the platform now.
+    APPLIED = "applied"
+    #: The record changed since syncd read it: nothing was written; syncd decides again.
+    MOVED = "moved"
+    #: The record does not exist or is deleted: nothing was written.
+    GONE = "gone"
+
+
+@dataclass(frozen=True, slots=True)
+class InboundDelivery:
+    """A sink's answer for one :class:`InboundWrite`. ``detail`` is safe to log."""
+
+    status: DeliveryStatus
+    detail: str = ""
+    #: The record's change time after the write, where the sink knows it.
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import asyncpg
 from daemon.commands._context import CliContext
 from daemon.credentials import EmulatorTokens
 from daemon.errors import SyncdError
+from daemon.inbound.build import inbound_processor
 from daemon.provider import Entity
 from daemon.queue.types import LeaseLost
 from daemon.source import SourceReader, SourceSettings
@@ -193,12 +194,14 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
             source_pool = extra
         try:
             tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None
+            source = SourceReader(source_pool, source_settings)
             engine = SyncEngine(db.pool, plugins.providers,
                                 build_credential_store(db.pool, tokens,
                                                        settings=ctx.settings, plugins=plugins,
                                                        base_urls=settings.base_urls),
-                                source=SourceReader(source_pool, source_settings),
-                                settings=settings)
+                                source=source, settings=settings,
+                                inbound=inbound_processor(db.pool, plugins.providers,
+                                                          source=source, hook=plugins.hook))
             try:
                 report = await _run(engine, db.pool, args, ctx, bar)
             except SyncError as exc:

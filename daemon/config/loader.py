@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,16 @@ from daemon.config.models import (
 from daemon.config.problems import ConfigInvalid, ConfigProblem, format_path
 from daemon.credential_scope import CredentialScope
 from daemon.errors import SyncdError
+from daemon.inbound.fields import load_inbound_settings
+from daemon.inbound.rules import INBOUND_KEY, InboundRule, validate_inbound
 from daemon.logs import get_logger
 from daemon.mapping import FieldRule, merge_mappings, validate_mapping
 from daemon.plugins import Plugins, UnknownProvider
 from daemon.provider import AuthKind, Direction, Entity, Provider
 
 __all__ = ["ConfigFiles", "config_files", "load_config", "load_config_files"]
+
+InboundRules = Mapping[Entity, Mapping[str, InboundRule]]
 
 log = get_logger("syncd.config")
 _SUFFIXES = (".yaml", ".yml")
@@ -177,10 +181,12 @@ def _salvage(data: dict[str, Any]) -> _PartialVenue:
 
 class _Checker:
     def __init__(self, plugins: Plugins, problems: list[ConfigProblem],
-                 scope: CredentialScope | None = None) -> None:
+                 scope: CredentialScope | None = None,
+                 writable: Collection[str] = ()) -> None:
         self.plugins = plugins
         self.problems = problems
         self.scope = scope
+        self.writable = frozenset(writable)
         self._mapping_cache: dict[Any, list[tuple[str, str, str, str]]] = {}
         self._options_models: dict[str, type[BaseModel] | None] = {}
 
@@ -226,12 +232,34 @@ class _Checker:
         return found
 
 
+    def inbound_problems(self, provider: Provider, entity: Entity,
+                         rules: Mapping[str, InboundRule]) -> list[tuple[str, str, str, str]]:
+        """(target, key, message, hint) for each problem of an inbound mapping."""
+        support = provider.capabilities.entities.get(entity)
+        if support is None:
+            return [("", "", f"provider {provider.name!r} does not sync {entity.value}",
+                     "it syncs: " + ", ".join(sorted(e.value for e in
+                                                     provider.capabilities.entities)))]
+        return [(p.target, p.key, p.message, p.hint) for p in validate_inbound(
+            entity.value, rules, support, self.writable, provider.name)]
+
+
 # --- templates --------------------------------------------------------------------------------
 
 
-def _template_json(mappings: Mapping[Entity, Mapping[str, FieldRule]]) -> dict[str, Any]:
-    return {entity.value: {target: rule_json(rule) for target, rule in sorted(rules.items())}
-            for entity, rules in sorted(mappings.items())}
+def _inbound_json(inbound: InboundRules) -> dict[str, Any]:
+    return {entity.value: {target: rule.as_json() for target, rule in sorted(rules.items())}
+            for entity, rules in sorted(inbound.items()) if rules}
+
+
+def _template_json(mappings: Mapping[Entity, Mapping[str, FieldRule]],
+                   inbound: InboundRules | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        entity.value: {target: rule_json(rule) for target, rule in sorted(rules.items())}
+        for entity, rules in sorted(mappings.items())}
+    if inbound:
+        out[INBOUND_KEY] = _inbound_json(inbound)
+    return out
 
 
 def _check_templates(parsed: list[_Parsed], checker: _Checker) -> dict[tuple[str, str], Any]:
@@ -266,6 +294,15 @@ def _check_templates(parsed: list[_Parsed], checker: _Checker) -> dict[tuple[str
                     if key_name and target in rules:
                         path = (*path, key_name)
                 checker.add(item, path, message, hint)
+        for entity, inbound in tpl.inbound.items():
+            for target, key_name, message, hint in checker.inbound_problems(
+                    provider, entity, inbound):
+                path = ("inbound", entity.value)
+                if target in inbound:
+                    path = (*path, target)
+                    if key_name and isinstance(_raw_or_empty(item, path), dict):
+                        path = (*path, key_name)
+                checker.add(item, path, message, hint)
         for entity, rule_set in tpl.validation_rules.items():
             support = provider.capabilities.entities.get(entity)
             for i, target in enumerate(rule_set.required):
@@ -288,10 +325,12 @@ def _plugin_templates(plugins: Plugins, config: Mapping[tuple[str, str], _Parsed
                 if (spec.provider, spec.name) in config:
                     continue  # the config's template of the same name wins
                 mappings = {Entity(e): {t: FieldRule.model_validate(r) for t, r in m.items()}
-                            for e, m in spec.mappings.items()}
+                            for e, m in spec.mappings.items() if e != INBOUND_KEY}
+                inbound = {Entity(e): {t: InboundRule.model_validate(r) for t, r in m.items()}
+                           for e, m in (spec.mappings.get(INBOUND_KEY) or {}).items()}
                 out.append(DesiredTemplate(
                     provider=spec.provider, name=spec.name, description=spec.description,
-                    venue_type=spec.venue_type, mappings=_template_json(mappings),
+                    venue_type=spec.venue_type, mappings=_template_json(mappings, inbound),
                     # JSON-shaped, as the database gives it back (tuples become lists).
                     validation_rules=json.loads(json.dumps(dict(spec.validation_rules))),
                     is_default=spec.is_default and spec.provider not in config_defaults,
@@ -308,7 +347,7 @@ def _desired_templates(config: Mapping[tuple[str, str], _Parsed],
         tpl: TemplateFile = item.model
         out.append(DesiredTemplate(
             provider=provider, name=name, description=tpl.description,
-            venue_type=tpl.venue_type, mappings=_template_json(tpl.mappings),
+            venue_type=tpl.venue_type, mappings=_template_json(tpl.mappings, tpl.inbound),
             validation_rules={e.value: {"required": list(r.required)}
                               for e, r in sorted(tpl.validation_rules.items())},
             is_default=tpl.default, origin=item.file))
@@ -331,6 +370,7 @@ class _TemplateIndex:
             if t.is_default:
                 self.default.setdefault(t.provider, t)
         self._rules: dict[tuple[str, str], dict[Entity, dict[str, FieldRule]]] = {}
+        self._inbound: dict[tuple[str, str], dict[Entity, dict[str, InboundRule]]] = {}
 
     def resolve(self, provider: str, venue_type: str, name: str | None
                 ) -> DesiredTemplate | None:
@@ -342,8 +382,15 @@ class _TemplateIndex:
         if template.key not in self._rules:
             self._rules[template.key] = {
                 Entity(e): {t: FieldRule.model_validate(r) for t, r in m.items()}
-                for e, m in template.mappings.items()}
+                for e, m in template.mappings.items() if e != INBOUND_KEY}
         return self._rules[template.key]
+
+    def inbound(self, template: DesiredTemplate) -> dict[Entity, dict[str, InboundRule]]:
+        if template.key not in self._inbound:
+            self._inbound[template.key] = {
+                Entity(e): {t: InboundRule.model_validate(r) for t, r in m.items()}
+                for e, m in (template.mappings.get(INBOUND_KEY) or {}).items()}
+        return self._inbound[template.key]
 
 
 # --- venues -----------------------------------------------------------------------------------
@@ -494,7 +541,44 @@ def _effective_mapping(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
     for entity, rules in sorted(overrides.items()):
         result[entity.value] = {t: rule_json(r) if r is not None else None
                                 for t, r in sorted(rules.items())}
+    inbound = _check_inbound(item, base, spec, provider, template=template, index=index,
+                             checker=checker)
+    if inbound:
+        result[INBOUND_KEY] = inbound
     return template, result
+
+
+def _check_inbound(item: _Parsed, base: KeyPath, spec: IntegrationSpec, provider: Provider,
+                   *, template: DesiredTemplate | None, index: _TemplateIndex,
+                   checker: _Checker) -> dict[str, Any]:
+    """Check the effective inbound mapping (template's with the integration's on top); the
+    integration's own rules as stored (a null removes the template's rule)."""
+    ipath = (*base, "mapping", "inbound")
+    from_template = index.inbound(template) if template is not None else {}
+    overrides = spec.mapping.inbound
+    for entity in sorted(set(from_template) | set(overrides)):
+        own = overrides.get(entity, {})
+        merged = {**from_template.get(entity, {}), **own}
+        rules = {t: r for t, r in merged.items() if r is not None}
+        for target, key_name, found, hint in checker.inbound_problems(provider, entity, rules):
+            message = found
+            if target in own:
+                path: KeyPath = (*ipath, entity.value, target)
+                if key_name and isinstance(_raw_or_empty(item, path), dict):
+                    path = (*path, key_name)
+            elif not target and entity in overrides:
+                path = (*ipath, entity.value)
+            elif template is not None and spec.mapping.template is not None:
+                path = (*base, "mapping", "template")
+                message = f"inbound {entity.value}: {message} (template {template.name!r})"
+            else:
+                path = (*base, "provider")
+                where = f"template {template.name!r}" if template else "no template"
+                message = f"inbound {entity.value}: {message} ({where})"
+            checker.add(item, path, message, hint)
+    return {entity.value: {t: r.as_json() if r is not None else None
+                           for t, r in sorted(rules_.items())}
+            for entity, rules_ in sorted(overrides.items())}
 
 
 def _schedule_json(schedule: ScheduleSpec) -> dict[str, str]:
@@ -576,16 +660,20 @@ class _VenueChecker:
 
 def load_config_files(files: ConfigFiles, plugins: Plugins, *,
                       limits: YamlLimits = DEFAULT_LIMITS,
-                      scope: CredentialScope | None = None) -> DesiredState:
+                      scope: CredentialScope | None = None,
+                      writable: Collection[str] | None = None) -> DesiredState:
     """The desired state of ``files``; :class:`ConfigInvalid` with every problem otherwise.
 
     Each file is held to ``limits``; with a ``scope``, a credential reference outside it
-    is a problem too (without one, references are only checked when resolved).
+    is a problem too (without one, references are only checked when resolved). Inbound
+    mappings may write only the platform columns in ``writable`` (default: the
+    ``SYNCD_INBOUND_WRITABLE`` setting).
     """
     problems: list[ConfigProblem] = []
     templates = [p for name, data in files.templates
                  if (p := _parse(name, data, TemplateFile, problems, limits)) is not None]
-    checker = _Checker(plugins, problems, scope)
+    allowed = load_inbound_settings().writable if writable is None else writable
+    checker = _Checker(plugins, problems, scope, allowed)
     config_templates = _check_templates(templates, checker)
     desired_templates = _desired_templates(config_templates,
                                            _plugin_templates(plugins, config_templates))
@@ -604,6 +692,8 @@ def load_config_files(files: ConfigFiles, plugins: Plugins, *,
 
 
 def load_config(root: Path, plugins: Plugins, *, limits: YamlLimits = DEFAULT_LIMITS,
-                scope: CredentialScope | None = None) -> DesiredState:
+                scope: CredentialScope | None = None,
+                writable: Collection[str] | None = None) -> DesiredState:
     """Read and check the config directory ``root`` (see :func:`load_config_files`)."""
-    return load_config_files(config_files(root, limits), plugins, limits=limits, scope=scope)
+    return load_config_files(config_files(root, limits), plugins, limits=limits, scope=scope,
+                             writable=writable)

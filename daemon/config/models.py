@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from daemon.inbound.rules import InboundRule
 from daemon.mapping import FieldRule
 from daemon.provider import Direction, Entity
 
@@ -165,6 +166,11 @@ class MappingSpec(_Strict):
     template: Annotated[str, AfterValidator(_check_name)] | None = Field(
         default=None, description="Template name; unset: by venue type, then the default.")
     overrides: dict[Entity, dict[str, FieldRule | None]] = Field(default_factory=dict)
+    inbound: dict[Entity, dict[str, InboundRule | None]] = Field(
+        default_factory=dict,
+        description="Per entity, platform field -> provider field (the template's inbound "
+        "rules with these on top; null removes one). syncd writes to the platform only "
+        "what this maps.")
 
 
 class IntegrationSpec(_Strict):
@@ -219,6 +225,10 @@ class TemplateFile(_Strict):
     default: StrictBool = Field(default=False,
                           description="The provider's fallback template (one per provider).")
     mappings: dict[Entity, dict[str, FieldRule]] = Field(default_factory=dict)
+    inbound: dict[Entity, dict[str, InboundRule]] = Field(
+        default_factory=dict,
+        description="Per entity, platform field -> provider field: what integrations using "
+        "the template take back from the provider.")
     validation_rules: dict[Entity, ValidationRules] = Field(default_factory=dict)
 
     @field_validator("mappings")

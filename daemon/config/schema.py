@@ -16,6 +16,14 @@ _RULE = {
 }
 
 
+_INBOUND_RULE = {
+    "anyOf": [
+        {"type": "string", "description": "Provider field, e.g. merge_fields.FNAME."},
+        {"$ref": "#/$defs/InboundRule"},
+    ]
+}
+
+
 def _with_short_rules(schema: dict[str, Any]) -> dict[str, Any]:
     """Allow a mapping rule's short form (a plain source path) wherever a rule goes."""
 
@@ -23,6 +31,8 @@ def _with_short_rules(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, dict):
             if node.get("$ref") == "#/$defs/FieldRule" and len(node) == 1:
                 return dict(_RULE)
+            if node.get("$ref") == "#/$defs/InboundRule" and len(node) == 1:
+                return dict(_INBOUND_RULE)
             return {k: walk(v) for k, v in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
@@ -35,6 +45,12 @@ def _with_short_rules(schema: dict[str, Any]) -> dict[str, Any]:
                                {"$ref": "#/$defs/TransformCall"}]}
         rule["properties"]["transforms"]["items"] = transform
         rule["properties"]["transform"] = transform
+    inbound = out.get("$defs", {}).get("InboundRule")
+    if inbound is not None:
+        transform = {"anyOf": [{"type": "string", "description": "A transform name."},
+                               {"$ref": "#/$defs/TransformCall"}]}
+        inbound["properties"]["transforms"]["items"] = transform
+        inbound["properties"]["transform"] = transform
     return out
 
 

@@ -257,6 +257,26 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     return _json({"replayed": replayed})
 
 
+_INBOUND_STATUSES = frozenset({"pending", "applied", "ignored", "failed", "dead_letter"})
+
+
+async def list_inbound_changes(request: web.Request) -> web.Response:
+    """Provider changes bound for the platform, newest first, with their outcomes."""
+    if (refused := _unexpected_query(request, "provider", "status", "limit")) is not None:
+        return refused
+    status = request.query.get("status")
+    if status is not None and status not in _INBOUND_STATUSES:
+        return _error(400, "status must be one of " + ", ".join(sorted(_INBOUND_STATUSES)))
+    limit = _limit(request)
+    if isinstance(limit, web.Response):
+        return limit
+    pool: asyncpg.Pool = request.config_dict[state.POOL]
+    rows = await pool.fetch(queries("inbound.sql")["api_list"],
+                            _principal(request).venue_filter(),
+                            request.query.get("provider"), status, limit)
+    return _json({"changes": [dict(r) for r in rows]})
+
+
 async def openapi(request: web.Request) -> web.Response:
     return _json(OPENAPI)
 
@@ -273,6 +293,7 @@ def api_app(verifier: TokenVerifier) -> web.Application:
         web.get("/webhooks", list_webhooks),
         web.get("/queue", queue_overview),
         web.get("/dead-letters", list_dead_letters),
+        web.get("/inbound-changes", list_inbound_changes),
         web.post("/dead-letters/{id}/replay", replay_dead_letter),
     ])
     return app

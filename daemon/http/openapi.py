@@ -34,7 +34,8 @@ OPENAPI: dict[str, Any] = {
         "title": "syncd admin API",
         "version": __version__,
         "description": "Integrations, their health and sync history, sync now, webhook "
-                       "events, the queue and its dead letters, scoped by venue. A platform "
+                       "events, inbound changes and their outcomes, the queue and its dead "
+                       "letters, scoped by venue. A platform "
                        "admin's token sees every venue; a venue admin's only the venues it "
                        "lists; another venue's resource is answered as missing (404).",
     },
@@ -156,6 +157,30 @@ OPENAPI: dict[str, Any] = {
                 **_ERRORS,
             },
         }},
+        "/inbound-changes": {"get": {
+            "operationId": "listInboundChanges",
+            "summary": "Provider changes bound for the platform, newest first, each with its "
+                       "outcome and reason",
+            "parameters": [
+                {"name": "provider", "in": "query", "required": False, "schema": _TEXT},
+                {"name": "status", "in": "query", "required": False, "schema": {
+                    "type": "string",
+                    "enum": ["pending", "applied", "ignored", "failed", "dead_letter"]}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                            "default": 100}},
+            ],
+            "responses": {
+                "200": _response("Inbound changes", {
+                    "type": "object", "required": ["changes"],
+                    "properties": {"changes": {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/InboundChange"}}},
+                }),
+                "400": _response("A bad status or limit, or an unknown parameter", _ERROR),
+                **_ERRORS,
+            },
+        }},
         "/dead-letters/{id}/replay": {"post": {
             "operationId": "replayDeadLetter",
             "summary": "Put a dead letter back on the queue with a fresh attempt budget",
@@ -247,6 +272,31 @@ OPENAPI: dict[str, Any] = {
                     "error_kind": {"type": ["string", "null"]},
                     "last_error": {"type": ["string", "null"]},
                     "completed_at": _TIME,
+                },
+            },
+            "InboundChange": {
+                "type": "object",
+                "required": ["id", "venue_id", "provider", "entity_type", "remote_id",
+                             "change", "source", "status", "received_at"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "venue_id": {"type": "string", "format": "uuid"},
+                    "provider": {"type": "string"},
+                    "entity_type": {"type": "string"},
+                    "remote_id": {"type": "string"},
+                    "local_id": {"type": ["string", "null"]},
+                    "change": {"type": "string", "enum": [
+                        "created", "updated", "deleted", "unsubscribed", "subscribed",
+                        "other"]},
+                    "source": {"type": "string", "enum": ["webhook", "pull"]},
+                    "status": {"type": "string", "enum": [
+                        "pending", "applied", "ignored", "failed", "dead_letter"]},
+                    "reason_code": {"type": ["string", "null"]},
+                    "reason": {"type": ["string", "null"]},
+                    "attempts": {"type": "integer", "minimum": 0},
+                    "occurred_at": _TIME,
+                    "received_at": {"type": "string", "format": "date-time"},
+                    "processed_at": _TIME,
                 },
             },
             "WebhookEvent": {

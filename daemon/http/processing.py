@@ -13,7 +13,9 @@ The job drains the provider's pending events, oldest first, in batches locked wi
   when the integration is enabled and schedules that entity (pending syncs coalesce, so a
   burst of events queues one);
 - the event is marked ``processed``, or ``ignored`` with the reason (nothing the plugin
-  understands, no venue for the account, an account shared by several venues, no entity).
+  understands, no venue for the account, an account shared by several venues, no entity);
+- once the events are settled, the provider's inbound changes are processed into the
+  platform (:class:`daemon.inbound.InboundProcessor`), each with its outcome.
 
 An event whose processing raises is counted and left pending for the job's retry; after
 ``max_attempts`` it is marked ``failed`` with the error, the webhook's dead letter.
@@ -21,6 +23,7 @@ An event whose processing raises is counted and left pending for the job's retry
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,8 +31,9 @@ from typing import Any
 
 import asyncpg
 
+from daemon.inbound.processor import InboundProcessor
 from daemon.logs import get_logger
-from daemon.provider import InboundChange, Provider, WebhookRequest
+from daemon.provider import Entity, InboundChange, Provider, WebhookRequest
 from daemon.queue.enqueue import enqueue
 from daemon.queue.types import Job, JobContext, JobResult, Outcome
 from daemon.sql import queries
@@ -38,6 +42,14 @@ __all__ = ["WebhookProcessor"]
 
 log = get_logger("syncd.http")
 _Q = queries("webhooks.sql")
+
+
+def _fields_json(change: InboundChange) -> dict[str, Any] | None:
+    """The change's values as stored (None: it carries none)."""
+    if change.fields is None:
+        return None
+    stored: dict[str, Any] = json.loads(json.dumps(dict(change.fields), default=str))
+    return stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +64,16 @@ class WebhookProcessor:
     """The job handler for webhook processing jobs."""
 
     def __init__(self, providers: Mapping[str, Provider] | None = None, *,
-                 batch_size: int = 100, max_attempts: int | None = None) -> None:
+                 batch_size: int = 100, max_attempts: int | None = None,
+                 inbound: InboundProcessor | None = None) -> None:
         self._providers = providers
         self.batch_size = batch_size
         self._max_attempts = max_attempts
+        #: Processes the changes the events became (None: built on first use, on the
+        #: job's pool, with the loaded plugins' sinks).
+        self.inbound = inbound
+        self._hook: Any = None
+        self._source_pool: asyncpg.Pool | None = None
 
     def _settings(self) -> tuple[Mapping[str, Provider], int]:
         if self._providers is None or self._max_attempts is None:
@@ -64,7 +82,9 @@ class WebhookProcessor:
 
             settings = Settings()
             if self._providers is None:
-                self._providers = dict(load_plugins(settings.plugins).providers)
+                plugins = load_plugins(settings.plugins)
+                self._providers = dict(plugins.providers)
+                self._hook = plugins.hook
             if self._max_attempts is None:
                 self._max_attempts = settings.webhook_max_attempts
         return self._providers, self._max_attempts
@@ -104,11 +124,37 @@ class WebhookProcessor:
                                        settled.event_type, settled.venue_id, settled.reason)
                     counts[settled.status] = counts.get(settled.status, 0) + 1
         log.info("webhook.processed", provider=provider.name, failed=failures, **counts)
+        if not ctx.cancelled:
+            inbound = await self._inbound(ctx.pool, providers)
+            # Inventory counts wait for their integration's sync job (daemon/inventory.py).
+            await inbound.process(provider=provider.name, guard=ctx.assert_lease,
+                                  cancelled=lambda: ctx.cancelled,
+                                  skip_entities=(Entity.INVENTORY.value,))
         if ctx.cancelled:
             return JobResult(Outcome.RETRY, "cancelled")
         if failures:
             return JobResult(Outcome.RETRY, f"{failures} webhook events failed to process")
         return JobResult(Outcome.COMPLETED)
+
+    async def _inbound(self, pool: asyncpg.Pool, providers: Mapping[str, Provider]
+                       ) -> InboundProcessor:
+        """The processor of the changes this job records (built once, on first use)."""
+        if self.inbound is None:
+            from daemon.inbound.build import inbound_processor
+            from daemon.source import SourceReader, SourceSettings
+
+            source_settings = SourceSettings()
+            source_pool = pool
+            if source_settings.database_url is not None:
+                from daemon.db import open_pool
+
+                self._source_pool = await open_pool(
+                    source_settings.database_url.get_secret_value())
+                source_pool = self._source_pool
+            self.inbound = inbound_processor(
+                pool, providers, source=SourceReader(source_pool, source_settings),
+                hook=self._hook)
+        return self.inbound
 
     async def _process(self, conn: asyncpg.Connection, provider: Provider,
                        row: Mapping[str, Any]) -> _Settled:
@@ -163,7 +209,7 @@ class WebhookProcessor:
         await conn.fetchval(
             _Q["record_inbound_change"], venue_id, provider, entity, change.remote_id,
             change.change, dict(change.payload), change.dedupe_key, change.occurred_at,
-            row["received_at"])
+            row["received_at"], _fields_json(change))
         schedules = integration["schedules"] if isinstance(integration["schedules"],
                                                            Mapping) else {}
         if integration["enabled"] and entity in schedules:

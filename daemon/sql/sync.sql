@@ -61,14 +61,19 @@ ORDER BY local_id
 LIMIT $5
 
 -- name: write_links
+-- $10: the platform values each record was mapped from (NULL for deletes and archives: the
+-- stored values stay).
 INSERT INTO entity_links AS l (venue_id, provider, entity_type, local_id, remote_id,
                                content_hash, remote_version, state, last_error,
-                               last_synced_at, source_updated_at, updated_at)
+                               last_synced_at, source_updated_at, updated_at, pushed_values)
 SELECT $1::uuid, $2, $3, u.local_id, u.remote_id, u.content_hash, u.remote_version, u.state,
-       NULL, now(), u.source_updated_at, now()
-FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
-     AS u(local_id, remote_id, content_hash, remote_version, state, source_updated_at)
+       NULL, now(), u.source_updated_at, now(), u.pushed_values::jsonb
+FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[],
+            $10::text[])
+     AS u(local_id, remote_id, content_hash, remote_version, state, source_updated_at,
+          pushed_values)
 ON CONFLICT (venue_id, provider, entity_type, local_id) DO UPDATE SET
+    pushed_values = COALESCE(EXCLUDED.pushed_values, l.pushed_values),
     remote_id = COALESCE(EXCLUDED.remote_id, l.remote_id),
     content_hash = EXCLUDED.content_hash,
     remote_version = COALESCE(EXCLUDED.remote_version, l.remote_version),
@@ -190,14 +195,14 @@ WHERE venue_id = $1::uuid AND provider = $2
 
 -- name: insert_inbound
 INSERT INTO inbound_changes (venue_id, provider, entity_type, remote_id, local_id, change,
-                             payload, source, dedupe_key, occurred_at)
+                             payload, source, dedupe_key, occurred_at, fields)
 SELECT $1::uuid, $2, $3, u.remote_id,
        (SELECT l.local_id FROM entity_links l
         WHERE l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
           AND l.remote_id = u.remote_id),
-       u.change, u.payload::jsonb, 'pull', u.dedupe_key, u.occurred_at
-FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[])
-     AS u(remote_id, change, payload, dedupe_key, occurred_at)
+       u.change, u.payload::jsonb, 'pull', u.dedupe_key, u.occurred_at, u.fields::jsonb
+FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $9::text[])
+     AS u(remote_id, change, payload, dedupe_key, occurred_at, fields)
 ON CONFLICT (provider, dedupe_key) DO NOTHING
 
 -- name: connected_integrations
@@ -260,3 +265,36 @@ FROM integration_configs c
 LEFT JOIN integration_health h ON h.venue_id = c.venue_id AND h.provider = c.provider
 WHERE $1::uuid IS NULL OR c.venue_id = $1::uuid
 ORDER BY c.venue_name NULLS LAST, c.venue_id, c.provider
+
+-- name: consent_holds_for
+-- Standing consent withdrawals of these local records (by the link's remote id, or the
+-- local id the hold learnt).
+SELECT u.local_id, h.remote_id, h.platform_opt_in
+FROM unnest($4::text[]) AS u(local_id)
+JOIN entity_links l
+  ON l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
+ AND l.local_id = u.local_id
+JOIN consent_holds h
+  ON h.venue_id = l.venue_id AND h.provider = l.provider AND h.entity_type = l.entity_type
+ AND h.remote_id = l.remote_id
+WHERE h.state = 'withdrawn' AND h.lifted_at IS NULL
+UNION
+SELECT h.local_id, h.remote_id, h.platform_opt_in
+FROM consent_holds h
+WHERE h.venue_id = $1::uuid AND h.provider = $2 AND h.entity_type = $3
+  AND h.local_id = ANY($4::text[]) AND h.state = 'withdrawn' AND h.lifted_at IS NULL
+
+-- name: consent_seen
+-- The platform's opt-in of held records as this run read it.
+UPDATE consent_holds h SET platform_opt_in = u.opt_in, updated_at = now()
+FROM unnest($4::text[], $5::boolean[]) AS u(remote_id, opt_in)
+WHERE h.venue_id = $1::uuid AND h.provider = $2 AND h.entity_type = $3
+  AND h.remote_id = u.remote_id AND h.state = 'withdrawn' AND h.lifted_at IS NULL
+
+-- name: consent_lifted
+-- The platform opted these people in again after the withdrawal (its opt-in went from false
+-- to true): pushes may subscribe them again.
+UPDATE consent_holds SET lifted_at = now(), updated_at = now(),
+       lifted_reason = 'the platform opted them in again after the withdrawal'
+WHERE venue_id = $1::uuid AND provider = $2 AND entity_type = $3
+  AND remote_id = ANY($4::text[]) AND state = 'withdrawn' AND lifted_at IS NULL

@@ -64,13 +64,14 @@ SELECT c.venue_id, c.enabled, c.schedules
 
 -- name: record_inbound_change
 -- The local record a remote id is linked to, when there is one, travels with the change.
+-- $10: the record's values in the plugin's inbound field catalogue (NULL: none carried).
 INSERT INTO inbound_changes (venue_id, provider, entity_type, remote_id, local_id, change,
-                             payload, source, dedupe_key, occurred_at, received_at)
+                             payload, source, dedupe_key, occurred_at, received_at, fields)
 SELECT $1::uuid, $2, $3, $4,
        (SELECT l.local_id FROM entity_links l
          WHERE l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
            AND l.remote_id = $4),
-       $5, $6, 'webhook', $7, $8, $9
+       $5, $6, 'webhook', $7, $8, $9, $10::jsonb
 ON CONFLICT (provider, dedupe_key) DO NOTHING
 RETURNING id
 

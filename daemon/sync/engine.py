@@ -14,21 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 import httpx
 
 from daemon.credentials import CredentialError, CredentialStore
 from daemon.errors import SyncdError
+from daemon.inbound.fields import CONSENT_FIELDS, PLATFORM_FIELDS
 from daemon.logs import get_logger
-from daemon.mapping import content_hash
+from daemon.mapping import content_hash, get_path
 from daemon.provider import (
     ClientContext,
     Credentials,
@@ -53,6 +55,9 @@ from daemon.sync.mappings import ResolvedMapping, resolve_mappings
 from daemon.sync.pacing import Pacer, push_concurrency, push_rate
 from daemon.sync.report import EntityReport, PlannedRecord, RecordError, RunOutcome, RunReport
 from daemon.sync.settings import SyncSettings
+
+if TYPE_CHECKING:
+    from daemon.inbound.processor import InboundProcessor
 
 __all__ = ["Progress", "SyncEngine", "SyncError", "decide", "delete_policy"]
 
@@ -111,6 +116,17 @@ class _Planned:
     record: OutboundRecord
     changed_at: datetime | None
     size: int
+    #: The platform values the record was mapped from (JSON text), stored with its link once
+    #: the provider took it: what an echo of this push looks like (see daemon.inbound).
+    values: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Hold:
+    """A consent withdrawal at the provider that stands against one local record."""
+
+    remote_id: str
+    platform_opt_in: bool | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +201,7 @@ class SyncEngine:
         http: httpx.AsyncClient | None = None,
         settings: SyncSettings | None = None,
         limiters: LimiterRegistry | None = None,
+        inbound: InboundProcessor | None = None,
     ) -> None:
         self.pool = pool
         self.providers = providers
@@ -194,6 +211,9 @@ class SyncEngine:
         self.settings = settings or SyncSettings()
         #: The process's provider limiters, handed to every client (None: the clients' own).
         self.limiters = limiters
+        #: Processes the changes a run pulls, before it pushes (None: they wait for the
+        #: next processing pass: webhook processing or ``syncd inbound apply``).
+        self.inbound = inbound
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -318,17 +338,26 @@ class _Run:
                 runnable.append((entity, mapping))
             if not report.dry_run:
                 await self._open_client()
+            reports = {entity: EntityReport(entity) for entity, _ in runnable}
+            report.entities.extend(reports.values())
+            # Pull first, and process what came in, then push: a provider's edit reaches the
+            # platform (as its policies allow) before a push could write over it.
+            for entity, _ in runnable:
+                if (self.caps.supports(entity, Direction.PULL) and not report.dry_run
+                        and not self.stop.is_set()):
+                    await self._pull_entity(entity, reports[entity])
+            if self.engine.inbound is not None and not report.dry_run \
+                    and not self.stop.is_set():
+                report.inbound = dict(await self.engine.inbound.process(
+                    venue_id=self.venue_id, provider=self.name, guard=self.guard,
+                    cancelled=self.cancelled))
             for entity, mapping in runnable:
                 if self.stop.is_set():
                     break
                 support = self.caps.entities[entity]
-                entity_report = EntityReport(entity)
-                report.entities.append(entity_report)
                 if self.caps.supports(entity, Direction.PUSH) and mapping.rules:
-                    await self._push_entity(entity, support, mapping, entity_report, full=full)
-                if (self.caps.supports(entity, Direction.PULL) and not report.dry_run
-                        and not self.stop.is_set()):
-                    await self._pull_entity(entity, entity_report)
+                    await self._push_entity(entity, support, mapping, reports[entity],
+                                            full=full)
         except SyncError as exc:
             report.outcome = RunOutcome.CONFIG
             report.error = str(exc)
@@ -562,9 +591,13 @@ class _Run:
         seen: set[str] | None = set() if since is None else None
         rules = compile_mapping(mapping.rules)
         chunks = self._chunks_with_links(entity, since, include)
+        consent_field = CONSENT_FIELDS.get(entity.value)
         async with contextlib.aclosing(chunks):
             async for chunk, links in chunks:
                 frozen: list[_Frozen] = []
+                holds = await self._holds(entity, chunk) if consent_field else {}
+                opt_ins: dict[str, bool] = {}
+                lifted: list[str] = []
                 for rec in chunk:
                     er.scanned += 1
                     if seen is not None:
@@ -574,10 +607,23 @@ class _Run:
                         max_changed[0] = rec.changed_at
                     planned = self._plan_one(rec, rules, links.get(rec.local_id), policy, er,
                                              write_once=support.write_once, frozen=frozen)
+                    hold = holds.get(rec.local_id)
+                    if hold is not None and consent_field is not None:
+                        opt_in = get_path(rec.data, consent_field) is True
+                        if hold.platform_opt_in is False and opt_in:
+                            lifted.append(hold.remote_id)
+                        else:
+                            if hold.platform_opt_in is not opt_in:
+                                opt_ins[hold.remote_id] = opt_in
+                            if planned is not None:
+                                planned = dataclasses.replace(planned, record=dataclasses.replace(
+                                    planned.record, consent_withdrawn=True))
                     if planned is not None:
                         yield planned
                 if frozen:
                     await self._settle_frozen(entity, support, frozen, er)
+                if (opt_ins or lifted) and not self.report.dry_run:
+                    await self._settle_consent(entity, opt_ins, lifted)
                 if self.progress:
                     self.progress(entity, er.scanned, er.sent, self._total)
                 if self.stop.is_set():
@@ -680,7 +726,7 @@ class _Run:
             idempotency_key=key, remote_id=remote_id,
             remote_version=link.remote_version if link else None, operation="upsert",
             attempted_at=attempted)
-        return _Planned(record, rec.changed_at, _json_size(payload))
+        return _Planned(record, rec.changed_at, _json_size(payload), _platform_values(rec))
 
     def _unmapped(self, rec: SourceRecord, er: EntityReport, error: str) -> None:
         """Count a record the mapping failed on; its link is marked failed with the run's
@@ -693,6 +739,30 @@ class _Run:
                                                   error[:500]))
         log.warning("sync.record_unmapped", venue_id=self.venue_id, provider=self.name,
                     entity=etype, local_id=rec.local_id, error=error[:200])
+
+    async def _holds(self, entity: Entity, chunk: Sequence[SourceRecord]) -> dict[str, _Hold]:
+        """Standing consent withdrawals of the chunk's records, by local id."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(_Q["consent_holds_for"], self.venue_id, self.name,
+                                    entity.value, [r.local_id for r in chunk])
+        return {r["local_id"]: _Hold(r["remote_id"], r["platform_opt_in"]) for r in rows}
+
+    async def _settle_consent(self, entity: Entity, opt_ins: Mapping[str, bool],
+                              lifted: Sequence[str]) -> None:
+        """Record the platform's opt-in of held records as read, and lift the holds of
+        people the platform opted in again after their withdrawal (false, then true)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if self.guard is not None:
+                await self.guard(conn)
+            if opt_ins:
+                await conn.execute(_Q["consent_seen"], self.venue_id, self.name, entity.value,
+                                   list(opt_ins), list(opt_ins.values()))
+            if lifted:
+                await conn.execute(_Q["consent_lifted"], self.venue_id, self.name,
+                                   entity.value, list(lifted))
+        if lifted:
+            log.info("sync.consent_lifted", venue_id=self.venue_id, provider=self.name,
+                     entity=entity.value, count=len(lifted))
 
     async def _settle_frozen(self, entity: Entity, support: EntitySupport,
                              frozen: Sequence[_Frozen], er: EntityReport) -> None:
@@ -958,7 +1028,8 @@ class _Run:
                     [_stored_hash(p) for p, _ in good],
                     [r.remote_version for _, r in good],
                     [_state_after(p) for p, _ in good],
-                    [p.changed_at for p, _ in good])
+                    [p.changed_at for p, _ in good],
+                    [p.values for p, _ in good])
             if bad:
                 await conn.execute(
                     _Q["write_failures"], self.venue_id, self.name, etype,
@@ -1011,17 +1082,17 @@ class _Run:
         state = await self._state(entity)
         since = state["last_pull_at"] if state else None
         started = datetime.now(UTC)
-        client = self.client
-        assert client is not None
-        batch: list[InboundChange] = []
         try:
-            async for change in client.pull(entity, since):
-                batch.append(change)
-                if len(batch) >= 500:
-                    er.pulled += await self._store_inbound(entity, batch)
-                    batch = []
-            if batch:
-                er.pulled += await self._store_inbound(entity, batch)
+            while True:
+                client = self.client
+                assert client is not None
+                try:
+                    await self._pull_changes(client, entity, since, er)
+                    break
+                except ProviderError as exc:
+                    # Pulls run first: a stale token is refreshed here as a push would.
+                    if exc.kind is not ErrorKind.AUTH or not await self._refresh(client):
+                        raise
         except ProviderError as exc:
             if exc.kind is ErrorKind.AUTH:
                 raise _AuthFailed(f"{self.name} refused the credentials: {exc}") from None
@@ -1034,6 +1105,17 @@ class _Run:
             return
         await self._save_state(entity, None, None, started)
 
+    async def _pull_changes(self, client: ProviderClient, entity: Entity,
+                            since: datetime | None, er: EntityReport) -> None:
+        batch: list[InboundChange] = []
+        async for change in client.pull(entity, since):
+            batch.append(change)
+            if len(batch) >= 500:
+                er.pulled += await self._store_inbound(entity, batch)
+                batch = []
+        if batch:
+            er.pulled += await self._store_inbound(entity, batch)
+
     async def _store_inbound(self, entity: Entity, changes: Sequence[InboundChange]) -> int:
         async with self.pool.acquire() as conn, conn.transaction():
             if self.guard is not None:
@@ -1043,18 +1125,22 @@ class _Run:
                 (changes[0].entity or entity).value,
                 [c.remote_id for c in changes], [c.change for c in changes],
                 [json.dumps(dict(c.payload), default=str) for c in changes],
-                [c.dedupe_key for c in changes], [c.occurred_at for c in changes])
+                [c.dedupe_key for c in changes], [c.occurred_at for c in changes],
+                [None if c.fields is None else json.dumps(dict(c.fields), default=str)
+                 for c in changes])
         return int(status.split()[-1])
 
     # --- records of work ------------------------------------------------------------------
 
     async def _record(self, log_id: Any) -> None:
         report = self.report
-        details = {
+        details: dict[str, Any] = {
             "entities": {e.entity.value: e.as_json() for e in report.entities},
             "outcome": report.outcome.value,
             "healed": [c.describe() for c in report.healed],
         }
+        if report.inbound:
+            details["inbound"] = report.inbound
         if report.error:
             details["error"] = report.error
         ok = report.status in ("completed", "partial")
@@ -1122,3 +1208,20 @@ def _stored_hash(planned: _Planned) -> str | None:
 
 def _state_after(planned: _Planned) -> str:
     return {"delete": "deleted", "archive": "archived"}.get(planned.record.operation, "synced")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _platform_values(rec: SourceRecord) -> str | None:
+    """The record's writable platform fields as JSON text (see daemon.inbound.fields)."""
+    fields = PLATFORM_FIELDS.get(rec.entity.value)
+    if not fields:
+        return None
+    values = {path: _plain(get_path(rec.data, path)) for path in fields}
+    return json.dumps(values, separators=(",", ":"), default=str)

@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 
 from daemon.credentials import EmulatorTokens
+from daemon.inbound.build import inbound_processor
 from daemon.logs import get_logger
 from daemon.provider import Entity, Provider
 from daemon.queue import handlers
@@ -65,6 +66,8 @@ class SyncJobHandler:
         self.settings = settings
         self._engines: dict[int, SyncEngine] = {}
         self._source_pool: asyncpg.Pool | None = None
+        #: The plugins' hook relay (their syncd_inbound_change sinks), once loaded here.
+        self._hook: Any = None
 
     def _load_providers(self) -> dict[str, Provider]:
         if self._providers is None:
@@ -72,7 +75,9 @@ class SyncJobHandler:
             from daemon.settings import Settings
 
             settings = Settings()
-            self._providers = dict(load_plugins(settings.plugins).providers)
+            plugins = load_plugins(settings.plugins)
+            self._providers = dict(plugins.providers)
+            self._hook = plugins.hook
         return self._providers
 
     async def engine(self, pool: asyncpg.Pool) -> SyncEngine:
@@ -91,11 +96,15 @@ class SyncJobHandler:
                         acquire_timeout=Settings().db_acquire_timeout)
                 source_pool = self._source_pool
             tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None
-            engine = SyncEngine(pool, self._load_providers(),
+            providers = self._load_providers()
+            source = SourceReader(source_pool, source_settings)
+            engine = SyncEngine(pool, providers,
                                 build_credential_store(pool, tokens,
                                                        base_urls=settings.base_urls),
-                                source=SourceReader(source_pool, source_settings),
-                                settings=settings, limiters=self._limiters(pool))
+                                source=source, settings=settings,
+                                limiters=self._limiters(pool),
+                                inbound=inbound_processor(pool, providers, source=source,
+                                                          hook=self._hook))
             self._engines[id(pool)] = engine
         return engine
 

@@ -30,7 +30,8 @@ from daemon.provider import Capabilities, Entity, TemplateSpec
 from daemon.sql import queries
 from daemon.sync.healing import HealChange, heal_mapping
 
-__all__ = ["ResolvedMapping", "TemplateChoice", "detect_venue_type", "resolve_mappings"]
+__all__ = ["ResolvedMapping", "TemplateChoice", "choose_template", "detect_venue_type",
+           "resolve_mappings"]
 
 log = get_logger("syncd.sync")
 _Q = queries("sync.sql")
@@ -77,9 +78,10 @@ class ResolvedMapping:
         return not self.problems and bool(self.rules)
 
 
-async def _choose_template(conn: asyncpg.Connection, integration: Mapping[str, Any],
+async def choose_template(conn: asyncpg.Connection, integration: Mapping[str, Any],
                            venue_name: str | None, plugin_templates: Sequence[TemplateSpec]
                            ) -> TemplateChoice:
+    """The template an integration's mappings start from (see the module's docstring)."""
     provider = integration["provider"]
     if integration["template_id"] is not None:
         row = await conn.fetchrow(_Q["template_by_id"], integration["template_id"])
@@ -146,7 +148,7 @@ async def resolve_mappings(
     count_usage: bool = True,
 ) -> dict[Entity, ResolvedMapping]:
     """The mapping in force for every entity the provider supports."""
-    choice = await _choose_template(conn, integration, venue_name, plugin_templates)
+    choice = await choose_template(conn, integration, venue_name, plugin_templates)
     if count_usage:
         await count_template_use(conn, integration, choice)
     overrides_raw = integration["field_mappings"] or {}

@@ -98,6 +98,9 @@ class RunReport:
     healed: list[HealChange] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
     log_id: str | None = None
+    #: What processing the inbound changes of this integration did before the push:
+    #: changes per status (and ``status:reason``), e.g. {"applied": 2, "ignored:echo": 5}.
+    inbound: dict[str, int] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:

@@ -56,6 +56,19 @@ _MEMBER_FIELDS = (
     FieldSpec("vip", "boolean", description="VIP flag."),
 )
 
+#: What a member's changes carry back (webhooks and pulls alike): see webhooks.member_fields.
+_MEMBER_INBOUND = (
+    FieldSpec("email_address", "email", description="The member's email."),
+    FieldSpec("status", "string",
+              description="subscribed, unsubscribed, cleaned, pending or transactional."),
+    FieldSpec("subscribed", "boolean",
+              description="Marketing consent: true when subscribed, false when "
+              "unsubscribed, cleaned or transactional; absent while pending or unknown."),
+    FieldSpec("merge_fields.FNAME", "string", description="First name merge field."),
+    FieldSpec("merge_fields.LNAME", "string", description="Last name merge field."),
+    FieldSpec("merge_fields.PHONE", "string", description="Phone merge field."),
+)
+
 _PRODUCT_FIELDS = (
     FieldSpec("title", "string", required=True, description="Product title."),
     FieldSpec("description", "string"),
@@ -103,6 +116,7 @@ CAPABILITIES = Capabilities(
             remote_kind="audience member",
             batch_size=BATCH_SUBSCRIBE_MAX,
             fields=_MEMBER_FIELDS,
+            inbound_fields=_MEMBER_INBOUND,
             delete_policies=frozenset({"archive", "leave"}),
             notes="Batch subscribe POST /lists/{list_id} (500 members, update_existing). "
             "Pull: members changed since a time, unsubscribes included.",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -51,7 +52,7 @@ from plugins.mailchimp.capabilities import (
     MEMBER_PAGE_MAX,
     MailchimpOptions,
 )
-from plugins.mailchimp.webhooks import subscriber_hash
+from plugins.mailchimp.webhooks import member_fields, subscriber_hash
 
 __all__ = ["MailchimpClient", "base_host"]
 
@@ -237,7 +238,9 @@ class MailchimpClient(HTTPProviderClient):
 
     def _new_status(self, record: OutboundRecord) -> str:
         opt_in = record.payload.get("marketing_opt_in", True)
-        if opt_in is False:
+        if opt_in is False or record.consent_withdrawn:
+            # Consent withdrawn here (an unsubscribe, a cleaned address) is never undone by
+            # a push: a member added again gets a status that sends no marketing.
             return "transactional"
         return "pending" if self.options.double_opt_in else "subscribed"
 
@@ -547,7 +550,12 @@ def _member_change(member: Any, list_id: str) -> InboundChange | None:
         when = None
     kind: Any = ("unsubscribed" if status in ("unsubscribed", "cleaned")
                  else "subscribed" if status == "subscribed" else "updated")
+    fields = member_fields(member.get("email_address"), status, member.get("merge_fields"))
+    # last_changed has one-second resolution: the values tell two edits within it apart.
+    values = json.dumps(fields, sort_keys=True, default=str)
     return InboundChange(
         provider="mailchimp", entity=Entity.CUSTOMER, remote_id=remote_id, change=kind,
-        dedupe_key=hashlib.sha256(f"{remote_id}|{status}|{changed}".encode()).hexdigest()[:32],
-        payload=dict(member), occurred_at=when, account_id=list_id, event_type=f"member.{status}")
+        dedupe_key=hashlib.sha256(f"{remote_id}|{status}|{changed}|{values}".encode()
+                                  ).hexdigest()[:32],
+        payload=dict(member), occurred_at=when, account_id=list_id, event_type=f"member.{status}",
+        fields=fields)

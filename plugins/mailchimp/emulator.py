@@ -601,6 +601,14 @@ class MailchimpEmulator(Emulator):
             return found
         lst, body = found
         member = self._member(lst["id"], self._hash_of(request))
+        if member is not None and member["status"] == "archived":
+            # An archived contact added back is restored as a new member would be: with
+            # status_if_new (or status).
+            restored = body.get("status_if_new") or body.get("status")
+            if restored not in _STATUSES:
+                return self._invalid("status_if_new is required for new members.",
+                                     [{"field": "status_if_new", "message": "Required."}])
+            return web.json_response(self._update_member(member, body, status=str(restored)))
         if member is not None:
             status = body.get("status")
             return web.json_response(self._update_member(

@@ -30,6 +30,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TOLERANCE_SECONDS",
     "encode_form",
+    "member_fields",
     "parse",
     "parse_form",
     "sign",
@@ -159,6 +160,32 @@ def _dedupe_key(form: Mapping[str, Any]) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()[:32]
 
 
+#: Consent by member status; a status not listed (pending, archived) says nothing.
+_SUBSCRIBED = {"subscribed": True, "unsubscribed": False, "cleaned": False,
+               "transactional": False}
+_WEBHOOK_STATUS = {"subscribe": "subscribed", "unsubscribe": "unsubscribed",
+                   "cleaned": "cleaned"}
+_MERGES = ("FNAME", "LNAME", "PHONE")
+
+
+def member_fields(email: Any, status: Any, merges: Any) -> dict[str, Any]:
+    """A member's values in the inbound field catalogue (``capabilities._MEMBER_INBOUND``):
+    the same keys from a webhook's form and from a pulled member."""
+    out: dict[str, Any] = {}
+    if isinstance(email, str) and email.strip():
+        out["email_address"] = email.strip()
+    if isinstance(status, str) and status:
+        out["status"] = status
+        if status in _SUBSCRIBED:
+            out["subscribed"] = _SUBSCRIBED[status]
+    if isinstance(merges, Mapping):
+        for key in _MERGES:
+            value = merges.get(key)
+            if isinstance(value, str):
+                out[f"merge_fields.{key}"] = value
+    return out
+
+
 def _fired_at(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value:
         return None
@@ -193,6 +220,8 @@ def parse(request: WebhookRequest) -> list[InboundChange]:
     if not remote_id:
         return []
     list_id = data.get("list_id")
+    fields = (member_fields(email, _WEBHOOK_STATUS.get(kind), data.get("merges"))
+              if entity is Entity.CUSTOMER else None)
     return [InboundChange(
         provider="mailchimp",
         entity=entity,
@@ -203,4 +232,5 @@ def parse(request: WebhookRequest) -> list[InboundChange]:
         occurred_at=_fired_at(form.get("fired_at")),
         account_id=list_id if isinstance(list_id, str) else None,
         event_type=kind,
+        fields=fields,
     )]

@@ -70,6 +70,22 @@ _CUSTOMER_FIELDS = (
     FieldSpec("Active", "boolean"),
 )
 
+#: What a pulled customer carries back (webhooks carry no values: a pull brings them).
+CUSTOMER_INBOUND = (
+    FieldSpec("DisplayName", "string"),
+    FieldSpec("GivenName", "string"),
+    FieldSpec("FamilyName", "string"),
+    FieldSpec("PrimaryEmailAddr.Address", "email"),
+    FieldSpec("PrimaryPhone.FreeFormNumber", "string"),
+    FieldSpec("Active", "boolean"),
+)
+#: What a pulled item carries back.
+ITEM_INBOUND = (
+    FieldSpec("Name", "string"),
+    FieldSpec("Description", "string"),
+    FieldSpec("Active", "boolean"),
+)
+
 _SALE_FIELDS = (
     FieldSpec("Line.0.Amount", "decimal", required=True, description="Line amount."),
     FieldSpec("Line.0.Description", "string", max_length=4000),
@@ -99,6 +115,7 @@ CAPABILITIES = Capabilities(
             remote_kind="item",
             batch_size=BATCH_MAX,
             fields=_ITEM_FIELDS,
+            inbound_fields=ITEM_INBOUND,
             delete_policies=frozenset({"archive", "leave"}),
             notes="Items are made inactive, never deleted (QuickBooks keeps them for history).",
         ),
@@ -108,6 +125,7 @@ CAPABILITIES = Capabilities(
             remote_kind="customer",
             batch_size=BATCH_MAX,
             fields=_CUSTOMER_FIELDS,
+            inbound_fields=CUSTOMER_INBOUND,
             delete_policies=frozenset({"archive", "leave"}),
             notes="A DisplayName clash (6240) adopts the customer with that name or email.",
         ),

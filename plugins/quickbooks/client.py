@@ -43,6 +43,7 @@ from daemon.provider import (
     ProviderError,
     RecordResult,
     adoption_conflicts,
+    inbound_values,
 )
 from daemon.ratelimit import registry_for
 from plugins.quickbooks.capabilities import (
@@ -753,10 +754,15 @@ class QuickBooksClient(HTTPProviderClient):
         rid = str(row["Id"])
         return InboundChange(
             provider="quickbooks", entity=entity, remote_id=rid, change=change,
-            dedupe_key=hashlib.sha256(f"{self.realm}|{kind}|{rid}|{updated}|{deleted}".encode()
-                                      ).hexdigest()[:32],
+            # The SyncToken is the record's version: two edits within one second of
+            # LastUpdatedTime are still two changes.
+            dedupe_key=hashlib.sha256(
+                f"{self.realm}|{kind}|{rid}|{row.get('SyncToken', '')}|{updated}|{deleted}"
+                .encode()).hexdigest()[:32],
             payload=dict(row), occurred_at=when, account_id=self.realm,
-            event_type=f"{kind}.{change}")
+            event_type=f"{kind}.{change}",
+            fields=None if deleted else inbound_values(
+                CAPABILITIES.entities[entity].inbound_fields, row))
 
     # --- connection -------------------------------------------------------------------------
 

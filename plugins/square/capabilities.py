@@ -147,6 +147,12 @@ SQUARE_CAPABILITIES = Capabilities(
             remote_kind="customer",
             batch_size=MAX_BULK_CUSTOMERS,
             fields=CUSTOMER_FIELDS,
+            inbound_fields=(
+                FieldSpec("given_name", "string"),
+                FieldSpec("family_name", "string"),
+                FieldSpec("email_address", "email"),
+                FieldSpec("phone_number", "string"),
+            ),
             notes="bulk-create (1-100) and bulk-update; adopts an existing customer by "
                   "reference_id, then by exact e-mail search",
         ),

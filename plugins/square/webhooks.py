@@ -21,7 +21,14 @@ from typing import Any, Literal
 
 from daemon.logs import get_logger
 from daemon.payloads import load_json
-from daemon.provider import Entity, InboundChange, WebhookRequest, WebhookVerdict
+from daemon.provider import (
+    Entity,
+    InboundChange,
+    WebhookRequest,
+    WebhookVerdict,
+    inbound_values,
+)
+from plugins.square.capabilities import SQUARE_CAPABILITIES as CAPABILITIES
 from plugins.square.inventory import count_change
 
 __all__ = ["SIGNATURE_HEADER", "parse", "sign", "verify"]
@@ -145,4 +152,8 @@ def parse(request: WebhookRequest) -> list[InboundChange]:
         occurred_at=_when(event.get("created_at")),
         account_id=account,
         event_type=event_type,
+        fields=inbound_values(CAPABILITIES.entities[Entity.CUSTOMER].inbound_fields,
+                              obj.get("customer"))
+        if entity is Entity.CUSTOMER and isinstance(obj.get("customer"), dict)
+        and change != "deleted" else None,
     )]

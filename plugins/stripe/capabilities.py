@@ -100,6 +100,11 @@ STRIPE_CAPABILITIES = Capabilities(
             remote_kind="customer",
             batch_size=1,
             fields=CUSTOMER_FIELDS,
+            inbound_fields=(
+                FieldSpec("name", "string", description="Full name."),
+                FieldSpec("email", "email"),
+                FieldSpec("phone", "string"),
+            ),
             delete_policies=frozenset({"delete", "leave"}),
             notes="adopts an existing customer by exact e-mail lookup before creating",
         ),

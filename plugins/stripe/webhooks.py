@@ -16,7 +16,14 @@ from typing import Literal
 
 from daemon.logs import get_logger
 from daemon.payloads import load_json
-from daemon.provider import Entity, InboundChange, WebhookRequest, WebhookVerdict
+from daemon.provider import (
+    Entity,
+    InboundChange,
+    WebhookRequest,
+    WebhookVerdict,
+    inbound_values,
+)
+from plugins.stripe.capabilities import STRIPE_CAPABILITIES as CAPABILITIES
 
 __all__ = ["SIGNATURE_HEADER", "TOLERANCE", "parse", "sign", "signature_header", "verify"]
 
@@ -141,4 +148,6 @@ def parse(request: WebhookRequest) -> list[InboundChange]:
         occurred_at=datetime.fromtimestamp(created, UTC) if isinstance(created, int) else None,
         account_id=account if isinstance(account, str) else None,
         event_type=event_type,
+        fields=inbound_values(CAPABILITIES.entities[Entity.CUSTOMER].inbound_fields, obj)
+        if entity is Entity.CUSTOMER and change != "deleted" else None,
     )]

@@ -60,7 +60,8 @@ COMMANDS = dict(_leaves(PARSER))
 def test_every_command_is_discovered() -> None:
     names = {" ".join(path) for path in COMMANDS}
     assert {"validate", "plan", "apply", "dlq list", "dlq show", "dlq purge", "queue",
-            "queue prune", "worker", "emulate", "plugin init", "status", "sync"} <= names
+            "queue prune", "worker", "emulate", "plugin init", "status", "sync", "inbound list",
+            "inbound show", "inbound apply", "inbound ignore"} <= names
 
 
 @contextlib.contextmanager

@@ -172,7 +172,7 @@ async def test_openapi_is_served_without_a_token(api: httpx.AsyncClient) -> None
     assert set(response.json()["paths"]) == {
         "/integrations", "/venues/{venue}/integrations/{provider}",
         "/venues/{venue}/integrations/{provider}/sync", "/webhooks", "/queue",
-        "/dead-letters", "/dead-letters/{id}/replay"}
+        "/dead-letters", "/dead-letters/{id}/replay", "/inbound-changes"}
 
 
 async def test_rs256_tokens_verify_with_the_public_key_and_hs256_is_refused(

@@ -31,6 +31,7 @@ SECTIONS = {
     "MappingSpec": "#### Mapping",
     "FieldRule": "#### Mapping",
     "TransformCall": "#### Mapping",
+    "InboundRule": "#### Inbound mappings",
     "syncd template file": "## Template file",
     "ValidationRules": "## Template file",
 }

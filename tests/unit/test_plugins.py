@@ -199,6 +199,43 @@ async def test_hook_syncd_integration_failed() -> None:
     assert events["integration.failed_hook_error"]["plugin"] == "broken"
 
 
+async def test_hook_syncd_inbound_change() -> None:
+    from daemon.inbound.sink import HookSink
+    from daemon.provider import DeliveryStatus, InboundDelivery, InboundWrite
+
+    delivered: list[InboundWrite] = []
+
+    class PlatformApi:
+        """Delivers customers through the platform's API; leaves other entities alone."""
+
+        @hookimpl
+        async def syncd_inbound_change(self, write: InboundWrite) -> InboundDelivery | None:
+            if write.entity_type != "customer":
+                return None
+            delivered.append(write)
+            return InboundDelivery(DeliveryStatus.APPLIED, "sent to the platform API")
+
+    class Tables:
+        def __init__(self) -> None:
+            self.got: list[InboundWrite] = []
+
+        async def deliver(self, write: InboundWrite, conn: Any = None) -> InboundDelivery:
+            self.got.append(write)
+            return InboundDelivery(DeliveryStatus.MOVED)
+
+    fallback = Tables()
+    sink = HookSink(load_plugins([], extra=[("api", PlatformApi())]).hook, fallback)
+    customer = InboundWrite(venue_id="v1", entity_type="customer", local_id="c1",
+                            values={"customer.first_name": "Ada"}, changed_at=None,
+                            provider="quickbooks")
+    sale = InboundWrite(venue_id="v1", entity_type="inventory", local_id="e1",
+                        values={"inventory.sold": 3}, changed_at=None, provider="square")
+    assert (await sink.deliver(customer)).status is DeliveryStatus.APPLIED
+    assert (await sink.deliver(sale)).status is DeliveryStatus.MOVED
+    assert delivered == [customer]
+    assert fallback.got == [sale]
+
+
 async def test_await_me_maybe() -> None:
     async def coro() -> int:
         return 2

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
 from daemon.db import init_connection
+from daemon.inbound.processor import InboundProcessor
 from daemon.inventory import Settled, settle_inventory_change
 from daemon.plugins import load_plugins
 from daemon.provider import EmulatorSettings, Entity, WebhookRequest
@@ -61,7 +62,6 @@ class Box:
     register: dict[str, int] = field(default_factory=dict)
     webhooks: list[bytes] = field(default_factory=list)
     delivered: int = 0
-    outcomes: list[Settled] = field(default_factory=list)
 
     async def sync(self, entity: Entity = Entity.INVENTORY) -> None:
         report = await self.engine.run(self.venue, "square", entity=entity)
@@ -132,22 +132,38 @@ class Box:
                     await conn.fetchval(
                         _WEBHOOKS["record_inbound_change"], uuid.UUID(self.venue), "square",
                         "inventory", change.remote_id, change.change, dict(change.payload),
-                        change.dedupe_key, change.occurred_at, datetime.now(UTC))
+                        change.dedupe_key, change.occurred_at, datetime.now(UTC),
+                        None if change.fields is None else dict(change.fields))
 
     async def settle(self, *, newest_first: bool = False) -> None:
-        """What the inbound sink does with inventory changes: settle each once."""
+        """What the inbound processor does with the inventory changes still pending (those
+        a sync job's own pull brought were settled by its processor before its push):
+        settle each once, in the order given."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT id, remote_id, local_id, payload, dedupe_key FROM inbound_changes "
-                "WHERE venue_id = $1 AND entity_type = 'inventory' AND processed_at IS NULL "
+                "WHERE venue_id = $1 AND entity_type = 'inventory' AND status = 'pending' "
                 "ORDER BY id", uuid.UUID(self.venue))
             for row in reversed(rows) if newest_first else rows:
-                self.outcomes.append(await settle_inventory_change(
+                settled = await settle_inventory_change(
                     conn, conn, venue_id=self.venue, provider="square",
                     local_id=row["local_id"], remote_id=row["remote_id"],
-                    payload=row["payload"], key=row["dedupe_key"], settings=SETTINGS))
-                await conn.execute("UPDATE inbound_changes SET processed_at = now() "
-                                   "WHERE id = $1", row["id"])
+                    payload=row["payload"], key=row["dedupe_key"], settings=SETTINGS)
+                await conn.execute(
+                    "UPDATE inbound_changes SET status = $2, reason = $3, outcome = $4, "
+                    "processed_at = now() WHERE id = $1", row["id"], settled.status,
+                    settled.reason, {"pos_sold": settled.sold})
+
+    async def outcomes(self) -> list[tuple[str, str, int]]:
+        """Every inventory change settled so far, in the order received: status, reason
+        and the register sales it added."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT status, coalesce(reason, '') AS reason, outcome FROM inbound_changes "
+                "WHERE venue_id = $1 AND entity_type = 'inventory' AND status <> 'pending' "
+                "ORDER BY id", uuid.UUID(self.venue))
+        return [(r["status"], r["reason"], int((r["outcome"] or {}).get("pos_sold") or 0))
+                for r in rows]
 
 
 @asynccontextmanager
@@ -186,10 +202,13 @@ async def box_office(db_url: str) -> AsyncIterator[Box]:
                         sample.venue_id, name, {"access_token": "oauth"},
                         {"location_id": account["account"]["location_id"]})
                 urls = {"square": server.url}
+                # Wired as deployed: the sync job settles what its pull brings before it
+                # pushes (InboundProcessor, daemon/inventory.py).
                 engine = SyncEngine(pool, {"square": provider},
                                     ReferenceCredentialStore(pool, EmulatorTokens(urls)),
                                     http=http, settings=SyncSettings(base_urls=urls,
-                                                                     max_backoff_seconds=0.2))
+                                                                     max_backoff_seconds=0.2),
+                                    inbound=InboundProcessor(pool, {"square": provider}))
                 box = Box(pool, engine, emulator, str(sample.venue_id), events,
                           online=dict.fromkeys(events, 0), register=dict.fromkeys(events, 0),
                           webhooks=received)
@@ -240,12 +259,12 @@ async def test_a_register_sale_reaches_the_platform_and_survives_the_next_push(
         assert box.count(show) == 6
         box.sell_at_register(show, 2)
         await box.sell_online(show, 3)  # the platform thinks 3 are left; really 1
-        await box.sync()
+        await box.sync()  # its pull sees the register sale, settled before the push
         assert box.count(show) == 1  # the register sale was not overwritten
-        await box.settle()  # the pull after the push saw the count
         async with box.pool.acquire() as conn:
             assert await pos_sold(conn, box.venue, show, settings=SETTINGS) == 2
-        assert [o.sold for o in box.outcomes if o.status == "applied" and o.sold] == [2]
+        assert [sold for status, _, sold in await box.outcomes()
+                if status == "applied" and sold] == [2]
         await box.deliver([], replays=0)  # the same counts by webhook: nothing twice
         await box.settle()
         async with box.pool.acquire() as conn:
@@ -253,6 +272,35 @@ async def test_a_register_sale_reaches_the_platform_and_survives_the_next_push(
             assert await conn.fetchval("SELECT count(*) FROM pos_sales") == 1
         await box.sync()
         assert box.count(show) == 1
+
+
+async def test_the_sync_job_settles_register_sales_through_the_inbound_processor(
+        db_url: str) -> None:
+    """Wired as deployed: the engine's inbound processor settles the counts its pull brings,
+    before its push; webhook processing (which runs beside pushes) leaves them pending."""
+    async with box_office(db_url) as box:
+        show = box.events[0]
+        provider = box.engine.providers["square"]
+        processor = InboundProcessor(box.pool, {"square": provider})
+        box.sell_at_register(show, 2)
+        await box.deliver([], replays=0)  # the register sale's count, by webhook
+        skipped = await processor.process(venue_id=box.venue, provider="square",
+                                          skip_entities=("inventory",))
+        assert not skipped
+        async with box.pool.acquire() as conn:
+            assert await conn.fetchval(
+                "SELECT count(*) FROM inbound_changes WHERE entity_type = 'inventory' "
+                "AND status = 'pending'") >= 1
+            assert await pos_sold(conn, box.venue, show, settings=SETTINGS) == 0
+        await box.sell_online(show, 1)
+        await box.sync()
+        async with box.pool.acquire() as conn:
+            assert await pos_sold(conn, box.venue, show, settings=SETTINGS) == 2
+            statuses = {r["status"] for r in await conn.fetch(
+                "SELECT status FROM inbound_changes WHERE entity_type = 'inventory'")}
+            assert "pending" not in statuses
+            assert "applied" in statuses
+        assert box.count(show) == 6 - 2 - 1
 
 
 Op = tuple[Any, ...]
@@ -315,7 +363,7 @@ def test_the_payloads_stored_are_json(db_url: str) -> None:
             async with box.pool.acquire() as conn:
                 payload = await conn.fetchval(
                     "SELECT payload::text FROM inbound_changes WHERE entity_type = 'inventory' "
-                    "ORDER BY id DESC LIMIT 1")
+                    "AND remote_id = $1 ORDER BY id DESC LIMIT 1", box.variations[box.events[1]])
             assert json.loads(payload)["observed_quantity"] == 3
 
     asyncio.run(scenario())
@@ -324,19 +372,17 @@ def test_the_payloads_stored_are_json(db_url: str) -> None:
 async def test_a_count_from_before_syncd_s_last_change_is_ignored(db_url: str) -> None:
     async with box_office(db_url) as box:
         show = box.events[0]
-        box.sell_at_register(show, 1)
-        await box.sync()  # the platform changed nothing: no push; the pull sees 5
-        await box.settle()
+        box.sell_at_register(show, 1)  # Square's count: 5, announced by a webhook
+        box.sell_at_register(show, 1)  # 4, announced by another
         await box.sell_online(show, 1)
-        await box.sync()  # 6 - 1 online - 1 at the register: 4, pulled, not settled yet
-        await box.sell_online(show, 1)
-        await box.sync()  # 3, pulled
-        box.outcomes.clear()
-        await box.settle()  # the count of 4 was made against the allocation before: stale
-        assert [(o.status, o.reason) for o in box.outcomes] == [
-            ("ignored", "older than syncd's last change of the count"), ("applied", "")]
+        await box.sync()  # pulls the 4 and settles it, then pushes: 3
+        await box.deliver([], replays=0)  # the webhooks arrive late, the 5 among them
+        await box.settle()  # the 5 was made against the allocation before the push: stale
+        assert ("ignored", "older than syncd's last change of the count") in [
+            (status, reason) for status, reason, _ in await box.outcomes()]
         async with box.pool.acquire() as conn:
-            assert await pos_sold(conn, box.venue, show, settings=SETTINGS) == 1
+            assert await pos_sold(conn, box.venue, show, settings=SETTINGS) == 2
+        assert box.count(show) == 3
 
 
 async def test_inventory_changes_that_cannot_be_settled_say_why(db_url: str) -> None:
