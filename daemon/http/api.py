@@ -21,6 +21,7 @@ from daemon.errors import SyncdError
 from daemon.http import state
 from daemon.http.auth import AuthFailed, Forbidden, NotConfigured, Principal, TokenVerifier
 from daemon.http.openapi import OPENAPI
+from daemon.http.session import VERIFIER
 from daemon.logs import get_logger
 from daemon.pause import check_reason
 from daemon.provider import Entity
@@ -33,7 +34,6 @@ __all__ = ["PRINCIPAL", "VERIFIER", "api_app"]
 log = get_logger("syncd.http")
 _Q = queries("api.sql")
 
-VERIFIER = web.AppKey("syncd.token_verifier", TokenVerifier)
 #: The authenticated principal of a request (set by the middleware).
 PRINCIPAL = web.RequestKey("syncd.principal", Principal)
 _PUBLIC = frozenset({"/api/v1/openapi.json"})
