@@ -6,8 +6,8 @@ neither sets nor lifts a pause). While an integration is paused:
 - the scheduler fires none of its schedules (after the resume, a tick missed meanwhile fires
   once, as after any downtime);
 - its queued jobs stay pending and no worker claims them (the claim leaves paused
-  integrations out, see migrations/0012_integration_pause.sql); they run after the resume;
-  a job already running when the pause comes finishes;
+  integrations out, see migrations/0012_pause_and_status_page.sql); they run after the
+  resume; a job already running when the pause comes finishes;
 - ``syncd sync`` and the admin API's sync now refuse it;
 - webhooks are still stored and processed into ``inbound_changes``, and the targeted syncs
   they queue wait with the rest.

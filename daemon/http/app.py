@@ -24,6 +24,7 @@ from daemon.http.metrics import REGISTRY as HTTP_REGISTRY
 from daemon.http.secrets import VenueWebhookSecrets
 from daemon.http.session import VERIFIER
 from daemon.http.session import routes as session_routes
+from daemon.http.status import routes as status_routes
 from daemon.http.store import WebhookStore
 from daemon.http.webhooks import routes as webhook_routes
 from daemon.logs import get_logger
@@ -82,6 +83,7 @@ def create_app(
         *webhook_routes(),
         *session_routes(),
         *connect_routes(),
+        *status_routes(),
     ])
     app.add_subapp("/api/v1", api_app(verifier))
     app.on_startup.append(_start)

@@ -3,8 +3,8 @@
 No template engine and no front-end build. :func:`html` fills a template of ours with values
 that are escaped unless they are :class:`Markup` (HTML this module built), so a value from
 the database, a token or a request can never become markup. Every page is sent with a
-Content-Security-Policy that allows no script and no remote resource, no referrer (an OAuth
-callback's address holds its code) and no caching.
+Content-Security-Policy that allows no script and no remote resource, no referrer to another
+site (an OAuth callback's address holds its code) and no caching.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ PAGE_HEADERS: Mapping[str, str] = {
                                "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
                                "base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Never a referrer to another site (an OAuth callback's address holds its code); a form
+    # posted to this site keeps its Origin header, which /login and /logout check.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
 }
@@ -70,7 +72,8 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #eef0f4;
          vertical-align: top; }
 th { font-weight: 600; color: #56607a; font-size: 12px; text-transform: uppercase; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.note.mono { white-space: nowrap; }
 .badge { display: inline-block; padding: 1px 7px; border-radius: 9px; font-size: 12px;
          font-weight: 600; }
 .healthy { background: #dff4e4; color: #17652b; }

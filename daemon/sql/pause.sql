@@ -1,4 +1,5 @@
--- Pausing and resuming an integration (daemon/pause.py; migrations/0012_integration_pause.sql).
+-- Pausing and resuming an integration (daemon/pause.py;
+-- migrations/0012_pause_and_status_page.sql).
 -- Each locks the row first, so "changed" says whether this call (and not a racing one) made
 -- the change; pausing a paused integration keeps who paused it, when and why.
 

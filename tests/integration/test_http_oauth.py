@@ -109,7 +109,7 @@ async def test_a_venue_admin_connects_from_the_browser(
         assert done.status_code == 200, done.text
         assert "Connected" in done.text
         assert f"{provider} is connected for venue {VENUE}" in done.text
-        assert done.headers["Referrer-Policy"] == "no-referrer"
+        assert done.headers["Referrer-Policy"] == "same-origin"
         row = await pool.fetchrow("SELECT encrypted_access_token, created_by FROM oauth_tokens")
         assert row["created_by"] == "web:ops@laughtrack"
         creds = await b.world.store().get(VENUE, provider)

@@ -1,5 +1,7 @@
--- Pausing an integration (docs/http.md, `syncd pause`): an operator's hold, kept apart from
--- `enabled`, which the config owns (a `syncd apply` never lifts or sets a pause).
+-- Pausing an integration (docs/http.md, `syncd pause`), and an index for the status page.
+--
+-- A pause is an operator's hold, kept apart from `enabled`, which the config owns (a
+-- `syncd apply` never lifts or sets a pause).
 --
 -- A paused integration is not scheduled (the scheduler's query leaves it out), `syncd sync`
 -- refuses it, and its queued jobs stay pending without being claimed: they run after the
@@ -26,3 +28,8 @@ LANGUAGE sql STABLE AS $$
             SELECT syncd_integration_key(venue_id, provider)
               FROM integration_configs WHERE paused_at IS NOT NULL) AS blocked
 $$;
+
+-- The status page (daemon/http/status.py) lists the latest syncs of every venue a platform
+-- admin sees: newest first over all integrations, which the per-integration index cannot give
+-- without reading every row.
+CREATE INDEX sync_logs_started ON sync_logs (started_at DESC);
