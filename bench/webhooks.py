@@ -15,10 +15,18 @@ as the ``syncd`` command runs; ``--loop`` picks). The load generator keeps 64 re
 flight for a fixed time per round after a warm-up, and records each request's latency.
 
     python -m bench.webhooks [--quick] [--rounds N] [--seconds S] [--concurrency C]
+                             [--against GIT_REF]
+
+``--against GIT_REF`` measures a third server in the same rounds: the durable app as it is
+at that git revision (exported with ``git archive`` and run from there, on a database of its
+own), so that a change to the durable path is compared with what it replaces under the same
+load on a shared machine; the rounds alternate which of the two goes first.
 
 The last line printed is a JSON object with bare_rps, durable_rps, ratio (durable/bare),
 durable_p99_ms, bare_p99_ms, durable_p50_ms, each round's figures, the rows stored, and the
-load average at start and end (the machine may be shared: figures are provisional).
+load average at start and end (the machine may be shared: figures are provisional); with
+``--against``, ``against`` holds the same figures for that revision and ``speedup`` is
+durable_rps over its durable_rps.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -94,12 +103,18 @@ async def _serve(mode: str, db_url: str | None) -> None:
         await pool.close()
 
 
-def _start(mode: str, db_url: str | None, loop: str) -> tuple[subprocess.Popen[str], str]:
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start(mode: str, db_url: str | None, loop: str,
+           tree: Path = ROOT) -> tuple[subprocess.Popen[str], str]:
+    """A server process of ``mode``, run from the source ``tree`` (a checkout of syncd)."""
     args = [sys.executable, "-m", "bench.webhooks", "--serve", mode, "--loop", loop]
     if db_url:
         args += ["--db", db_url]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=tree, env=env)
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     if not url.startswith("http://"):
@@ -171,6 +186,22 @@ async def _stored(db_url: str) -> int:
         await conn.close()
 
 
+def _export(ref: str, into: Path) -> Path:
+    """The source tree of git revision ``ref``, exported under ``into``."""
+    tree = into / "tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT,
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
 async def main(args: argparse.Namespace) -> int:
     seconds = args.seconds or (5.0 if args.quick else 15.0)
     rounds = args.rounds or (2 if args.quick else 3)
@@ -178,26 +209,38 @@ async def main(args: argparse.Namespace) -> int:
     load_start = os.getloadavg()
     print(f"event loop: {type(asyncio.get_running_loop()).__module__}, load average "
           f"{load_start[0]:.2f}", flush=True)
+    scratch = tempfile.TemporaryDirectory(prefix="syncd-bench-")
+    old_tree = _export(args.against, Path(scratch.name)) if args.against else None
     server = await find_server()
     db_url = await server.create_database()
-    bare_runs: list[dict[str, Any]] = []
-    durable_runs: list[dict[str, Any]] = []
+    old_db = await server.create_database() if old_tree else None
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "durable": [], "against": []}
     try:
         for i in range(1, rounds + 1):
-            for mode, runs in (("bare", bare_runs), ("durable", durable_runs)):
-                proc, url = _start(mode, db_url if mode == "durable" else None, args.loop)
+            durables = [("durable", db_url, ROOT)]
+            if old_tree is not None:
+                old = ("against", old_db, old_tree)
+                durables = [old, *durables] if i % 2 else [*durables, old]
+            for name, db, tree in [("bare", None, ROOT), *durables]:
+                mode = "bare" if name == "bare" else "durable"
+                proc, url = _start(mode, db, args.loop, tree)
                 try:
                     result = await _load(url, seconds, args.concurrency, warmup)
                 finally:
                     _stop(proc)
-                runs.append(result)
-                print(f"round {i} {mode:8s} {result['requests']} requests, {result['rps']} "
+                runs[name].append(result)
+                label = f"durable@{args.against}" if name == "against" else name
+                print(f"round {i} {label:8s} {result['requests']} requests, {result['rps']} "
                       f"req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
                       f"statuses {result['statuses']}", flush=True)
         stored = await _stored(db_url)
     finally:
         await server.drop_database(db_url)
+        if old_db is not None:
+            await server.drop_database(old_db)
         await server.close()
+        scratch.cleanup()
+    bare_runs, durable_runs = runs["bare"], runs["durable"]
     bare = statistics.median(r["rps"] for r in bare_runs)
     durable = statistics.median(r["rps"] for r in durable_runs)
     answered_200 = sum(r["statuses"].get(200, 0) for r in durable_runs)
@@ -222,6 +265,18 @@ async def main(args: argparse.Namespace) -> int:
         "event_loop": type(asyncio.get_running_loop()).__module__,
         "provisional": True,
     }
+    if runs["against"]:
+        against = _median(runs["against"], "rps")
+        result["against"] = {
+            "ref": args.against,
+            "durable_rps": round(against, 1),
+            "ratio": round(against / bare, 3) if bare else 0.0,
+            "durable_p99_ms": _median(runs["against"], "p99_ms"),
+            "durable_p50_ms": _median(runs["against"], "p50_ms"),
+            "round_speedups": [round(d["rps"] / a["rps"], 3)
+                               for a, d in zip(runs["against"], durable_runs, strict=True)],
+        }
+        result["speedup"] = round(durable / against, 3) if against else 0.0
     print(json.dumps(result))
     return 0 if stored >= answered_200 else 1
 
@@ -233,6 +288,8 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds a round")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    parser.add_argument("--against", metavar="GIT_REF", default=None,
+                        help="also measure the durable app of this git revision, same rounds")
     parser.add_argument("--serve", choices=("bare", "durable"), help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
