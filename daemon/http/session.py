@@ -33,6 +33,8 @@ SESSION_COOKIE = "syncd_session"
 #: The token verifier of the app (shared with the admin API).
 VERIFIER = web.AppKey("syncd.token_verifier", TokenVerifier)
 _MAX_TOKEN = 8000
+#: Why a browser was sent to sign in (``/login?reason=``): fixed texts, never echoed input.
+REASONS = {"expired": "your sign-in has expired or is no longer valid; sign in again"}
 
 
 class Anonymous(AuthFailed):
@@ -103,10 +105,6 @@ def _form(next_path: str, message: str | None) -> Markup:
         'spellcheck="false"></textarea><br>'
         '<button type="submit">Sign in</button></form></section>',
         note=note, next=next_path)
-
-
-#: Why a browser was sent to sign in (``/login?reason=``): fixed texts, never echoed input.
-REASONS = {"expired": "your sign-in has expired or is no longer valid; sign in again"}
 
 
 async def login_form(request: web.Request) -> web.Response:
