@@ -106,18 +106,25 @@ async def server(pool: asyncpg.Pool, tmp_path: Path) -> AsyncIterator[str]:
         yield running.url
 
 
-def _need_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+def _browser_driver() -> Any:
+    """Playwright's ``async_playwright``, when it and Debian's Chromium are installed; else
+    the test is skipped, or fails where ``CI`` is set."""
+    missing = None
+    if not CHROMIUM.exists():
+        missing = f"{CHROMIUM} is missing (apt-get install --no-install-recommends chromium)"
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        missing = missing or "playwright is not installed (pip install -e '.[test]')"
+    if missing is not None:
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    return async_playwright
 
 
 async def test_an_operator_signs_in_and_reads_the_status_page(server: str) -> None:
-    _need_chromium()
-    from playwright.async_api import async_playwright
-
+    async_playwright = _browser_driver()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM))
         try:
@@ -174,9 +181,7 @@ async def test_an_operator_signs_in_and_reads_the_status_page(server: str) -> No
 
 
 async def test_a_venue_admin_sees_only_their_venue(server: str) -> None:
-    _need_chromium()
-    from playwright.async_api import async_playwright
-
+    async_playwright = _browser_driver()
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM))
         try:
