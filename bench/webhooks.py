@@ -15,10 +15,21 @@ as the ``syncd`` command runs; ``--loop`` picks). The load generator keeps 64 re
 flight for a fixed time per round after a warm-up, and records each request's latency.
 
     python -m bench.webhooks [--quick] [--rounds N] [--seconds S] [--concurrency C]
+                             [--against GIT_REF]
+
+``--against GIT_REF`` measures a third server in the same rounds: the durable app as it is
+at that git revision (exported with ``git archive`` and run from there, on a database of its
+own), so that a change to the durable path is compared with what it replaces under the same
+load on a shared machine; the rounds alternate which of the two goes first.
 
 The last line printed is a JSON object with bare_rps, durable_rps, ratio (durable/bare),
-durable_p99_ms, bare_p99_ms, durable_p50_ms, each round's figures, the rows stored, and the
-load average at start and end (the machine may be shared: figures are provisional).
+durable_p99_ms, bare_p99_ms, durable_p50_ms, the CPU time spent per request by each server
+process and by the Postgres backends serving it (read from /proc over the measured seconds:
+steadier than requests per second on a shared machine, as it counts work, not waiting),
+each round's figures, the rows stored, and the load average at start and end (the machine
+may be shared: figures are provisional); with
+``--against``, ``against`` holds the same figures for that revision and ``speedup`` is
+durable_rps over its durable_rps.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -94,12 +106,18 @@ async def _serve(mode: str, db_url: str | None) -> None:
         await pool.close()
 
 
-def _start(mode: str, db_url: str | None, loop: str) -> tuple[subprocess.Popen[str], str]:
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start(mode: str, db_url: str | None, loop: str,
+           tree: Path = ROOT) -> tuple[subprocess.Popen[str], str]:
+    """A server process of ``mode``, run from the source ``tree`` (a checkout of syncd)."""
     args = [sys.executable, "-m", "bench.webhooks", "--serve", mode, "--loop", loop]
     if db_url:
         args += ["--db", db_url]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=tree, env=env)
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()
     if not url.startswith("http://"):
@@ -121,8 +139,78 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 # --- load generator ---------------------------------------------------------------------
 
 
+# --- CPU spent per request (Linux): steadier than req/s on a machine shared with others ---
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds ``pid`` has used so far (0 when it cannot be read)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+async def _backends(db_url: str | None) -> list[int]:
+    """The Postgres backends connected to ``db_url``'s database (the server's pool)."""
+    if db_url is None:
+        return []
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = "
+                                "current_database() AND pid <> pg_backend_pid()")
+    finally:
+        await conn.close()
+    return [int(r["pid"]) for r in rows]
+
+
+class CpuMeter:
+    """CPU used by a server process and its database backends between two samples."""
+
+    def __init__(self, pid: int, db_url: str | None) -> None:
+        self.pid = pid
+        self.db_url = db_url
+        self._start: dict[int, float] = {}
+        self.server_s = 0.0
+        self.database_s = 0.0
+
+    async def start(self) -> None:
+        self._start = {pid: _cpu_seconds(pid) for pid in await _backends(self.db_url)}
+        self._start[self.pid] = _cpu_seconds(self.pid)
+
+    async def stop(self) -> None:
+        pids = set(await _backends(self.db_url)) | set(self._start)
+        used = {pid: _cpu_seconds(pid) - self._start.get(pid, 0.0) for pid in pids}
+        self.server_s = used.pop(self.pid, 0.0)
+        self.database_s = sum(v for v in used.values() if v > 0)
+
+
+async def _commits(session: aiohttp.ClientSession, url: str) -> tuple[float, float] | None:
+    """Deliveries stored and group commits made so far, from the server's /metrics (None
+    for a server without them)."""
+    async with session.get(url + "/metrics") as response:
+        if response.status != 200:
+            return None
+        text = await response.text()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("syncd_webhook_commit_deliveries_sum",
+                    "syncd_webhook_commit_deliveries_count"):
+            values[name] = float(value)
+    if len(values) != 2:
+        return None
+    return (values["syncd_webhook_commit_deliveries_sum"],
+            values["syncd_webhook_commit_deliveries_count"])
+
+
 async def _load(url: str, seconds: float, concurrency: int,
-                warmup: float) -> dict[str, Any]:
+                warmup: float, meter: CpuMeter | None = None) -> dict[str, Any]:
     run = uuid.uuid4().hex[:12]
     counter = iter(range(10**9))
     latencies: list[float] = []
@@ -149,16 +237,33 @@ async def _load(url: str, seconds: float, concurrency: int,
 
         end = time.perf_counter() + warmup
         await asyncio.gather(*(worker(end, False) for _ in range(concurrency)))
+        commits_before = await _commits(session, url)
+        if meter is not None:
+            await meter.start()
         started = time.perf_counter()
         await asyncio.gather(*(worker(started + seconds, True) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        if meter is not None:
+            await meter.stop()
+        commits_after = await _commits(session, url)
     latencies.sort()
 
     def pct(q: float) -> float:
         return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000, 2)
 
-    return {"requests": len(latencies), "rps": round(len(latencies) / elapsed, 1),
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "statuses": statuses}
+    result: dict[str, Any] = {"requests": len(latencies),
+                              "rps": round(len(latencies) / elapsed, 1),
+                              "p50_ms": pct(0.50), "p99_ms": pct(0.99), "statuses": statuses}
+    if commits_before is not None and commits_after is not None:
+        rows = commits_after[0] - commits_before[0]
+        commits = commits_after[1] - commits_before[1]
+        result["deliveries_per_commit"] = round(rows / commits, 1) if commits else None
+    if meter is not None and latencies:
+        # Requests still in flight at the end are counted in CPU, not in requests: a bias
+        # of at most concurrency/requests, the same for every server.
+        result["server_cpu_us"] = round(meter.server_s / len(latencies) * 1e6, 1)
+        result["database_cpu_us"] = round(meter.database_s / len(latencies) * 1e6, 1)
+    return result
 
 
 async def _stored(db_url: str) -> int:
@@ -171,6 +276,33 @@ async def _stored(db_url: str) -> int:
         await conn.close()
 
 
+def _export(ref: str, into: Path) -> Path:
+    """The source tree of git revision ``ref``, exported under ``into``."""
+    tree = into / "tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", "--format=tar", ref], cwd=ROOT,
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"git archive {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def _median(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(r[key] for r in runs))
+
+
+def _median_of(runs: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in runs if key in r]
+    return round(float(statistics.median(values)), 1) if values else None
+
+
+def _cpu_figures(runs: dict[str, list[dict[str, Any]]], name: str) -> dict[str, Any]:
+    """Median CPU per request of a durable server and its database backends."""
+    return {"durable_server_cpu_us": _median_of(runs[name], "server_cpu_us"),
+            "durable_database_cpu_us": _median_of(runs[name], "database_cpu_us")}
+
+
 async def main(args: argparse.Namespace) -> int:
     seconds = args.seconds or (5.0 if args.quick else 15.0)
     rounds = args.rounds or (2 if args.quick else 3)
@@ -178,26 +310,43 @@ async def main(args: argparse.Namespace) -> int:
     load_start = os.getloadavg()
     print(f"event loop: {type(asyncio.get_running_loop()).__module__}, load average "
           f"{load_start[0]:.2f}", flush=True)
+    scratch = tempfile.TemporaryDirectory(prefix="syncd-bench-")
+    old_tree = _export(args.against, Path(scratch.name)) if args.against else None
     server = await find_server()
     db_url = await server.create_database()
-    bare_runs: list[dict[str, Any]] = []
-    durable_runs: list[dict[str, Any]] = []
+    old_db = await server.create_database() if old_tree else None
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "durable": [], "against": []}
     try:
         for i in range(1, rounds + 1):
-            for mode, runs in (("bare", bare_runs), ("durable", durable_runs)):
-                proc, url = _start(mode, db_url if mode == "durable" else None, args.loop)
+            durables = [("durable", db_url, ROOT)]
+            if old_tree is not None:
+                old = ("against", old_db, old_tree)
+                durables = [old, *durables] if i % 2 else [*durables, old]
+            for name, db, tree in [("bare", None, ROOT), *durables]:
+                mode = "bare" if name == "bare" else "durable"
+                proc, url = _start(mode, db, args.loop, tree)
                 try:
-                    result = await _load(url, seconds, args.concurrency, warmup)
+                    result = await _load(url, seconds, args.concurrency, warmup,
+                                         CpuMeter(proc.pid, db))
                 finally:
                     _stop(proc)
-                runs.append(result)
-                print(f"round {i} {mode:8s} {result['requests']} requests, {result['rps']} "
+                runs[name].append(result)
+                label = f"durable@{args.against}" if name == "against" else name
+                cpu = (f", CPU/request: server {result['server_cpu_us']} us, database "
+                       f"{result['database_cpu_us']} us" if "server_cpu_us" in result else "")
+                if result.get("deliveries_per_commit"):
+                    cpu += f", {result['deliveries_per_commit']} deliveries/commit"
+                print(f"round {i} {label:8s} {result['requests']} requests, {result['rps']} "
                       f"req/s, p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
-                      f"statuses {result['statuses']}", flush=True)
+                      f"statuses {result['statuses']}{cpu}", flush=True)
         stored = await _stored(db_url)
     finally:
         await server.drop_database(db_url)
+        if old_db is not None:
+            await server.drop_database(old_db)
         await server.close()
+        scratch.cleanup()
+    bare_runs, durable_runs = runs["bare"], runs["durable"]
     bare = statistics.median(r["rps"] for r in bare_runs)
     durable = statistics.median(r["rps"] for r in durable_runs)
     answered_200 = sum(r["statuses"].get(200, 0) for r in durable_runs)
@@ -209,6 +358,8 @@ async def main(args: argparse.Namespace) -> int:
         "durable_p99_ms": statistics.median(r["p99_ms"] for r in durable_runs),
         "durable_p50_ms": statistics.median(r["p50_ms"] for r in durable_runs),
         "bare_p99_ms": statistics.median(r["p99_ms"] for r in bare_runs),
+        **_cpu_figures(runs, "durable"),
+        "bare_server_cpu_us": _median_of(bare_runs, "server_cpu_us"),
         "concurrency": args.concurrency,
         "seconds_per_round": seconds,
         "rounds": rounds,
@@ -222,6 +373,19 @@ async def main(args: argparse.Namespace) -> int:
         "event_loop": type(asyncio.get_running_loop()).__module__,
         "provisional": True,
     }
+    if runs["against"]:
+        against = _median(runs["against"], "rps")
+        result["against"] = {
+            "ref": args.against,
+            "durable_rps": round(against, 1),
+            "ratio": round(against / bare, 3) if bare else 0.0,
+            "durable_p99_ms": _median(runs["against"], "p99_ms"),
+            "durable_p50_ms": _median(runs["against"], "p50_ms"),
+            **_cpu_figures(runs, "against"),
+            "round_speedups": [round(d["rps"] / a["rps"], 3)
+                               for a, d in zip(runs["against"], durable_runs, strict=True)],
+        }
+        result["speedup"] = round(durable / against, 3) if against else 0.0
     print(json.dumps(result))
     return 0 if stored >= answered_200 else 1
 
@@ -233,6 +397,8 @@ def run(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds a round")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    parser.add_argument("--against", metavar="GIT_REF", default=None,
+                        help="also measure the durable app of this git revision, same rounds")
     parser.add_argument("--serve", choices=("bare", "durable"), help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

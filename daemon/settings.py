@@ -299,6 +299,11 @@ class Settings(BaseSettings):
     http_max_headers: int = Field(
         default=64, ge=8, description="Most request headers accepted in one request."
     )
+    http_status_public: bool = Field(
+        default=False,
+        description="Serve the status page at / without signing in (every venue shown): "
+        "only where the server is reachable from a private network alone.",
+    )
     webhook_batch_size: int = Field(
         default=256, ge=1, le=10000,
         description="Most webhook deliveries stored in one transaction (group commit).",

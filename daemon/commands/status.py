@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p = subparsers.add_parser(
         "status",
         help="show integrations: status, health, last sync, queue depth",
-        description="One line per integration (of VENUE when given): whether it is enabled, "
+        description="One line per integration (of VENUE when given): whether it is enabled "
+        "(and paused, since when), "
         "its connection status, health, when it last synced and how that run ended, and how "
         "many jobs wait in the queue.",
     )
@@ -85,7 +86,10 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
         venue = r["venue_name"] or r["venue_id"]
         error = (r["last_error"] or "")[:60]
         source = credential_source(sources.get((r["venue_id"], r["provider"])))
-        table.append((venue, r["provider"], "yes" if r["enabled"] else "no", r["status"],
+        enabled = "yes" if r["enabled"] else "no"
+        if r["paused_at"] is not None:
+            enabled += f", paused since {_when(r['paused_at'])}"
+        table.append((venue, r["provider"], enabled, r["status"],
                       source, r["health_status"], _when(r["last_sync_at"]),
                       r["last_run_status"] or "-", str(r["queue_depth"]), error))
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]

@@ -156,10 +156,16 @@ def _as_json(report: RunReport) -> dict[str, Any]:
 async def _run(engine: SyncEngine, pool: asyncpg.Pool, args: argparse.Namespace,
                ctx: CliContext, bar: ProgressBar | None) -> RunReport:
     entity = Entity(args.entity) if args.entity else None
+    integration = await engine.integration(args.venue, args.provider)
+    if integration["paused_at"] is not None:
+        by = f" by {integration['paused_by']}" if integration["paused_by"] else ""
+        raise SyncdError(
+            f"the {args.provider} integration of venue {args.venue} is paused (since "
+            f"{integration['paused_at']:%Y-%m-%d %H:%M:%S} UTC{by}); run `syncd resume` "
+            "first")
     if args.dry_run:
         return await engine.run(args.venue, args.provider, entity=entity, full=args.full,
                                 dry_run=True, progress=bar)
-    integration = await engine.integration(args.venue, args.provider)
     settings = ctx.settings
     async with hold_integration(
         pool, integration["venue_id"], args.provider, owner=f"syncd-sync:{default_owner()}",

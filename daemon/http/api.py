@@ -16,10 +16,14 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from daemon import pause as pause_ops
+from daemon.errors import SyncdError
 from daemon.http import state
 from daemon.http.auth import AuthFailed, Forbidden, NotConfigured, Principal, TokenVerifier
 from daemon.http.openapi import OPENAPI
+from daemon.http.session import VERIFIER
 from daemon.logs import get_logger
+from daemon.pause import check_reason
 from daemon.provider import Entity
 from daemon.queue.admin import dlq_replay, overview
 from daemon.queue.enqueue import enqueue
@@ -30,7 +34,6 @@ __all__ = ["PRINCIPAL", "VERIFIER", "api_app"]
 log = get_logger("syncd.http")
 _Q = queries("api.sql")
 
-VERIFIER = web.AppKey("syncd.token_verifier", TokenVerifier)
 #: The authenticated principal of a request (set by the middleware).
 PRINCIPAL = web.RequestKey("syncd.principal", Principal)
 _PUBLIC = frozenset({"/api/v1/openapi.json"})
@@ -91,7 +94,15 @@ def _integration(row: Mapping[str, Any]) -> dict[str, Any]:
         "health": row["health_status"], "last_sync_at": row["last_sync_at"],
         "last_error": row["last_error"], "last_error_at": row["last_error_at"],
         "failure_count": row["failure_count"],
+        "paused": row["paused_at"] is not None, "paused_at": row["paused_at"],
+        "paused_by": row["paused_by"], "pause_reason": row["pause_reason"],
     }
+
+
+def _actor(principal: Principal) -> str:
+    """Who acts, as recorded (a job's correlation id, who paused): the token's subject,
+    bounded and without the one character Postgres text cannot hold."""
+    return f"api:{principal.subject.replace(chr(0), '')}"[:200]
 
 
 def _unexpected_query(request: web.Request, *allowed: str) -> web.Response | None:
@@ -159,14 +170,9 @@ async def sync_now(request: web.Request) -> web.Response:
     row, venue = await _visible(request)
     if row is None or venue is None:
         return _error(404, "no such integration")
-    body: Any = {}
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "the body must be a JSON object")
-    if not isinstance(body, dict):
-        return _error(400, "the body must be a JSON object")
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
     entity = body.get("entity", "all")
     full = body.get("full", False)
     if entity != "all" and entity not in {e.value for e in Entity}:
@@ -175,15 +181,76 @@ async def sync_now(request: web.Request) -> web.Response:
         return _error(400, "full must be true or false")
     if not row["enabled"]:
         return _error(409, "the integration is disabled")
+    if row["paused_at"] is not None:
+        return _error(409, "the integration is paused; resume it first")
     pool: asyncpg.Pool = request.config_dict[state.POOL]
     principal = _principal(request)
     job_id = await enqueue(pool, venue_id=venue, provider=row["provider"], entity_type=entity,
                            operation="reconcile" if full else "sync", lane="HIGH",
-                           payload={"source": "api"},
-                           correlation_id=f"api:{principal.subject}"[:200])
+                           payload={"source": "api"}, correlation_id=_actor(principal))
     log.info("api.sync_requested", venue_id=str(venue), provider=row["provider"],
              entity=entity, full=full, job_id=job_id, subject=principal.subject)
     return _json({"job_id": job_id, "coalesced": job_id is None, "lane": "HIGH"}, 202)
+
+
+async def _json_object(request: web.Request) -> dict[str, Any] | web.Response:
+    """The request's JSON object body ({} when there is none), or a 400."""
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "the body must be a JSON object")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object")
+    return body
+
+
+async def pause_integration(request: web.Request) -> web.Response:
+    """Pause: no schedules fire, queued jobs wait, sync now is refused (daemon.pause)."""
+    if (refused := _unexpected_query(request)) is not None:
+        return refused
+    row, venue = await _visible(request)
+    if row is None or venue is None:
+        return _error(404, "no such integration")
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    reason = body.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        return _error(400, "reason must be a string")
+    try:
+        reason = check_reason(reason)
+    except SyncdError as exc:
+        return _error(400, str(exc))
+    return await _paused_answer(request, venue, row["provider"], pause=True, reason=reason)
+
+
+async def resume_integration(request: web.Request) -> web.Response:
+    """Resume a paused integration: its queued jobs can run, its schedules fire again."""
+    if (refused := _unexpected_query(request)) is not None:
+        return refused
+    row, venue = await _visible(request)
+    if row is None or venue is None:
+        return _error(404, "no such integration")
+    body = await _json_object(request)
+    if isinstance(body, web.Response):
+        return body
+    return await _paused_answer(request, venue, row["provider"], pause=False, reason=None)
+
+
+async def _paused_answer(request: web.Request, venue: uuid.UUID, provider: str, *,
+                         pause: bool, reason: str | None) -> web.Response:
+    pool: asyncpg.Pool = request.config_dict[state.POOL]
+    actor = _actor(_principal(request))
+    if pause:
+        done = await pause_ops.pause(pool, venue, provider, by=actor, reason=reason)
+    else:
+        done = await pause_ops.resume(pool, venue, provider, by=actor)
+    row = await pool.fetchrow(_Q["integration"], venue, provider)
+    if done is None or row is None:  # removed by a config apply meanwhile
+        return _error(404, "no such integration")
+    return _json({"integration": _integration(row), "changed": done.changed})
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
@@ -290,6 +357,8 @@ def api_app(verifier: TokenVerifier) -> web.Application:
         web.get("/integrations", list_integrations),
         web.get("/venues/{venue}/integrations/{provider}", get_integration),
         web.post("/venues/{venue}/integrations/{provider}/sync", sync_now),
+        web.post("/venues/{venue}/integrations/{provider}/pause", pause_integration),
+        web.post("/venues/{venue}/integrations/{provider}/resume", resume_integration),
         web.get("/webhooks", list_webhooks),
         web.get("/queue", queue_overview),
         web.get("/dead-letters", list_dead_letters),

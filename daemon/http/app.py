@@ -1,4 +1,5 @@
-"""The aiohttp application: webhooks, health, readiness, metrics and the admin API.
+"""The aiohttp application: webhooks, health, readiness, metrics, the admin API, browser
+sign-in, OAuth connect and the status page.
 
 :func:`create_app` takes objects already built by the caller (the composition root:
 ``syncd serve`` or ``syncd run``) and owns only what it creates itself, the webhook store's
@@ -16,13 +17,18 @@ from prometheus_client import CollectorRegistry
 from daemon.http import state
 from daemon.http.api import api_app
 from daemon.http.auth import TokenVerifier
+from daemon.http.connect import routes as connect_routes
 from daemon.http.health import LoopLagMonitor, readiness
 from daemon.http.metrics import CONTENT_TYPE_LATEST, exposition, observe_events
 from daemon.http.metrics import REGISTRY as HTTP_REGISTRY
 from daemon.http.secrets import VenueWebhookSecrets
+from daemon.http.session import VERIFIER
+from daemon.http.session import routes as session_routes
+from daemon.http.status import routes as status_routes
 from daemon.http.store import WebhookStore
 from daemon.http.webhooks import routes as webhook_routes
 from daemon.logs import get_logger
+from daemon.oauth.connect import OAuthService
 from daemon.provider import Provider
 from daemon.queue.maintenance import refresh_depth
 from daemon.queue.metrics import REGISTRY as QUEUE_REGISTRY
@@ -50,8 +56,13 @@ def create_app(
     secrets: VenueWebhookSecrets,
     plugin_failures: Sequence[str] = (),
     registries: Sequence[CollectorRegistry] = (QUEUE_REGISTRY, HTTP_REGISTRY),
+    oauth: OAuthService | None = None,
 ) -> web.Application:
-    """The HTTP application over already-built objects."""
+    """The HTTP application over already-built objects.
+
+    ``oauth``: the service behind ``/oauth/{provider}/start`` and ``/callback`` (built on the
+    vault); without it those routes answer 503 and everything else works.
+    """
     app = web.Application(client_max_size=settings.webhook_max_body_bytes)
     app[state.POOL] = pool
     app[state.PROVIDERS] = dict(providers)
@@ -62,13 +73,19 @@ def create_app(
                                     max_pending=settings.webhook_max_pending)
     app[state.LOOP_LAG] = LoopLagMonitor()
     app[state.REGISTRIES] = tuple(registries)
+    app[state.OAUTH] = oauth
+    verifier = TokenVerifier(settings)
+    app[VERIFIER] = verifier
     app.add_routes([
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics),
         *webhook_routes(),
+        *session_routes(),
+        *connect_routes(),
+        *status_routes(),
     ])
-    app.add_subapp("/api/v1", api_app(TokenVerifier(settings)))
+    app.add_subapp("/api/v1", api_app(verifier))
     app.on_startup.append(_start)
     app.on_cleanup.append(_cleanup)
     return app

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = [
+    "COMMIT_DELIVERIES",
     "CONTENT_TYPE_LATEST",
     "INGEST_SECONDS",
     "REGISTRY",
@@ -37,6 +38,13 @@ INGEST_SECONDS = Histogram(
     "Seconds from a delivery's arrival to its answer, for stored and duplicate deliveries.",
     ["provider"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+    registry=REGISTRY,
+)
+
+COMMIT_DELIVERIES = Histogram(
+    "syncd_webhook_commit_deliveries",
+    "Webhook deliveries stored by one group commit (one statement, one transaction).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
     registry=REGISTRY,
 )
 

@@ -27,15 +27,20 @@ _ERRORS = {
 _VENUE = {"name": "venue", "in": "path", "required": True,
           "schema": {"type": "string", "format": "uuid"}}
 _PROVIDER = {"name": "provider", "in": "path", "required": True, "schema": {"type": "string"}}
+_PAUSE_ANSWER = {
+    "type": "object", "required": ["integration", "changed"],
+    "properties": {"integration": {"$ref": "#/components/schemas/Integration"},
+                   "changed": {"type": "boolean"}},
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "syncd admin API",
         "version": __version__,
-        "description": "Integrations, their health and sync history, sync now, webhook "
-                       "events, inbound changes and their outcomes, the queue and its dead "
-                       "letters, scoped by venue. A platform "
+        "description": "Integrations, their health and sync history, sync now, pause and "
+                       "resume, webhook events, inbound changes and their outcomes, the "
+                       "queue and its dead letters, scoped by venue. A platform "
                        "admin's token sees every venue; a venue admin's only the venues it "
                        "lists; another venue's resource is answered as missing (404).",
     },
@@ -98,7 +103,40 @@ OPENAPI: dict[str, Any] = {
                 }),
                 "400": _response("A body that is not a valid request", _ERROR),
                 "404": _response("No such integration (or not the caller's)", _ERROR),
-                "409": _response("The integration is disabled", _ERROR),
+                "409": _response("The integration is disabled or paused", _ERROR),
+                **_ERRORS,
+            },
+        }},
+        "/venues/{venue}/integrations/{provider}/pause": {"post": {
+            "operationId": "pauseIntegration",
+            "summary": "Pause the integration: no schedules fire, its queued jobs wait, sync "
+                       "now is refused, until it is resumed",
+            "parameters": [_VENUE, _PROVIDER],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object",
+                "properties": {"reason": {**_TEXT, "maxLength": 500,
+                                          "description": "Why, shown with the pause"}},
+            }}}},
+            "responses": {
+                "200": _response("Paused (changed: false when it was paused already)",
+                                 _PAUSE_ANSWER),
+                "400": _response("A body that is not a valid request", _ERROR),
+                "404": _response("No such integration (or not the caller's)", _ERROR),
+                **_ERRORS,
+            },
+        }},
+        "/venues/{venue}/integrations/{provider}/resume": {"post": {
+            "operationId": "resumeIntegration",
+            "summary": "Resume a paused integration: its queued jobs can run and its "
+                       "schedules fire again",
+            "parameters": [_VENUE, _PROVIDER],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object"}}}},
+            "responses": {
+                "200": _response("Resumed (changed: false when it was not paused)",
+                                 _PAUSE_ANSWER),
+                "400": _response("A body that is not a JSON object", _ERROR),
+                "404": _response("No such integration (or not the caller's)", _ERROR),
                 **_ERRORS,
             },
         }},
@@ -210,7 +248,7 @@ OPENAPI: dict[str, Any] = {
                       "properties": {"error": {"type": "string"}}},
             "Integration": {
                 "type": "object",
-                "required": ["venue_id", "provider", "enabled", "status", "health"],
+                "required": ["venue_id", "provider", "enabled", "paused", "status", "health"],
                 "properties": {
                     "venue_id": {"type": "string", "format": "uuid"},
                     "venue_name": {"type": ["string", "null"]},
@@ -224,6 +262,10 @@ OPENAPI: dict[str, Any] = {
                     "last_error": {"type": ["string", "null"]},
                     "last_error_at": _TIME,
                     "failure_count": {"type": "integer", "minimum": 0},
+                    "paused": {"type": "boolean"},
+                    "paused_at": _TIME,
+                    "paused_by": {"type": ["string", "null"]},
+                    "pause_reason": {"type": ["string", "null"]},
                 },
             },
             "SyncLog": {

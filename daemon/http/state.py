@@ -11,11 +11,13 @@ from prometheus_client import CollectorRegistry
 from daemon.http.health import LoopLagMonitor
 from daemon.http.secrets import VenueWebhookSecrets
 from daemon.http.store import WebhookStore
+from daemon.oauth.connect import OAuthService
 from daemon.provider import Provider
 from daemon.settings import Settings
 
 __all__ = [
     "LOOP_LAG",
+    "OAUTH",
     "PLUGIN_FAILURES",
     "POOL",
     "PROVIDERS",
@@ -33,3 +35,5 @@ SECRETS: web.AppKey[VenueWebhookSecrets] = web.AppKey("syncd.webhook_secrets")
 STORE = web.AppKey("syncd.webhook_store", WebhookStore)
 LOOP_LAG = web.AppKey("syncd.loop_lag", LoopLagMonitor)
 REGISTRIES: web.AppKey[Sequence[CollectorRegistry]] = web.AppKey("syncd.registries")
+#: The OAuth connect service (None: the server has no vault, OAuth routes answer 503).
+OAUTH: web.AppKey[OAuthService | None] = web.AppKey("syncd.oauth")

@@ -62,6 +62,16 @@ def _json(code: int, **body: Any) -> web.Response:
     return web.json_response(body, status=code)
 
 
+#: The answers to a stored delivery, encoded once: most requests get one of these.
+_ANSWERS = {outcome: json.dumps({"status": outcome}).encode() for outcome in
+            ("stored", "duplicate")}
+_JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+
+
+def _answer(outcome: str) -> web.Response:
+    return web.Response(body=_ANSWERS[outcome], headers=_JSON_HEADERS)
+
+
 def notification_url(request: web.Request, public_base_url: str | None) -> str:
     """The URL the provider delivered to, as it registered it (Square signs it)."""
     if public_base_url:
@@ -80,12 +90,15 @@ async def validate_url(request: web.Request) -> web.Response:
     return _json(200, ok=True)
 
 
+_REPEATABLE_RAW = frozenset(name.encode("latin-1") for name in _REPEATABLE_HEADERS)
+
+
 def _repeated_header(request: web.Request) -> str | None:
-    seen: set[str] = set()
+    seen: set[bytes] = set()
     for raw_name, _ in request.raw_headers:
-        key = raw_name.decode("latin-1").lower()
-        if key in seen and key not in _REPEATABLE_HEADERS:
-            return key
+        key = raw_name.lower()
+        if key in seen and key not in _REPEATABLE_RAW:
+            return key.decode("latin-1")
         seen.add(key)
     return None
 
@@ -209,4 +222,4 @@ async def receive(request: web.Request) -> web.Response:
         observe_webhook(name, "unavailable")
         return _json(503, error="temporarily unavailable")
     observe_webhook(name, outcome, time.perf_counter() - started)
-    return _json(200, status=outcome)
+    return _answer(outcome)

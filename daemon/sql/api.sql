@@ -2,7 +2,8 @@
 
 -- name: integrations
 SELECT venue_id, venue_name, provider, enabled, environment, status, health_status,
-       last_sync_at, last_error, last_error_at, failure_count
+       last_sync_at, last_error, last_error_at, failure_count, paused_at, paused_by,
+       pause_reason
   FROM integration_configs
  WHERE ($1::uuid[] IS NULL OR venue_id = ANY ($1::uuid[]))
    AND ($2::uuid IS NULL OR venue_id = $2::uuid)
@@ -10,7 +11,8 @@ SELECT venue_id, venue_name, provider, enabled, environment, status, health_stat
 
 -- name: integration
 SELECT venue_id, venue_name, provider, enabled, environment, status, health_status,
-       last_sync_at, last_error, last_error_at, failure_count
+       last_sync_at, last_error, last_error_at, failure_count, paused_at, paused_by,
+       pause_reason
   FROM integration_configs
  WHERE venue_id = $1::uuid AND provider = $2
 

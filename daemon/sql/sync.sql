@@ -254,6 +254,7 @@ WHERE venue_id = $1::uuid AND provider = $2
 -- name: status_rows
 SELECT c.venue_id::text AS venue_id, c.venue_name, c.provider, c.enabled, c.status,
        c.health_status, c.last_sync_at, c.last_error, c.failure_count,
+       c.paused_at, c.paused_by, c.pause_reason,
        h.success_rate, h.queue_depth AS health_queue_depth,
        (SELECT count(*) FROM sync_queue q
         WHERE q.venue_id = c.venue_id AND q.provider = c.provider

@@ -104,6 +104,73 @@ async def test_sync_now_queues_a_high_lane_job(api: httpx.AsyncClient,
     assert [tuple(r) for r in rows] == [(ws.VENUE_STRIPE, "stripe", "customer", "HIGH")]
 
 
+async def test_pause_holds_sync_now_until_resume(api: httpx.AsyncClient,
+                                                 pool: asyncpg.Pool) -> None:
+    headers = bearer(token(STRIPE_ADMIN, sub="ops@venue"))
+    base = f"/venues/{ws.VENUE_STRIPE}/integrations/stripe"
+    paused = await api.post(base + "/pause", json={"reason": "card reader swap"},
+                            headers=headers)
+    assert paused.status_code == 200, paused.text
+    check(paused.json(), "/venues/{venue}/integrations/{provider}/pause", "post", "200")
+    integration = paused.json()["integration"]
+    assert paused.json()["changed"] is True
+    assert (integration["paused"], integration["paused_by"], integration["pause_reason"]) == (
+        True, "api:ops@venue", "card reader swap")
+    again = await api.post(base + "/pause", headers=headers)
+    assert again.json()["changed"] is False
+    assert again.json()["integration"]["paused_at"] == integration["paused_at"]
+
+    refused = await api.post(base + "/sync", headers=headers)
+    assert refused.status_code == 409
+    assert refused.json() == {"error": "the integration is paused; resume it first"}
+    shown = await api.get(base, headers=headers)
+    assert shown.json()["integration"]["paused"] is True
+    listed = await api.get("/integrations", headers=bearer(token(role="platform_admin")))
+    assert {(i["venue_id"], i["paused"]) for i in listed.json()["integrations"]
+            if i["paused"]} == {(str(ws.VENUE_STRIPE), True)}
+    assert await pool.fetchval("SELECT count(*) FROM sync_queue") == 0
+
+    resumed = await api.post(base + "/resume", headers=headers)
+    assert resumed.status_code == 200
+    assert resumed.json()["changed"] is True
+    assert resumed.json()["integration"]["paused"] is False
+    assert resumed.json()["integration"]["paused_at"] is None
+    queued = await api.post(base + "/sync", headers=headers)
+    assert queued.status_code == 202
+
+
+async def test_another_venues_integration_cannot_be_paused_or_resumed(
+        api: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    headers = bearer(token(STRIPE_ADMIN))
+    await pool.execute("UPDATE integration_configs SET paused_at = now() "
+                       "WHERE venue_id = $1", ws.VENUE_MAILCHIMP)
+    for action in ("pause", "resume"):
+        theirs = await api.post(
+            f"/venues/{ws.VENUE_SQUARE}/integrations/square/{action}", headers=headers)
+        paused_theirs = await api.post(
+            f"/venues/{ws.VENUE_MAILCHIMP}/integrations/mailchimp/{action}", headers=headers)
+        missing = await api.post(
+            f"/venues/{uuid.uuid4()}/integrations/square/{action}", headers=headers)
+        assert theirs.status_code == 404
+        assert (theirs.status_code, theirs.json()) == (missing.status_code, missing.json())
+        assert (paused_theirs.status_code, paused_theirs.json()) == (
+            missing.status_code, missing.json())
+    paused = dict(await pool.fetch("SELECT venue_id, paused_at IS NOT NULL "
+                                   "FROM integration_configs"))
+    assert {v for v, p in paused.items() if p} == {ws.VENUE_MAILCHIMP}
+
+
+@pytest.mark.parametrize("body", [{"reason": 7}, {"reason": "x" * 501}, [1], "text"])
+async def test_a_bad_pause_body_is_400_and_pauses_nothing(
+        api: httpx.AsyncClient, pool: asyncpg.Pool, body: Any) -> None:
+    response = await api.post(f"/venues/{ws.VENUE_STRIPE}/integrations/stripe/pause",
+                              json=body, headers=bearer(token(STRIPE_ADMIN)))
+    assert response.status_code == 400, response.text
+    check(response.json(), "/venues/{venue}/integrations/{provider}/pause", "post", "400")
+    assert await pool.fetchval("SELECT count(*) FROM integration_configs "
+                               "WHERE paused_at IS NOT NULL") == 0
+
+
 async def test_webhook_events_are_scoped_by_venue(api: httpx.AsyncClient,
                                                   pool: asyncpg.Pool) -> None:
     for venue, external in ((ws.VENUE_STRIPE, "a"), (ws.VENUE_MAILCHIMP, "b"), (None, "c")):
@@ -171,7 +238,9 @@ async def test_openapi_is_served_without_a_token(api: httpx.AsyncClient) -> None
     assert response.json()["openapi"].startswith("3.1")
     assert set(response.json()["paths"]) == {
         "/integrations", "/venues/{venue}/integrations/{provider}",
-        "/venues/{venue}/integrations/{provider}/sync", "/webhooks", "/queue",
+        "/venues/{venue}/integrations/{provider}/sync",
+        "/venues/{venue}/integrations/{provider}/pause",
+        "/venues/{venue}/integrations/{provider}/resume", "/webhooks", "/queue",
         "/dead-letters", "/dead-letters/{id}/replay", "/inbound-changes"}
 
 

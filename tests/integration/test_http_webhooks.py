@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -242,6 +243,75 @@ async def test_replicas_storing_the_same_events_neither_fail_nor_duplicate(
     assert outcomes.count("stored") == 120
     assert outcomes.count("duplicate") == 240
     assert await _count(pool) == 120
+
+
+def _delivery(i: int) -> Any:
+    from datetime import UTC, datetime
+
+    from daemon.http.store import Delivery
+
+    return Delivery(provider="square", external_id=f"k{i:03d}", venue_id=None,
+                    headers_json="{}", payload_json="{}", body=b"{}",
+                    content_type="application/json", received_at=datetime.now(UTC))
+
+
+async def test_the_writer_takes_another_connection_when_its_own_breaks(
+    pool: asyncpg.Pool,
+) -> None:
+    from daemon.http.store import StoreUnavailable, WebhookStore
+
+    store = WebhookStore(pool)
+    try:
+        assert await store.store(_delivery(1)) == "stored"
+        held = store._conn
+        assert held is not None
+        await pool.execute("SELECT pg_terminate_backend($1)", held.get_server_pid())
+        with pytest.raises(StoreUnavailable):
+            await store.store(_delivery(2))
+        assert await store.store(_delivery(3)) == "stored"
+        assert store._conn is not held
+    finally:
+        await store.close()
+    assert store._conn is None
+    assert await _count(pool) == 2
+
+
+async def test_a_request_cancelled_while_waiting_is_stored_and_the_writer_goes_on(
+    pool: asyncpg.Pool,
+) -> None:
+    from daemon.http.store import WebhookStore
+
+    store = WebhookStore(pool)
+    try:
+        # The client of the first request goes away while its delivery waits for a commit.
+        waiting = asyncio.ensure_future(store.store(_delivery(1)))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        assert await store.store(_delivery(2)) == "stored"
+    finally:
+        await store.close()
+    assert waiting.cancelled()
+    assert await _count(pool) == 2
+
+
+async def test_an_idle_writer_gives_its_connection_back(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from daemon.http import store as store_module
+
+    monkeypatch.setattr(store_module, "IDLE_SECONDS", 0.05)
+    store = store_module.WebhookStore(pool)
+    try:
+        assert await store.store(_delivery(1)) == "stored"
+        for _ in range(200):
+            if store._conn is None:
+                break
+            await asyncio.sleep(0.05)
+        assert store._conn is None
+        assert await store.store(_delivery(2)) == "stored"  # and takes one again
+    finally:
+        await store.close()
+    await asyncio.wait_for(pool.close(), 10)  # nothing is held back from the pool
 
 
 async def test_requests_the_parser_refuses_log_one_line_not_a_traceback(
