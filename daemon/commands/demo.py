@@ -40,15 +40,15 @@ from daemon.commands._config_args import add_config_dir, config_dir, print_probl
 from daemon.commands._context import CliContext
 from daemon.config import ConfigInvalid, load_config
 from daemon.config.desired import DesiredState
-from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
+from daemon.credentials import EmulatorTokens
 from daemon.db import Database, connect, describe_dsn
 from daemon.errors import SyncdError
 from daemon.logs import configure_logging
-from daemon.migrate import apply_migrations
 from daemon.plugins import Plugins
 from daemon.provider import EmulatorSettings, Entity
 from daemon.reconcile import apply_desired, git_commit
-from daemon.source import SourceReader
+from daemon.runtime import Runtime
+from daemon.settings import Settings
 from daemon.sync import SyncEngine, SyncError, SyncSettings
 from daemon.testing.emulator import EmulatorServer
 from daemon.testing.platform import create_platform_schema, seed_venue
@@ -93,9 +93,9 @@ def _with_database(dsn: str, name: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _demo_database(ctx: CliContext) -> AsyncIterator[tuple[Database, str]]:
-    """The demo's own database, dropped, re-created and migrated; yields it and the kind of
-    server it is on ("embedded" or "configured")."""
+async def _demo_database(ctx: CliContext) -> AsyncIterator[tuple[Settings, str]]:
+    """The demo's own database, dropped and re-created; yields the settings naming it and
+    the kind of server it is on ("embedded" or "configured")."""
     server = Database(ctx.settings)
     try:
         dsn = await server.resolve()
@@ -112,12 +112,8 @@ async def _demo_database(ctx: CliContext) -> AsyncIterator[tuple[Database, str]]
                 raise SyncdError(
                     f"the demo runs in a database of its own, {name}, and cannot re-create "
                     f"it on {describe_dsn(dsn)}: {exc}") from None
-            own = ctx.settings.model_copy(
-                update={"database_url": SecretStr(_with_database(dsn, name))})
-            async with Database(own) as db:
-                async with db.pool.acquire() as conn:
-                    await apply_migrations(conn)
-                yield db, kind
+            yield ctx.settings.model_copy(
+                update={"database_url": SecretStr(_with_database(dsn, name))}), kind
         finally:
             await admin.close()
     finally:
@@ -207,38 +203,38 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
           f"{len(enabled)} enabled)")
     if args.log_level is None and not os.environ.get("SYNCD_LOG_LEVEL"):
         configure_logging("warning", args.log_format or ctx.settings.log_format)
-    async with _demo_database(ctx) as (db, kind):
-        where = "the embedded Postgres" if kind == "embedded" else "the configured server"
-        print(f"database: {describe_dsn(db.dsn)} (the demo's own, re-created on "
-              f"{where}), migrated")
-        async with db.pool.acquire() as conn:
-            result = await apply_desired(
-                conn, desired, source="demo", commit=git_commit(directory),
-                max_disable_share=ctx.settings.config_max_disable_share)
-            counts = result.plan.counts()
-            print(f"config applied: {counts['create']} created, {counts['update']} updated, "
-                  f"{counts['disable']} disabled")
-            await create_platform_schema(conn)
-            venues: dict[uuid.UUID, Any] = {}
-            for integration in desired.integrations:
-                venues.setdefault(integration.venue_id, integration)
-            for venue_id, integration in venues.items():
-                sample = await seed_venue(
-                    conn, venue_id=venue_id, name=integration.venue_name,
-                    venue_type=integration.venue_type, events=args.events,
-                    customers=args.customers, orders=args.orders)
-                print(f"sample data: {sample.name}: {sample.events} events, "
-                      f"{sample.customers} customers, {sample.orders} orders")
-        async with _emulators(plugins, {i.provider for i in enabled}, args.latency) as urls:
+    async with (_demo_database(ctx) as (own, kind),
+                _emulators(plugins, {i.provider for i in enabled}, args.latency) as urls):
+        runtime = Runtime(own, plugins=plugins, sync=SyncSettings(base_urls=urls),
+                          tokens=EmulatorTokens(urls))
+        async with runtime.opened(migrate=True):
+            db = runtime.database
+            where = "the embedded Postgres" if kind == "embedded" else "the configured server"
+            print(f"database: {describe_dsn(db.dsn)} (the demo's own, re-created on "
+                  f"{where}), migrated")
+            async with db.pool.acquire() as conn:
+                result = await apply_desired(
+                    conn, desired, source="demo", commit=git_commit(directory),
+                    max_disable_share=ctx.settings.config_max_disable_share)
+                counts = result.plan.counts()
+                print(f"config applied: {counts['create']} created, {counts['update']} "
+                      f"updated, {counts['disable']} disabled")
+                await create_platform_schema(conn)
+                venues: dict[uuid.UUID, Any] = {}
+                for integration in desired.integrations:
+                    venues.setdefault(integration.venue_id, integration)
+                for venue_id, integration in venues.items():
+                    sample = await seed_venue(
+                        conn, venue_id=venue_id, name=integration.venue_name,
+                        venue_type=integration.venue_type, events=args.events,
+                        customers=args.customers, orders=args.orders)
+                    print(f"sample data: {sample.name}: {sample.events} events, "
+                          f"{sample.customers} customers, {sample.orders} orders")
             for name, url in urls.items():
                 print(f"emulator: {name} at {url}")
             await _answer_env_references(desired, urls)
             await _provision(desired, urls)
-            settings = SyncSettings(base_urls=urls)
-            engine = SyncEngine(
-                db.pool, plugins.providers,
-                ReferenceCredentialStore(db.pool, EmulatorTokens(urls)),
-                source=SourceReader(db.pool), settings=settings)
+            engine = runtime.engine
             failures = 0
             print("\nfirst sync (everything is new):")
             for integration in enabled:

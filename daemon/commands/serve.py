@@ -6,7 +6,10 @@ import argparse
 import sys
 from typing import Any
 
+from aiohttp import web
+
 from daemon.commands._context import CliContext
+from daemon.runtime import Runtime
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -36,25 +39,30 @@ def _port(text: str) -> int:
 
 
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    from daemon.credential_scope import CredentialScope
-    from daemon.http import create_app
-    from daemon.http.secrets import ReferenceWebhookSecrets
     from daemon.http.server import serve
 
     settings = ctx.settings
-    plugins = ctx.plugins
     host = args.host or settings.http_host
     port = settings.http_port if args.port is None else args.port
-    failures = [f.name for f in plugins.failed]
 
     def listening(url: str) -> None:
         print(f"syncd serve: listening on {url}", flush=True)
 
-    async with ctx.database(migrate=True) as db:
-        secrets = ReferenceWebhookSecrets(db.pool,
-                                          scope=CredentialScope.from_settings(settings))
-        app = create_app(pool=db.pool, providers=plugins.providers, settings=settings,
-                         secrets=secrets, plugin_failures=failures)
-        await serve(app, settings, host=host, port=port, on_listening=listening)
+    async with ctx.open(migrate=True) as runtime:
+        await serve(build_app(runtime), settings, host=host, port=port,
+                    on_listening=listening)
     print("syncd serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def build_app(runtime: Runtime, **extra: Any) -> web.Application:
+    """The HTTP app over the runtime's objects (``syncd serve`` and ``syncd run``)."""
+    from daemon.credential_scope import CredentialScope
+    from daemon.http import create_app
+    from daemon.http.secrets import ReferenceWebhookSecrets
+
+    secrets = ReferenceWebhookSecrets(runtime.pool,
+                                      scope=CredentialScope.from_settings(runtime.settings))
+    return create_app(pool=runtime.pool, providers=runtime.providers,
+                      settings=runtime.settings, secrets=secrets,
+                      plugin_failures=[f.name for f in runtime.plugins.failed], **extra)

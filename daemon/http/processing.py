@@ -51,26 +51,16 @@ class _Settled:
 class WebhookProcessor:
     """The job handler for webhook processing jobs."""
 
-    def __init__(self, providers: Mapping[str, Provider] | None = None, *,
-                 batch_size: int = 100, max_attempts: int | None = None) -> None:
-        self._providers = providers
+    def __init__(self, providers: Mapping[str, Provider], *, batch_size: int = 100,
+                 max_attempts: int = 5) -> None:
+        """``providers`` are the runtime's loaded ones; ``max_attempts`` is
+        ``SYNCD_WEBHOOK_MAX_ATTEMPTS``."""
+        self.providers = providers
         self.batch_size = batch_size
-        self._max_attempts = max_attempts
-
-    def _settings(self) -> tuple[Mapping[str, Provider], int]:
-        if self._providers is None or self._max_attempts is None:
-            from daemon.plugins import load_plugins
-            from daemon.settings import Settings
-
-            settings = Settings()
-            if self._providers is None:
-                self._providers = dict(load_plugins(settings.plugins).providers)
-            if self._max_attempts is None:
-                self._max_attempts = settings.webhook_max_attempts
-        return self._providers, self._max_attempts
+        self.max_attempts = max_attempts
 
     async def __call__(self, job: Job, ctx: JobContext) -> JobResult:
-        providers, max_attempts = self._settings()
+        providers, max_attempts = self.providers, self.max_attempts
         provider = providers.get(job.provider)
         if provider is None:
             return JobResult(Outcome.FAILED, f"provider {job.provider!r} is not loaded")

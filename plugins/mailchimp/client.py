@@ -155,6 +155,7 @@ class MailchimpClient(HTTPProviderClient):
             refresh=ctx.refresh,
             default_retry_after=CAPABILITIES.rate_limit.default_retry_after,
             default_headers={"Accept": "application/json"},
+            retry=ctx.retry,
         )
         self._store_checked = False
 

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 import httpx
 
-from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
+from daemon.credentials import EmulatorTokens
 from daemon.mapping import apply_mapping, content_hash, parse_entity_mapping
 from daemon.plugins import load_plugins
 from daemon.provider import (
@@ -31,6 +31,7 @@ from daemon.provider import (
 from daemon.sync import SyncEngine, SyncSettings
 from daemon.testing.emulator import Emulator, EmulatorServer
 from daemon.testing.platform import SampleVenue, create_platform_schema, seed_venue
+from daemon.testing.runtime import runtime_for
 
 C = TypeVar("C")
 E = TypeVar("E", bound=Emulator)
@@ -146,7 +147,8 @@ async def connected_venue(pool: asyncpg.Pool, name: str, kind: type[V], *, custo
             "credentials, options) VALUES ($1, $2, $3, 'connected', $4, $5)",
             sample.venue_id, provider.name, sample.name, {"access_token": "oauth"}, options)
         urls = {provider.name: server.url}
-        engine = SyncEngine(pool, {provider.name: provider},
-                            ReferenceCredentialStore(pool, EmulatorTokens(urls)), http=http,
-                            settings=SyncSettings(base_urls=urls, max_backoff_seconds=0.2))
-        yield kind(pool, provider, server.emulator, engine, sample.venue_id)
+        runtime = runtime_for(pool, {provider.name: provider}, http=http,
+                              sync=SyncSettings(base_urls=urls, max_backoff_seconds=0.2),
+                              tokens=EmulatorTokens(urls), ratelimit_shared=False)
+        async with runtime.opened():
+            yield kind(pool, provider, server.emulator, runtime.engine, sample.venue_id)
