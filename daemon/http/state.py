@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import asyncpg
 from aiohttp import web
@@ -15,6 +15,7 @@ from daemon.provider import Provider
 from daemon.settings import Settings
 
 __all__ = [
+    "LEADER",
     "LOOP_LAG",
     "PLUGIN_FAILURES",
     "POOL",
@@ -33,3 +34,5 @@ SECRETS: web.AppKey[VenueWebhookSecrets] = web.AppKey("syncd.webhook_secrets")
 STORE = web.AppKey("syncd.webhook_store", WebhookStore)
 LOOP_LAG = web.AppKey("syncd.loop_lag", LoopLagMonitor)
 REGISTRIES: web.AppKey[Sequence[CollectorRegistry]] = web.AppKey("syncd.registries")
+#: Whether this replica leads (``syncd run`` sets it; absent, /readyz says nothing of it).
+LEADER: web.AppKey[Callable[[], bool]] = web.AppKey("syncd.leader")
