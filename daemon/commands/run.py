@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
                    f"factory of the {handlers.ENTRY_POINT_GROUP} entry-point group)")
     p.add_argument("--owner", default=None,
                    help="name of this replica in leases and logs (default: host:pid:random)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, exit_at_once=True)
 
 
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
