@@ -203,7 +203,7 @@ ON CONFLICT (provider, dedupe_key) DO NOTHING
 -- name: health_due
 -- Enabled integrations, connected or managed by config alike, whose health was never
 -- checked or not within $1 seconds: the least recently checked first, at most $2.
-SELECT venue_id::text AS venue_id, provider, health_status, status
+SELECT venue_id::text AS venue_id, provider, health_status, status, options, environment
 FROM integration_configs
 WHERE enabled AND status <> 'suspended'
   AND (health_checked_at IS NULL OR health_checked_at < now() - make_interval(secs => $1))

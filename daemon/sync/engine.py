@@ -53,7 +53,7 @@ from daemon.sync.keys import create_key, update_key
 from daemon.sync.mappings import ResolvedMapping, resolve_mappings
 from daemon.sync.pacing import Pacer, push_concurrency, push_rate
 from daemon.sync.report import EntityReport, PlannedRecord, RecordError, RunOutcome, RunReport
-from daemon.sync.settings import SyncSettings
+from daemon.sync.settings import SyncSettings, base_url_for
 
 __all__ = ["Progress", "SyncEngine", "SyncError", "decide", "delete_policy"]
 
@@ -377,7 +377,7 @@ class _Run:
         http = self.engine.http or self.http
         assert http is not None
         env = self.integration["environment"]
-        base_url = (self.settings.base_urls.get(self.name)
+        base_url = (base_url_for(self.settings.base_urls, self.name, self.venue_id)
                     or (self.integration["options"] or {}).get("base_url"))
         options = {k: v for k, v in (self.integration["options"] or {}).items()
                    if k not in ("base_url", "delete_policy")}

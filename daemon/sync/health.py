@@ -24,6 +24,7 @@ from daemon.credentials import CredentialError, CredentialStore
 from daemon.logs import get_logger
 from daemon.provider import ClientContext, Provider
 from daemon.sql import queries
+from daemon.sync.settings import base_url_for
 
 __all__ = ["HealthMonitor", "HealthReport", "check_connection", "classify", "recompute_health"]
 
@@ -98,15 +99,24 @@ async def recompute_health(pool: asyncpg.Pool, venue_id: str, provider: str, *,
 
 async def check_connection(provider: Provider, credentials: CredentialStore, venue_id: str,
                            http: httpx.AsyncClient, base_url: str | None = None, *,
+                           options: Mapping[str, Any] | None = None,
                            context: Mapping[str, Any] | None = None
                            ) -> tuple[bool, float, str]:
-    """``test_connection`` for one integration: (ok, milliseconds, detail). ``context``
-    holds more :class:`ClientContext` fields (the runtime's limiters, retry policy, locks)."""
+    """``test_connection`` for one integration: (ok, milliseconds, detail). ``options`` are
+    the integration's (a client may need them to know its account, e.g. a Mailchimp list);
+    ``context`` holds more :class:`ClientContext` fields (the runtime's limiters, retry
+    policy, locks, environment)."""
     start = time.monotonic()
     try:
         creds = await credentials.get(venue_id, provider.name)
+        given = {k: v for k, v in (options or {}).items()
+                 if k not in ("base_url", "delete_policy")}
+        try:
+            opts: Any = provider.options_model().model_validate(given)
+        except Exception:  # the client reports what it cannot use
+            opts = given
         client = provider.client(ClientContext(venue_id=venue_id, credentials=creds,
-                                               options={}, http=http, base_url=base_url,
+                                               options=opts, http=http, base_url=base_url,
                                                **dict(context or {})))
         try:
             status = await client.test_connection()
@@ -165,9 +175,14 @@ class HealthMonitor:
                 ms: float | None = None
                 detail = ""
                 if provider is not None:
+                    options = row["options"] if isinstance(row["options"], Mapping) else {}
+                    environment = ("sandbox" if row["environment"] == "sandbox"
+                                   else "production")
                     ok, ms, detail = await check_connection(
                         provider, self.credentials, row["venue_id"], http,
-                        self.base_urls.get(row["provider"]), context=self.context)
+                        base_url_for(self.base_urls, row["provider"], row["venue_id"])
+                        or options.get("base_url"),
+                        options=options, context={**self.context, "environment": environment})
                 else:
                     ok, detail = False, f"provider {row['provider']!r} is not loaded"
                 reports.append(await recompute_health(
