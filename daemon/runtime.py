@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from daemon.sync.engine import SyncEngine
     from daemon.sync.health import HealthMonitor
     from daemon.sync.job import SyncJobHandler
+    from daemon.vault.cipher import Vault
     from daemon.vault.store import VaultCredentialStore
     from daemon.worker.config import WorkerConfig
     from daemon.worker.runner import Worker
@@ -171,7 +172,7 @@ class Runtime:
             source, self._source_pool = self._source_pool, None
             await source.close()
         await self._close_database()
-        for name in ("limiters", "credentials", "engine"):
+        for name in ("limiters", "credentials", "engine", "vault"):
             self.__dict__.pop(name, None)
         self._open = False
 
@@ -254,6 +255,14 @@ class Runtime:
             margin=self._settings.ratelimit_margin,
             grant_seconds=self._settings.ratelimit_grant_seconds))
         return LimiterRegistry(shared=self._shared)
+
+    @cached_property
+    def vault(self) -> Vault:
+        """The vault on the configured key provider (commands that store or rotate secrets;
+        raises when no key is configured and none may be made)."""
+        from daemon.vault.provider import load_vault
+
+        return load_vault(self.plugins, self._settings)
 
     @cached_property
     def credentials(self) -> VaultCredentialStore:
