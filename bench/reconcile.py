@@ -97,16 +97,16 @@ def libyaml_parse(root: Path) -> float:
 
 def child(argv: list[str], rss_file: str) -> int:
     """Run ``syncd ARGV`` with the small test providers registered; write its peak RSS."""
-    import daemon.commands._context as context
+    from daemon import runtime
     from daemon.cli import main as syncd_main
 
-    real = context.load_plugins
+    real = runtime.load_plugins
 
     def with_small(names: Any, **kwargs: Any) -> Any:
         # Only the small providers, as in-process: no bundled plugin's templates.
         return real([], extra=[("small", SmallPlugin())], **kwargs)
 
-    context.load_plugins = with_small  # type: ignore[assignment]
+    runtime.load_plugins = with_small  # type: ignore[assignment]
     code = syncd_main(argv)
     # VmHWM, not getrusage: ru_maxrss keeps the forking parent's size across exec.
     status = Path("/proc/self/status").read_text()

@@ -12,8 +12,11 @@ arguments are refused by the parser itself (exit 2), with the types in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import inspect
+import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -79,7 +82,21 @@ def build_parser(plugins_hook: Any | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_at_once(code: int) -> NoReturn:
+    """End the process now that a long-running command has shut down cleanly: skip the
+    interpreter's teardown of every loaded module (most of a second on a busy machine),
+    which nothing of syncd's needs once its command has closed what it opened."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command ``argv`` names (default: the process's arguments). Long-running
+    commands run from the console script (``argv`` None) end the process at once after a
+    clean shutdown (see :func:`_exit_at_once`)."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     from daemon.commands._context import CliContext
 
@@ -106,7 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = func(args, ctx)
         if inspect.isawaitable(result):
             result = run_async(await_me_maybe(result), settings.event_loop)
-        return int(result or 0)
+        code = int(result or 0)
+        if argv is None and getattr(args, "exit_at_once", False):
+            _exit_at_once(code)
+        return code
     except SyncdError as exc:
         print(f"syncd: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code

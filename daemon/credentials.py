@@ -124,18 +124,23 @@ class EmulatorTokens:
         self.timeout = timeout
         self._cache: dict[str, Credentials] = {}
 
+    def _base(self, venue_id: str, provider: str) -> str | None:
+        """The emulator of this venue's integration (``provider/venue-id``, else
+        ``provider``): each venue may have an emulator account of its own."""
+        return self.base_urls.get(f"{provider}/{venue_id}") or self.base_urls.get(provider)
+
     async def token(self, venue_id: str, provider: str) -> Credentials | None:
-        cached = self._cache.get(provider)
-        if cached is not None:
-            return cached
-        return await self._fetch(provider)
-
-    async def _fetch(self, provider: str) -> Credentials | None:
-        import httpx
-
-        base = self.base_urls.get(provider)
+        base = self._base(venue_id, provider)
         if not base:
             return None
+        cached = self._cache.get(base)
+        if cached is not None:
+            return cached
+        return await self._fetch(base)
+
+    async def _fetch(self, base: str) -> Credentials | None:
+        import httpx
+
         async with httpx.AsyncClient(timeout=self.timeout) as http:
             response = await http.get(base.rstrip("/") + "/_emulator/credentials")
         if response.status_code != 200:
@@ -145,12 +150,15 @@ class EmulatorTokens:
                                   api_key=data.get("api_key"),
                                   account={str(k): str(v) for k, v in
                                            (data.get("account") or {}).items()})
-        self._cache[provider] = credentials
+        self._cache[base] = credentials
         return credentials
 
     async def refresh(self, venue_id: str, provider: str) -> Credentials | None:
-        self._cache.pop(provider, None)
-        return await self._fetch(provider)
+        base = self._base(venue_id, provider)
+        if not base:
+            return None
+        self._cache.pop(base, None)
+        return await self._fetch(base)
 
 
 def resolve_reference(key: str, reference: str, scope: CredentialScope = DEFAULT_SCOPE) -> str:

@@ -40,6 +40,7 @@ from daemon.provider import (
     RecordResult,
 )
 from daemon.ratelimit import Clock, RateLimiter
+from daemon.retry import RetryPolicy, full_jitter
 
 __all__ = [
     "AuthHeaders",
@@ -93,8 +94,10 @@ class HTTPError(ProviderError):
         retry_after: float | None = None,
         code: str | None = None,
         body: Any = None,
+        attempts: int = 1,
     ) -> None:
-        super().__init__(message, kind, status=status, retry_after=retry_after)
+        super().__init__(message, kind, status=status, retry_after=retry_after,
+                         attempts=attempts)
         self.code = code
         self.body = body
 
@@ -134,8 +137,7 @@ def backoff_delay(
     attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
 ) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base * 2**attempt)]."""
-    ceiling = min(cap, base * (2 ** max(0, attempt)))
-    return (rng or random).uniform(0.0, ceiling)
+    return full_jitter(max(0, attempt) + 1, base=base, cap=cap, rng=rng)
 
 
 def _default_describe(response: httpx.Response) -> tuple[str, str | None]:
@@ -189,7 +191,15 @@ class ProviderHTTP:
         clock: Clock | None = None,
         wall: Callable[[], datetime] | None = None,
         rng: random.Random | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
+        """``retry`` (the process's :class:`~daemon.retry.RetryPolicy`, from
+        ``ClientContext.retry``) sets the tries and backoff of each call; without one,
+        ``max_attempts``, ``backoff_base`` and ``backoff_cap`` do."""
+        if retry is not None:
+            max_attempts = retry.call_attempts
+            backoff_base = retry.call_base_seconds
+            backoff_cap = retry.call_cap_seconds
         self.http = http
         self.provider = provider
         self.base_url = base_url.rstrip("/")
@@ -280,7 +290,7 @@ class ProviderHTTP:
                     if last:
                         raise HTTPError(
                             f"{self.provider}: {where} failed: {kind_name}",
-                            ErrorKind.RETRYABLE,
+                            ErrorKind.RETRYABLE, attempts=attempt,
                         ) from None
                     error_text = kind_name
             if response is not None:
@@ -316,7 +326,7 @@ class ProviderHTTP:
                     raise HTTPError(
                         self.scrub(f"{self.provider}: {where} -> {status}: {text}"),
                         kind, status=status, retry_after=retry_after, code=code,
-                        body=_json_or_none(response),
+                        body=_json_or_none(response), attempts=attempt,
                     )
                 error_delay = retry_after
                 error_text = str(status)

@@ -25,7 +25,9 @@ from daemon.errors import SyncdError
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from daemon.locks import AccountLocks
     from daemon.ratelimit import LimiterRegistry
+    from daemon.retry import RetryPolicy
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -492,8 +494,12 @@ class ProviderError(SyncdError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        attempts: int = 1,
     ) -> None:
         super().__init__(message)
+        #: Tries of the call this error ended (the HTTP layer's retries included): the
+        #: engine counts them against the same budget (see :mod:`daemon.retry`).
+        self.attempts = attempts
         self.kind = kind
         self.status = status
         self.retry_after = retry_after
@@ -539,7 +545,12 @@ class ClientContext:
     ``limiters`` is the process's :class:`~daemon.ratelimit.LimiterRegistry`: a client takes
     its account's limiter from it (``registry_for(ctx).get(...)``), so every client of an
     account, and with a shared registry every replica, stays inside the account's limits
-    together.
+    together. None (tests, the conformance kit): the client keeps a limiter of its own.
+
+    ``retry`` is the process's :class:`~daemon.retry.RetryPolicy`: a client on
+    :class:`~daemon.httpclient.ProviderHTTP` passes it on, so its calls' tries count against
+    the one budget the engine and queue share. ``locks`` are the process's per-account locks
+    (:class:`~daemon.locks.AccountLocks`); None: the client's own.
     """
 
     venue_id: str
@@ -551,6 +562,8 @@ class ClientContext:
     refresh: Any = None  # Callable[[], Awaitable[Credentials | None]]
     linked: Linked | None = None
     limiters: LimiterRegistry | None = None
+    retry: RetryPolicy | None = None
+    locks: AccountLocks | None = None
 
     def options_as(self, model: type[_M]) -> _M:
         """The integration's options as the provider's options model."""

@@ -49,7 +49,6 @@ __all__ = [
     "SharedAccount",
     "SharedLimits",
     "Window",
-    "default_registry",
     "extra_windows",
     "registry_for",
     "windows_from_extra",
@@ -399,12 +398,8 @@ class LimiterRegistry:
         return len(self._limiters)
 
 
-#: The registry a client uses when its :class:`~daemon.provider.ClientContext` carries none
-#: (in-process limits only). Processes that run jobs build their own and pass it in.
-default_registry = LimiterRegistry()
-
-
 def registry_for(ctx: ClientContext) -> LimiterRegistry:
-    """The registry a client takes its account's limiter from: the one its context carries,
-    else :data:`default_registry` (in-process limits only)."""
-    return ctx.limiters if ctx.limiters is not None else default_registry
+    """The registry a client takes its account's limiter from: the one its context carries
+    (the runtime's), else a new one of the client's own (in-process limits of that client
+    only: tests and the conformance kit)."""
+    return ctx.limiters if ctx.limiters is not None else LimiterRegistry()

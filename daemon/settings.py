@@ -201,6 +201,35 @@ class Settings(BaseSettings):
         description="A tick missed while no scheduler ran (the first start of a config, "
         "downtime) runs at a point spread over this many seconds from now, not at once.",
     )
+    scheduler_time_scale: float = Field(
+        default=1.0, gt=0, le=3600,
+        description="For tests and demos only: the scheduler's clock runs this many times "
+        "faster than real time (at 20, a cron minute passes in 3 seconds). Leave at 1.",
+    )
+    leader_retry_seconds: float = Field(
+        default=2.0, gt=0,
+        description="How often a `syncd run` replica that does not lead tries for "
+        "leadership (a new leader takes over within this long of the old one's loss).",
+    )
+    leader_check_seconds: float = Field(
+        default=1.0, gt=0,
+        description="How often the leader checks the connection that holds its leadership; "
+        "a failed check ends its duties at once.",
+    )
+    run_migrate: bool = Field(
+        default=False,
+        description="`syncd run` applies pending migrations at start (off: it refuses to "
+        "start while any are pending; `syncd migrate` applies them).",
+    )
+    health_interval_seconds: float = Field(
+        default=60.0, gt=0,
+        description="Seconds between two rounds of the health monitor (leader only).",
+    )
+    health_batch_size: int = Field(
+        default=100, ge=1,
+        description="Most integrations one health round checks (the least recently "
+        "checked first), so a large config is covered over several rounds.",
+    )
     ratelimit_shared: bool = Field(
         default=True,
         description="Enforce provider account limits across every replica through Postgres "

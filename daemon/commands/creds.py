@@ -17,8 +17,6 @@ from daemon.oauth.lifecycle import mark_connected
 from daemon.plugins import UnknownProvider
 from daemon.provider import ClientContext, Credentials
 from daemon.sql import queries
-from daemon.sync.settings import SyncSettings
-from daemon.vault.provider import load_vault
 from daemon.vault.store import account_facts
 from daemon.vault.tokens import TokenVault
 
@@ -65,8 +63,8 @@ async def run_set(args: argparse.Namespace, ctx: CliContext) -> int:
         raise SyncdError(f"{provider.name} does not take an API key; connect it with "
                          f"`syncd oauth url {args.venue} {provider.name}`")
     value = _read_secret()
-    vault = load_vault(ctx.plugins, ctx.settings)
-    base_urls = SyncSettings().base_urls
+    vault = ctx.runtime.vault
+    base_urls = ctx.runtime.base_urls
     async with ctx.database(migrate=True) as db, db.pool.acquire() as conn:
         row = await conn.fetchrow(_Q["integration_for_venue"], args.venue, provider.name)
         if row is None:

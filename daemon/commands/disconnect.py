@@ -8,8 +8,6 @@ from typing import Any
 from daemon.commands._context import CliContext
 from daemon.oauth.connect import OAuthService
 from daemon.oauth.disconnect import disconnect
-from daemon.sync.settings import SyncSettings
-from daemon.vault.provider import load_vault
 
 __all__ = ["register"]
 
@@ -28,10 +26,10 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    vault = load_vault(ctx.plugins, ctx.settings)
+    vault = ctx.runtime.vault
     async with ctx.database(migrate=True) as db:
         service = OAuthService(db.pool, vault, ctx.plugins, ctx.settings,
-                               base_urls=SyncSettings().base_urls)
+                               base_urls=ctx.runtime.base_urls)
         done = await disconnect(service, args.venue, args.provider,
                                 revoke_grant=not args.no_revoke)
     what = {"revoked": f"grant revoked at {done.provider}",

@@ -10,7 +10,6 @@ from typing import Any
 from daemon.commands._context import CliContext
 from daemon.errors import SyncdError
 from daemon.vault.keys import LocalKeyProvider, format_key, generate_key, write_key_file
-from daemon.vault.provider import load_vault
 from daemon.vault.rotate import key_status, rotate
 
 __all__ = ["register"]
@@ -70,7 +69,7 @@ async def run_rotate(args: argparse.Namespace, ctx: CliContext) -> int:
     batch = args.batch_size or ctx.settings.vault_rotate_batch_size
     if batch < 1:
         raise SyncdError("--batch-size must be at least 1")
-    vault = load_vault(ctx.plugins, ctx.settings)
+    vault = ctx.runtime.vault
     async with ctx.database(migrate=True) as db:
         report = await rotate(db.pool, vault, batch_size=batch)
     print(f"resealed {report.rows} secrets under key version {report.version} "
@@ -79,7 +78,7 @@ async def run_rotate(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 async def run_status(args: argparse.Namespace, ctx: CliContext) -> int:
-    vault = load_vault(ctx.plugins, ctx.settings)
+    vault = ctx.runtime.vault
     async with ctx.database(migrate=True) as db:
         counts = await key_status(db.pool)
     current = vault.keys.current_version

@@ -15,8 +15,6 @@ from daemon.errors import SyncdError
 from daemon.oauth.connect import OAuthService
 from daemon.oauth.refresh import Refresher
 from daemon.sql import queries
-from daemon.sync.settings import SyncSettings
-from daemon.vault.provider import load_vault
 from daemon.vault.tokens import TokenVault
 
 __all__ = ["register"]
@@ -60,20 +58,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 async def run_url(args: argparse.Namespace, ctx: CliContext) -> int:
-    vault = load_vault(ctx.plugins, ctx.settings)
+    vault = ctx.runtime.vault
     async with ctx.database(migrate=True) as db:
         service = OAuthService(db.pool, vault, ctx.plugins, ctx.settings,
-                               base_urls=SyncSettings().base_urls)
+                               base_urls=ctx.runtime.base_urls)
         request = await service.start(args.venue, args.provider, user=args.user or _user())
     print(request.url)
     return 0
 
 
 async def run_complete(args: argparse.Namespace, ctx: CliContext) -> int:
-    vault = load_vault(ctx.plugins, ctx.settings)
+    vault = ctx.runtime.vault
     async with ctx.database(migrate=True) as db:
         service = OAuthService(db.pool, vault, ctx.plugins, ctx.settings,
-                               base_urls=SyncSettings().base_urls)
+                               base_urls=ctx.runtime.base_urls)
         done = await service.complete_url(args.url, user=args.user or _user(),
                                           venue=args.venue)
     facts = [f"account {done.account_id}"] if done.account_id else []
@@ -88,7 +86,7 @@ async def run_complete(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 async def run_refresh(args: argparse.Namespace, ctx: CliContext) -> int:
-    vault = load_vault(ctx.plugins, ctx.settings)
+    vault = ctx.runtime.vault
     async with ctx.database(migrate=True) as db:
         row = await db.pool.fetchrow(_Q["integration_for_venue"], args.venue, args.provider)
         if row is None:
@@ -99,7 +97,7 @@ async def run_refresh(args: argparse.Namespace, ctx: CliContext) -> int:
             raise SyncdError(f"the {args.provider} integration of venue {args.venue} has no "
                              "stored OAuth token; connect it with `syncd oauth url`")
         refresher = Refresher(db.pool, vault, ctx.plugins, ctx.settings,
-                              base_urls=SyncSettings().base_urls)
+                              base_urls=ctx.runtime.base_urls)
         fresh = await refresher.refresh(row["venue_id"], args.provider,
                                         stale=current.access_token)
     if fresh is None:

@@ -6,12 +6,13 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 from daemon.commands._context import CliContext
 from daemon.logs import get_logger
+from daemon.runtime import Runtime
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from daemon.oauth.connect import OAuthService
 
 log = get_logger("syncd.http")
@@ -45,43 +46,46 @@ def _port(text: str) -> int:
     return value
 
 
-def _oauth_service(pool: asyncpg.Pool, ctx: CliContext) -> OAuthService | None:
-    """The OAuth connect service, or None (routes answer 503) when the vault has no keys."""
-    from daemon.oauth.connect import OAuthService
-    from daemon.sync.settings import SyncSettings
-    from daemon.vault.keys import VaultError
-    from daemon.vault.provider import load_vault
-
-    try:
-        vault = load_vault(ctx.plugins, ctx.settings)
-    except VaultError as exc:
-        log.warning("http.oauth_unavailable", reason=str(exc))
-        return None
-    return OAuthService(pool, vault, ctx.plugins, ctx.settings,
-                        base_urls=SyncSettings().base_urls)
-
-
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    from daemon.credential_scope import CredentialScope
-    from daemon.http import create_app
-    from daemon.http.secrets import ReferenceWebhookSecrets
     from daemon.http.server import serve
 
     settings = ctx.settings
-    plugins = ctx.plugins
     host = args.host or settings.http_host
     port = settings.http_port if args.port is None else args.port
-    failures = [f.name for f in plugins.failed]
 
     def listening(url: str) -> None:
         print(f"syncd serve: listening on {url}", flush=True)
 
-    async with ctx.database(migrate=True) as db:
-        secrets = ReferenceWebhookSecrets(db.pool,
-                                          scope=CredentialScope.from_settings(settings))
-        app = create_app(pool=db.pool, providers=plugins.providers, settings=settings,
-                         secrets=secrets, plugin_failures=failures,
-                         oauth=_oauth_service(db.pool, ctx))
-        await serve(app, settings, host=host, port=port, on_listening=listening)
+    async with ctx.open(migrate=True) as runtime:
+        await serve(build_app(runtime), settings, host=host, port=port,
+                    on_listening=listening)
     print("syncd serve: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def build_app(runtime: Runtime, **extra: Any) -> web.Application:
+    """The HTTP app over the runtime's objects (``syncd serve`` and ``syncd run``)."""
+    from daemon.credential_scope import CredentialScope
+    from daemon.http import create_app
+    from daemon.http.secrets import ReferenceWebhookSecrets
+
+    secrets = ReferenceWebhookSecrets(runtime.pool,
+                                      scope=CredentialScope.from_settings(runtime.settings))
+    extra.setdefault("oauth", _oauth_service(runtime))
+    return create_app(pool=runtime.pool, providers=runtime.providers,
+                      settings=runtime.settings, secrets=secrets,
+                      plugin_failures=[f.name for f in runtime.plugins.failed], **extra)
+
+
+def _oauth_service(runtime: Runtime) -> OAuthService | None:
+    """The OAuth connect service, or None (routes answer 503) when the vault has no keys."""
+    from daemon.oauth.connect import OAuthService
+    from daemon.vault.keys import VaultError
+
+    try:
+        vault = runtime.vault
+    except VaultError as exc:
+        log.warning("http.oauth_unavailable", reason=str(exc))
+        return None
+    return OAuthService(runtime.pool, vault, runtime.plugins, runtime.settings,
+                        base_urls=runtime.base_urls)

@@ -18,14 +18,10 @@ from typing import Any, TextIO
 import asyncpg
 
 from daemon.commands._context import CliContext
-from daemon.credentials import EmulatorTokens
 from daemon.errors import SyncdError
-from daemon.inbound.build import inbound_processor
 from daemon.provider import Entity
 from daemon.queue.types import LeaseLost
-from daemon.source import SourceReader, SourceSettings
-from daemon.sync import RunOutcome, RunReport, SyncEngine, SyncError, SyncSettings
-from daemon.vault.store import build_credential_store
+from daemon.sync import RunOutcome, RunReport, SyncEngine, SyncError
 from daemon.worker.hold import hold_integration
 from daemon.worker.runner import default_owner
 
@@ -185,43 +181,19 @@ async def _run(engine: SyncEngine, pool: asyncpg.Pool, args: argparse.Namespace,
 
 
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
-    plugins = ctx.plugins
-    settings = SyncSettings()
-    source_settings = SourceSettings()
     bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.json else None
-    async with ctx.database() as db:
-        source_pool = db.pool
-        extra = None
-        if source_settings.database_url is not None:
-            from daemon.db import open_pool
-
-            extra = await open_pool(source_settings.database_url.get_secret_value(),
-                                    acquire_timeout=ctx.settings.db_acquire_timeout)
-            source_pool = extra
+    async with ctx.open() as runtime:
         try:
-            tokens = EmulatorTokens(settings.base_urls) if settings.base_urls else None
-            source = SourceReader(source_pool, source_settings)
-            engine = SyncEngine(db.pool, plugins.providers,
-                                build_credential_store(db.pool, tokens,
-                                                       settings=ctx.settings, plugins=plugins,
-                                                       base_urls=settings.base_urls),
-                                source=source, settings=settings,
-                                inbound=inbound_processor(db.pool, plugins.providers,
-                                                          source=source, hook=plugins.hook))
-            try:
-                report = await _run(engine, db.pool, args, ctx, bar)
-            except SyncError as exc:
-                raise SyncdError(str(exc)) from None
-            except LeaseLost:
-                raise SyncdError(
-                    f"the {args.provider} sync of venue {args.venue} stopped: its lease was "
-                    "taken over (the run was too slow to renew it); run it again") from None
-            finally:
-                if bar is not None:
-                    bar.close()
+            report = await _run(runtime.engine, runtime.pool, args, ctx, bar)
+        except SyncError as exc:
+            raise SyncdError(str(exc)) from None
+        except LeaseLost:
+            raise SyncdError(
+                f"the {args.provider} sync of venue {args.venue} stopped: its lease was "
+                "taken over (the run was too slow to renew it); run it again") from None
         finally:
-            if extra is not None:
-                await extra.close()
+            if bar is not None:
+                bar.close()
     if args.json:
         print(json.dumps(_as_json(report), default=str))
     else:

@@ -9,6 +9,7 @@ from daemon.commands._argtypes import whole_number
 from daemon.commands._context import CliContext
 from daemon.errors import SyncdError
 from daemon.queue import handlers
+from daemon.settings import Settings
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -35,20 +36,22 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
     from daemon.worker.process import run_worker_process
 
-    handler = handlers.load(args.handler)
-    settings = ctx.settings
+    runtime = ctx.runtime
     if args.concurrency is not None:
         if args.concurrency < 1:
             raise SyncdError("--concurrency must be at least 1")
-        settings = settings.model_copy(update={"worker_concurrency": args.concurrency})
-    # Room in the pool for the control connection (LISTEN and heartbeats), the exchange
-    # loops, housekeeping and the scheduler, plus one connection per running job. A job never
-    # holds one connection while it waits for another, and every acquire times out
-    # (SYNCD_DB_ACQUIRE_TIMEOUT) into a retry, so a busier pool is slower, never stuck.
-    pool_size = max(settings.db_pool_max_size, settings.worker_concurrency + 6)
-    settings = settings.model_copy(update={"db_pool_max_size": pool_size})
-    inner = CliContext(settings)
-    async with inner.database(migrate=True) as db:
-        await run_worker_process(db.pool, handler, settings, scheduler=not args.no_scheduler,
+        runtime.configure(worker_concurrency=args.concurrency)
+    runtime.configure(db_pool_max_size=pool_size(runtime.settings))
+    async with ctx.open(migrate=True):
+        handler = runtime.job_handler(args.handler)
+        await run_worker_process(runtime, handler, scheduler=not args.no_scheduler,
                                  owner=args.owner)
     return 0
+
+
+def pool_size(settings: Settings) -> int:
+    """Room in the pool for the control connection (LISTEN and heartbeats), the exchange
+    loops, housekeeping and the scheduler, plus one connection per running job. A job never
+    holds one connection while it waits for another, and every acquire times out
+    (SYNCD_DB_ACQUIRE_TIMEOUT) into a retry, so a busier pool is slower, never stuck."""
+    return max(settings.db_pool_max_size, settings.worker_concurrency + 6)

@@ -118,9 +118,13 @@ async def readyz(request: web.Request) -> web.Response:
                              providers=providers,
                              plugin_failures=app[state.PLUGIN_FAILURES])
     ok = all(c.ok for c in checks)
-    body = {"status": "ready" if ok else "not ready",
-            "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
-            "reasons": [f"{c.name}: {c.detail}" for c in checks if not c.ok]}
+    body: dict[str, object] = {
+        "status": "ready" if ok else "not ready",
+        "checks": {c.name: {"ok": c.ok, "detail": c.detail} for c in checks},
+        "reasons": [f"{c.name}: {c.detail}" for c in checks if not c.ok]}
+    leader = app.get(state.LEADER)
+    if leader is not None:
+        body["leader"] = leader()
     return web.json_response(body, status=200 if ok else 503)
 
 

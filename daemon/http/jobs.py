@@ -1,15 +1,20 @@
 """The queue's job handler: webhook processing jobs here, every other job to the sync engine.
 
-Registered as the ``default`` entry of the ``syncd.job_handlers`` entry-point group, so
-``syncd worker`` runs both kinds. A webhook processing job is recognised by its entity type
-(:data:`~daemon.http.store.PROCESSING_ENTITY`).
+:func:`handle` is the ``default`` entry of the ``syncd.job_handlers`` entry-point group: a
+factory the runtime calls with itself, so ``syncd worker`` and ``syncd run`` run both kinds
+on the runtime's engine and plugins. A webhook processing job is recognised by its entity
+type (:data:`~daemon.http.store.PROCESSING_ENTITY`).
 """
 
 from __future__ import annotations
 
-from daemon.http.processing import WebhookProcessor
+from typing import TYPE_CHECKING
+
 from daemon.http.store import PROCESSING_ENTITY
 from daemon.queue.types import Job, JobContext, JobHandler, JobResult
+
+if TYPE_CHECKING:
+    from daemon.runtime import Runtime
 
 __all__ = ["Dispatcher", "handle"]
 
@@ -27,11 +32,6 @@ class Dispatcher:
         return await self.default(job, ctx)
 
 
-def _handle() -> Dispatcher:
-    from daemon.sync.job import handle as sync_handle
-
-    return Dispatcher(WebhookProcessor(), sync_handle)
-
-
-#: The handler ``syncd worker`` runs.
-handle = _handle()
+def handle(runtime: Runtime) -> Dispatcher:
+    """The handler the runtime's workers run (the entry point's factory)."""
+    return Dispatcher(runtime.webhook_processor(), runtime.sync_handler())

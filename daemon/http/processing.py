@@ -63,34 +63,18 @@ class _Settled:
 class WebhookProcessor:
     """The job handler for webhook processing jobs."""
 
-    def __init__(self, providers: Mapping[str, Provider] | None = None, *,
-                 batch_size: int = 100, max_attempts: int | None = None,
-                 inbound: InboundProcessor | None = None) -> None:
-        self._providers = providers
+    def __init__(self, providers: Mapping[str, Provider], *, batch_size: int = 100,
+                 max_attempts: int = 5, inbound: InboundProcessor | None = None) -> None:
+        """``providers`` are the runtime's loaded ones; ``max_attempts`` is
+        ``SYNCD_WEBHOOK_MAX_ATTEMPTS``; ``inbound`` processes the changes the events
+        became (the runtime's processor; None: they wait for a sync job's pass)."""
+        self.providers = providers
         self.batch_size = batch_size
-        self._max_attempts = max_attempts
-        #: Processes the changes the events became (None: built on first use, on the
-        #: job's pool, with the loaded plugins' sinks).
+        self.max_attempts = max_attempts
         self.inbound = inbound
-        self._hook: Any = None
-        self._source_pool: asyncpg.Pool | None = None
-
-    def _settings(self) -> tuple[Mapping[str, Provider], int]:
-        if self._providers is None or self._max_attempts is None:
-            from daemon.plugins import load_plugins
-            from daemon.settings import Settings
-
-            settings = Settings()
-            if self._providers is None:
-                plugins = load_plugins(settings.plugins)
-                self._providers = dict(plugins.providers)
-                self._hook = plugins.hook
-            if self._max_attempts is None:
-                self._max_attempts = settings.webhook_max_attempts
-        return self._providers, self._max_attempts
 
     async def __call__(self, job: Job, ctx: JobContext) -> JobResult:
-        providers, max_attempts = self._settings()
+        providers, max_attempts = self.providers, self.max_attempts
         provider = providers.get(job.provider)
         if provider is None:
             return JobResult(Outcome.FAILED, f"provider {job.provider!r} is not loaded")
@@ -124,10 +108,9 @@ class WebhookProcessor:
                                        settled.event_type, settled.venue_id, settled.reason)
                     counts[settled.status] = counts.get(settled.status, 0) + 1
         log.info("webhook.processed", provider=provider.name, failed=failures, **counts)
-        if not ctx.cancelled:
-            inbound = await self._inbound(ctx.pool, providers)
+        if not ctx.cancelled and self.inbound is not None:
             # Inventory counts wait for their integration's sync job (daemon/inventory.py).
-            await inbound.process(provider=provider.name, guard=ctx.assert_lease,
+            await self.inbound.process(provider=provider.name, guard=ctx.assert_lease,
                                   cancelled=lambda: ctx.cancelled,
                                   skip_entities=(Entity.INVENTORY.value,))
         if ctx.cancelled:
@@ -135,26 +118,6 @@ class WebhookProcessor:
         if failures:
             return JobResult(Outcome.RETRY, f"{failures} webhook events failed to process")
         return JobResult(Outcome.COMPLETED)
-
-    async def _inbound(self, pool: asyncpg.Pool, providers: Mapping[str, Provider]
-                       ) -> InboundProcessor:
-        """The processor of the changes this job records (built once, on first use)."""
-        if self.inbound is None:
-            from daemon.inbound.build import inbound_processor
-            from daemon.source import SourceReader, SourceSettings
-
-            source_settings = SourceSettings()
-            source_pool = pool
-            if source_settings.database_url is not None:
-                from daemon.db import open_pool
-
-                self._source_pool = await open_pool(
-                    source_settings.database_url.get_secret_value())
-                source_pool = self._source_pool
-            self.inbound = inbound_processor(
-                pool, providers, source=SourceReader(source_pool, source_settings),
-                hook=self._hook)
-        return self.inbound
 
     async def _process(self, conn: asyncpg.Connection, provider: Provider,
                        row: Mapping[str, Any]) -> _Settled:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import asyncpg
 from aiohttp import web
@@ -16,6 +16,7 @@ from daemon.provider import Provider
 from daemon.settings import Settings
 
 __all__ = [
+    "LEADER",
     "LOOP_LAG",
     "OAUTH",
     "PLUGIN_FAILURES",
@@ -37,3 +38,5 @@ LOOP_LAG = web.AppKey("syncd.loop_lag", LoopLagMonitor)
 REGISTRIES: web.AppKey[Sequence[CollectorRegistry]] = web.AppKey("syncd.registries")
 #: The OAuth connect service (None: the server has no vault, OAuth routes answer 503).
 OAUTH: web.AppKey[OAuthService | None] = web.AppKey("syncd.oauth")
+#: Whether this replica leads (``syncd run`` sets it; absent, /readyz says nothing of it).
+LEADER: web.AppKey[Callable[[], bool]] = web.AppKey("syncd.leader")

@@ -1,7 +1,7 @@
 """The durable Postgres queue: lanes, leases, retries, dead letters.
 
-The sync engine implements a :data:`JobHandler` and registers it with
-:func:`daemon.queue.handlers.register`; producers call :func:`enqueue`.
+Workers run a :data:`JobHandler` the runtime builds (see :mod:`daemon.queue.handlers`);
+producers call :func:`enqueue`.
 """
 
 from daemon.queue.enqueue import NewJob, enqueue, enqueue_many

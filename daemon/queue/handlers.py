@@ -1,86 +1,72 @@
-"""The job handler registry: what ``syncd worker`` runs for each job.
+"""Where the job handler workers run comes from.
 
-The sync engine registers its handler, either in code::
-
-    from daemon.queue import handlers
-    handlers.register(my_handler)
-
-or through the entry-point group ``syncd.job_handlers`` (an entry named ``default`` whose
-object is the handler), which ``syncd worker`` loads at start. ``syncd worker --handler
-module:function`` names one explicitly. With none, the worker refuses to start: jobs are
-never consumed by a handler that does nothing and reports success.
+The handler is built by the runtime (:meth:`daemon.runtime.Runtime.job_handler`): the entry
+named ``default`` in the entry-point group ``syncd.job_handlers`` is a *factory* called with
+the runtime, returning the handler (syncd's own routes webhook processing jobs to the
+webhook processor and every other job to the sync engine, both built from that runtime).
+``syncd worker --handler module:function`` names a handler itself instead. Nothing is kept
+in module state: each runtime builds its own handler once.
 """
 
 from __future__ import annotations
 
 import importlib
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, Protocol
 
 from daemon.errors import SyncdError
 from daemon.queue.types import JobHandler
 
-__all__ = ["ENTRY_POINT_GROUP", "NoHandler", "clear", "get", "load", "register"]
+if TYPE_CHECKING:
+    from daemon.runtime import Runtime
+
+__all__ = ["ENTRY_POINT_GROUP", "HandlerFactory", "NoHandler", "load"]
 
 ENTRY_POINT_GROUP = "syncd.job_handlers"
-
-_handler: JobHandler | None = None
 
 
 class NoHandler(SyncdError):
     """No job handler is registered."""
 
 
-def register(handler: JobHandler, *, replace: bool = False) -> None:
-    """Register the job handler. A second registration needs ``replace=True``."""
-    global _handler  # noqa: PLW0603 - the registry is process state by design
-    if _handler is not None and _handler is not handler and not replace:
-        raise ValueError("a job handler is already registered; pass replace=True to replace it")
-    _handler = handler
+class HandlerFactory(Protocol):
+    """The object a ``syncd.job_handlers`` entry point names."""
+
+    def __call__(self, runtime: Runtime) -> JobHandler: ...
 
 
-def clear() -> None:
-    """Forget the registered handler (tests)."""
-    global _handler  # noqa: PLW0603
-    _handler = None
-
-
-def _import(spec: str) -> JobHandler:
+def _import(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise SyncdError(f"handler {spec!r}: expected module:function")
     try:
         module = importlib.import_module(module_name)
-        handler = getattr(module, attr)
+        obj = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise SyncdError(f"handler {spec!r} cannot be loaded: {exc}") from None
-    if not callable(handler):
+    if not callable(obj):
         raise SyncdError(f"handler {spec!r} is not callable")
-    return handler  # type: ignore[no-any-return]
+    return obj
 
 
-def load(spec: str | None = None) -> JobHandler:
-    """The handler to run: ``spec`` (``module:function``) if given, else the registered one,
-    else the ``default`` entry of :data:`ENTRY_POINT_GROUP`; :class:`NoHandler` if none."""
+def load(spec: str | None, runtime: Runtime) -> JobHandler:
+    """The handler to run: ``spec`` (``module:function``, the handler itself) if given, else
+    what the ``default`` factory of :data:`ENTRY_POINT_GROUP` builds from ``runtime``;
+    :class:`NoHandler` if there is none."""
     if spec:
-        handler = _import(spec)
-        register(handler, replace=True)
+        handler: JobHandler = _import(spec)
         return handler
-    if _handler is not None:
-        return _handler
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         if ep.name == "default":
             try:
-                handler = ep.load()
+                factory: HandlerFactory = ep.load()
+                return factory(runtime)
+            except SyncdError:
+                raise
             except Exception as exc:
-                raise SyncdError(f"job handler entry point {ep.value!r} failed: {exc}") from None
-            register(handler)
-            return handler  # type: ignore[no-any-return]
+                raise SyncdError(f"job handler entry point {ep.value!r} failed: {exc}") \
+                    from None
     raise NoHandler(
         "no job handler is registered: the sync engine registers one through the "
         f"{ENTRY_POINT_GROUP!r} entry point (name 'default'), or pass --handler module:function"
     )
-
-
-def get() -> JobHandler | None:
-    """The registered handler, if any."""
-    return _handler

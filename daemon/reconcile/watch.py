@@ -23,6 +23,7 @@ from daemon.config.limits import DEFAULT_LIMITS
 from daemon.credential_scope import CredentialScope
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
+from daemon.loop import in_daemon_thread
 from daemon.plugins import Plugins
 from daemon.reconcile.apply import apply_desired, git_commit
 from daemon.sql import queries
@@ -141,11 +142,14 @@ class Reconciler:
                               attempts=self.status.attempts + 1)
         self._last_fingerprint = fingerprint(self.config_dir)
         try:
-            files = await asyncio.to_thread(config_files, self.config_dir, self.limits)
+            files = await in_daemon_thread(config_files, self.config_dir, self.limits)
             self._last_hash = files.content_hash
-            desired = await asyncio.to_thread(load_config_files, files, self.plugins,
-                                              limits=self.limits, scope=self.scope)
-            commit = await asyncio.to_thread(git_commit, self.config_dir)
+            if stop is not None and stop.is_set():
+                log.info("config.reconcile_interrupted")
+                return False
+            desired = await in_daemon_thread(load_config_files, files, self.plugins,
+                                             limits=self.limits, scope=self.scope)
+            commit = await in_daemon_thread(git_commit, self.config_dir)
             if stop is not None and stop.is_set():
                 log.info("config.reconcile_interrupted")
                 return False
@@ -192,14 +196,17 @@ class Reconciler:
             return True
         return content != self._last_hash
 
-    async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Reconcile now, then on SIGHUP or file change, until ``stop`` is set."""
+    async def run(self, stop: asyncio.Event | None = None, *,
+                  handle_sighup: bool = True) -> None:
+        """Reconcile now, then on SIGHUP (unless the caller handles it and calls
+        :meth:`request`) or file change, until ``stop`` is set."""
         stop = stop or asyncio.Event()
         loop = asyncio.get_running_loop()
         installed = False
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGHUP, self.request)
-            installed = True
+        if handle_sighup:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signal.SIGHUP, self.request)
+                installed = True
         try:
             await self._revision_in_force()
             await self.reconcile_once(stop)
@@ -216,7 +223,7 @@ class Reconciler:
                     self._wake.clear()
                     log.info("config.reload_requested")
                     await self.reconcile_once(stop)
-                elif await asyncio.to_thread(self._changed):
+                elif await in_daemon_thread(self._changed):
                     log.info("config.files_changed")
                     await self.reconcile_once(stop)
         finally:

@@ -45,6 +45,8 @@ _Q = queries("scheduler.sql")
 #: Advisory lock key of the scheduler leader: the first 8 bytes of sha256("syncd.scheduler").
 LEADER_KEY = int.from_bytes(hashlib.sha256(b"syncd.scheduler").digest()[:8], "big", signed=True)
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+#: Where a scaled clock (``time_scale``) counts from.
+_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,15 @@ class Scheduler:
         max_attempts: int | None = None,
         catchup_spread_seconds: float = 0.0,
         clock: Callable[[], datetime] | None = None,
+        time_scale: float = 1.0,
     ) -> None:
+        """``time_scale`` (tests and demos) runs the schedules' clock that many times faster
+        than real time: ticks are those of the scaled clock, their jobs fall due in real
+        time. Every replica computes the same scaled time (it is counted from a fixed
+        epoch), so they agree on the ticks."""
+        if time_scale <= 0:
+            raise ValueError("time_scale must be positive")
+        self.time_scale = time_scale
         self.pool = pool
         self.poll_seconds = poll_seconds
         self.jitter_seconds = jitter_seconds
@@ -110,6 +120,8 @@ class Scheduler:
         now = now or self.clock()
         fired: list[FiredTick] = []
         rows = await self.pool.fetch(_Q["schedules"])
+        if self._stop.is_set():
+            return fired
         for done, row in enumerate(rows):
             if self._stop.is_set():
                 log.info("scheduler.pass_interrupted", integrations=done, left=len(rows) - done)
@@ -123,13 +135,26 @@ class Scheduler:
                     fired.append(result)
         return fired
 
+    def scaled(self, now: datetime) -> datetime:
+        """The schedules' time at real time ``now``."""
+        if self.time_scale == 1.0:
+            return now
+        return _EPOCH + (now - _EPOCH) * self.time_scale
+
+    def real(self, scaled: datetime) -> datetime:
+        """The real time at the schedules' time ``scaled``."""
+        if self.time_scale == 1.0:
+            return scaled
+        return _EPOCH + (scaled - _EPOCH) / self.time_scale
+
     def _run_at(self, integration_id: uuid.UUID, entity: str, tick: datetime,
                 now: datetime) -> tuple[datetime, bool]:
         """When a tick's job falls due, and whether the tick is a catch-up one (missed
         while no scheduler ran: older than two polls)."""
         delay = jitter_for(integration_id, entity, tick, self.jitter_seconds)
-        run_at = tick + timedelta(seconds=delay)
-        catchup = now - tick > timedelta(seconds=2 * self.poll_seconds + 1)
+        real_tick = self.real(tick)
+        run_at = real_tick + timedelta(seconds=delay)
+        catchup = now - real_tick > timedelta(seconds=2 * self.poll_seconds + 1)
         if catchup and self.catchup_spread_seconds > 0:
             spread = jitter_for(integration_id, entity, tick, self.catchup_spread_seconds)
             run_at = max(run_at, now + timedelta(seconds=spread))
@@ -146,7 +171,7 @@ class Scheduler:
         try:
             if lane not in LANES:
                 raise InvalidSchedule(f"unknown lane {lane!r}")
-            tick = latest_tick(expr, row["timezone"], now)
+            tick = latest_tick(expr, row["timezone"], self.scaled(now))
         except InvalidSchedule as exc:
             key = (integration_id, entity, expr)
             if key not in self._reported:
@@ -191,6 +216,23 @@ class Scheduler:
         return int(status.split()[-1])
 
     # --- leadership --------------------------------------------------------------------
+
+    async def lead(self) -> None:
+        """Fire due ticks every poll, for as long as the caller holds leadership (``syncd
+        run``'s :class:`~daemon.leader.Leadership` cancels this when it is lost), until
+        :meth:`stop`. A failing pass is logged and tried again next poll."""
+        loop = asyncio.get_running_loop()
+        last_prune = loop.time()
+        while not self._stop.is_set():
+            try:
+                await self.fire_due()
+                if loop.time() - last_prune > 600:
+                    last_prune = loop.time()
+                    await self.prune()
+            except Exception as exc:  # the loop must outlive any one failure
+                log.warning("scheduler.pass_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.poll_seconds)
 
     async def run(self) -> None:
         """Try for leadership every poll; while leader, fire due ticks. Until :meth:`stop`."""

@@ -205,11 +205,15 @@ FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::timestamptz[], $
      AS u(remote_id, change, payload, dedupe_key, occurred_at, fields)
 ON CONFLICT (provider, dedupe_key) DO NOTHING
 
--- name: connected_integrations
-SELECT venue_id::text AS venue_id, provider, health_status
+-- name: health_due
+-- Enabled integrations, connected or managed by config alike, whose health was never
+-- checked or not within $1 seconds: the least recently checked first, at most $2.
+SELECT venue_id::text AS venue_id, provider, health_status, status, options, environment
 FROM integration_configs
-WHERE enabled AND status = 'connected'
-ORDER BY venue_id, provider
+WHERE enabled AND status <> 'suspended'
+  AND (health_checked_at IS NULL OR health_checked_at < now() - make_interval(secs => $1))
+ORDER BY health_checked_at NULLS FIRST, venue_id, provider
+LIMIT $2
 
 -- name: stats_24h
 SELECT count(*)::int AS syncs,

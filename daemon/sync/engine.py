@@ -29,6 +29,7 @@ import httpx
 from daemon.credentials import CredentialError, CredentialStore
 from daemon.errors import SyncdError
 from daemon.inbound.fields import CONSENT_FIELDS, PLATFORM_FIELDS
+from daemon.locks import AccountLocks
 from daemon.logs import get_logger
 from daemon.mapping import content_hash, get_path
 from daemon.provider import (
@@ -47,6 +48,7 @@ from daemon.provider import (
 )
 from daemon.queue.types import LeaseLost
 from daemon.ratelimit import LimiterRegistry
+from daemon.retry import RetryPolicy
 from daemon.source import SourceReader, SourceRecord, UnknownVenue, Venue
 from daemon.sql import queries
 from daemon.sync.compiled import compile_mapping
@@ -54,7 +56,7 @@ from daemon.sync.keys import create_key, update_key
 from daemon.sync.mappings import ResolvedMapping, resolve_mappings
 from daemon.sync.pacing import Pacer, push_concurrency, push_rate
 from daemon.sync.report import EntityReport, PlannedRecord, RecordError, RunOutcome, RunReport
-from daemon.sync.settings import SyncSettings
+from daemon.sync.settings import SyncSettings, base_url_for
 
 if TYPE_CHECKING:
     from daemon.inbound.processor import InboundProcessor
@@ -202,6 +204,8 @@ class SyncEngine:
         settings: SyncSettings | None = None,
         limiters: LimiterRegistry | None = None,
         inbound: InboundProcessor | None = None,
+        retry: RetryPolicy | None = None,
+        locks: AccountLocks | None = None,
     ) -> None:
         self.pool = pool
         self.providers = providers
@@ -214,6 +218,12 @@ class SyncEngine:
         #: Processes the changes a run pulls, before it pushes (None: they wait for the
         #: next processing pass: webhook processing or ``syncd inbound apply``).
         self.inbound = inbound
+        #: The process's retry policy (see :mod:`daemon.retry`); without one, the tries and
+        #: cap of :class:`SyncSettings`.
+        self.retry = retry or RetryPolicy(call_attempts=self.settings.max_attempts,
+                                          call_cap_seconds=self.settings.max_backoff_seconds)
+        #: The process's per-account locks, handed to every client (None: the clients' own).
+        self.locks = locks
 
     # --- entry point ----------------------------------------------------------------------
 
@@ -398,7 +408,7 @@ class _Run:
         http = self.engine.http or self.http
         assert http is not None
         env = self.integration["environment"]
-        base_url = (self.settings.base_urls.get(self.name)
+        base_url = (base_url_for(self.settings.base_urls, self.name, self.venue_id)
                     or (self.integration["options"] or {}).get("base_url"))
         options = {k: v for k, v in (self.integration["options"] or {}).items()
                    if k not in ("base_url", "delete_policy")}
@@ -411,7 +421,8 @@ class _Run:
                             http=http, base_url=base_url,
                             environment="sandbox" if env == "sandbox" else "production",
                             refresh=self._refresh_for_plugin, linked=self._linked,
-                            limiters=self.engine.limiters)
+                            limiters=self.engine.limiters, retry=self.engine.retry,
+                            locks=self.engine.locks)
         return self.provider.client(ctx)
 
     async def _refresh_for_plugin(self) -> Credentials | None:
@@ -863,6 +874,9 @@ class _Run:
                                             error_kind=ErrorKind.PERMANENT, error=str(exc))
                                for p in pending]
                 else:
+                    # The call's own tries (the HTTP layer's retries) count against the
+                    # same budget as the batch's: the layers do not multiply.
+                    attempt += max(exc.attempts, 1) - 1
                     if not await self._backoff(pacer, attempt, exc.retry_after, str(exc)):
                         await self._write(entity, [], [(p, str(exc)) for p in pending], er,
                                           retryable=True)
@@ -926,12 +940,13 @@ class _Run:
 
     async def _backoff(self, pacer: Pacer, attempt: int, retry_after: float | None,
                        reason: str) -> bool:
-        """Wait before another try; False when the run stops instead: the tries are used up,
-        or the provider asks for a wait longer than ``max_backoff_seconds``. The job is then
-        re-queued to run after ``retry_after``, holding no worker slot, lease or connection
-        meanwhile."""
-        too_long = retry_after is not None and retry_after > self.settings.max_backoff_seconds
-        if attempt >= self.settings.max_attempts or too_long:
+        """Wait before another try; False when the run stops instead: the tries of the retry
+        policy are used up, or the provider asks for a wait longer than its cap. The job is
+        then re-queued to run after ``retry_after``, holding no worker slot, lease or
+        connection meanwhile."""
+        policy = self.engine.retry
+        too_long = retry_after is not None and retry_after > policy.call_cap_seconds
+        if attempt >= policy.call_attempts or too_long:
             self._retryable = True
             wait = retry_after or self.rate_limit.default_retry_after
             self.report.retry_after = max(self.report.retry_after or 0.0, wait)
@@ -942,8 +957,7 @@ class _Run:
                          retry_after_s=wait, reason=reason)
             self.stop.set()
             return False
-        base = retry_after if retry_after is not None else min(
-            self.settings.max_backoff_seconds, 0.5 * 2 ** (attempt - 1))
+        base = retry_after if retry_after is not None else policy.call_ceiling(attempt)
         wait = base + random.uniform(0, base * 0.1)
         pacer.pause(wait)
         log.info("sync.backoff", venue_id=self.venue_id, provider=self.name, attempt=attempt,

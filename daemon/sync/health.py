@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 import httpx
@@ -23,6 +24,7 @@ from daemon.credentials import CredentialError, CredentialStore
 from daemon.logs import get_logger
 from daemon.provider import ClientContext, Provider
 from daemon.sql import queries
+from daemon.sync.settings import base_url_for
 
 __all__ = ["HealthMonitor", "HealthReport", "check_connection", "classify", "recompute_health"]
 
@@ -96,14 +98,26 @@ async def recompute_health(pool: asyncpg.Pool, venue_id: str, provider: str, *,
 
 
 async def check_connection(provider: Provider, credentials: CredentialStore, venue_id: str,
-                           http: httpx.AsyncClient, base_url: str | None = None
+                           http: httpx.AsyncClient, base_url: str | None = None, *,
+                           options: Mapping[str, Any] | None = None,
+                           context: Mapping[str, Any] | None = None
                            ) -> tuple[bool, float, str]:
-    """``test_connection`` for one integration: (ok, milliseconds, detail)."""
+    """``test_connection`` for one integration: (ok, milliseconds, detail). ``options`` are
+    the integration's (a client may need them to know its account, e.g. a Mailchimp list);
+    ``context`` holds more :class:`ClientContext` fields (the runtime's limiters, retry
+    policy, locks, environment)."""
     start = time.monotonic()
     try:
         creds = await credentials.get(venue_id, provider.name)
+        given = {k: v for k, v in (options or {}).items()
+                 if k not in ("base_url", "delete_policy")}
+        try:
+            opts: Any = provider.options_model().model_validate(given)
+        except Exception:  # the client reports what it cannot use
+            opts = given
         client = provider.client(ClientContext(venue_id=venue_id, credentials=creds,
-                                               options={}, http=http, base_url=base_url))
+                                               options=opts, http=http, base_url=base_url,
+                                               **dict(context or {})))
         try:
             status = await client.test_connection()
         finally:
@@ -117,34 +131,58 @@ async def check_connection(provider: Provider, credentials: CredentialStore, ven
 
 
 class HealthMonitor:
-    """On an interval, check every connected integration and recompute its health."""
+    """On an interval, check enabled integrations and recompute their health.
+
+    Every enabled integration takes part, whether OAuth connected it or the config manages
+    it with credential references. A round checks at most ``batch_size`` integrations, those
+    whose health is oldest and older than ``recheck_seconds`` (default: the interval), so a
+    large config is covered over several rounds at a bounded cost; a round stops between
+    integrations once ``stop`` is set.
+    """
 
     def __init__(self, pool: asyncpg.Pool, providers: Mapping[str, Provider],
                  credentials: CredentialStore, *, interval: float = 60.0,
                  http: httpx.AsyncClient | None = None,
-                 base_urls: Mapping[str, str] | None = None) -> None:
+                 base_urls: Mapping[str, str] | None = None, batch_size: int = 100,
+                 recheck_seconds: float | None = None,
+                 context: Mapping[str, Any] | None = None) -> None:
         self.pool = pool
         self.providers = providers
         self.credentials = credentials
         self.interval = interval
         self.http = http
         self.base_urls = dict(base_urls or {})
+        self.batch_size = batch_size
+        self.recheck_seconds = interval if recheck_seconds is None else recheck_seconds
+        self.context = dict(context or {})
 
-    async def run_once(self) -> list[HealthReport]:
+    async def run_once(self, stop: asyncio.Event | None = None) -> list[HealthReport]:
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(_Q["connected_integrations"])
-        reports = []
+            rows = await conn.fetch(_Q["health_due"], float(self.recheck_seconds),
+                                    self.batch_size)
+        reports: list[HealthReport] = []
+        if not rows:
+            return reports
         http = self.http or httpx.AsyncClient(timeout=30.0)
         try:
             for row in rows:
+                if stop is not None and stop.is_set():
+                    log.info("health.round_interrupted", checked=len(reports),
+                             left=len(rows) - len(reports))
+                    break
                 provider = self.providers.get(row["provider"])
                 ok: bool | None = None
                 ms: float | None = None
                 detail = ""
                 if provider is not None:
+                    options = row["options"] if isinstance(row["options"], Mapping) else {}
+                    environment = ("sandbox" if row["environment"] == "sandbox"
+                                   else "production")
                     ok, ms, detail = await check_connection(
                         provider, self.credentials, row["venue_id"], http,
-                        self.base_urls.get(row["provider"]))
+                        base_url_for(self.base_urls, row["provider"], row["venue_id"])
+                        or options.get("base_url"),
+                        options=options, context={**self.context, "environment": environment})
                 else:
                     ok, detail = False, f"provider {row['provider']!r} is not loaded"
                 reports.append(await recompute_health(
@@ -159,7 +197,7 @@ class HealthMonitor:
         """Check until ``stop`` is set; a failing round is logged, never fatal."""
         while not stop.is_set():
             try:
-                await self.run_once()
+                await self.run_once(stop)
             except Exception as exc:
                 log.error("health.round_failed", error=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):

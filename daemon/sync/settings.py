@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["SyncSettings"]
+__all__ = ["SyncSettings", "base_url_for"]
 
 
 class SyncSettings(BaseSettings):
@@ -33,6 +35,12 @@ class SyncSettings(BaseSettings):
     base_urls: dict[str, str] = Field(
         default_factory=dict,
         description="Provider base URL overrides, e.g. '{\"square\": \"http://127.0.0.1:8801\"}' "
-                    "for emulators and sandboxes.")
+                    "for emulators and sandboxes; a key 'provider/venue-id' overrides one "
+                    "venue's (an emulator company of its own).")
     error_samples: int = Field(default=50, ge=0,
                                description="Per-record errors kept in a sync log row.")
+
+
+def base_url_for(base_urls: Mapping[str, str], provider: str, venue_id: str) -> str | None:
+    """The override for one venue's integration: ``provider/venue-id``, else ``provider``."""
+    return base_urls.get(f"{provider}/{venue_id}") or base_urls.get(provider)

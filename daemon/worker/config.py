@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from daemon.retry import RetryPolicy
 from daemon.settings import Settings
 
 __all__ = ["WorkerConfig"]
@@ -27,7 +28,10 @@ class WorkerConfig:
     pumps: int = 2
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: object) -> WorkerConfig:
+    def from_settings(cls, settings: Settings, *, retry: RetryPolicy | None = None,
+                      **overrides: object) -> WorkerConfig:
+        """The worker's knobs; a job's retry backoff comes from ``retry`` (the runtime's
+        policy) when given."""
         w = settings.queue_lane_weights
         values: dict[str, object] = {
             "concurrency": settings.worker_concurrency,
@@ -36,8 +40,10 @@ class WorkerConfig:
             "lease_seconds": settings.queue_lease_seconds,
             "heartbeat_seconds": settings.queue_heartbeat_seconds,
             "poll_seconds": settings.queue_poll_seconds,
-            "retry_base_seconds": settings.queue_retry_base_seconds,
-            "retry_cap_seconds": settings.queue_retry_cap_seconds,
+            "retry_base_seconds": (retry.job_base_seconds if retry is not None
+                                   else settings.queue_retry_base_seconds),
+            "retry_cap_seconds": (retry.job_cap_seconds if retry is not None
+                                  else settings.queue_retry_cap_seconds),
             "grace_seconds": settings.worker_grace_seconds,
             "retention_seconds": settings.queue_retention_days * 86400.0,
             "maintenance_seconds": min(settings.queue_heartbeat_seconds, 5.0),

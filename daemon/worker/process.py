@@ -10,14 +10,9 @@ import asyncio
 import contextlib
 import signal
 
-import asyncpg
-
 from daemon.logs import get_logger
 from daemon.queue.types import JobHandler
-from daemon.scheduler.scheduler import Scheduler
-from daemon.settings import Settings
-from daemon.worker.config import WorkerConfig
-from daemon.worker.runner import Worker
+from daemon.runtime import Runtime
 
 __all__ = ["run_worker_process"]
 
@@ -25,28 +20,15 @@ log = get_logger("syncd.worker")
 
 
 async def run_worker_process(
-    pool: asyncpg.Pool,
+    runtime: Runtime,
     handler: JobHandler,
-    settings: Settings,
     *,
     scheduler: bool = True,
     owner: str | None = None,
 ) -> None:
-    """Run until SIGTERM/SIGINT, then drain."""
-    worker = Worker(pool, handler, WorkerConfig.from_settings(settings), owner=owner)
-    sched = (
-        Scheduler(
-            pool,
-            poll_seconds=settings.scheduler_poll_seconds,
-            jitter_seconds=settings.scheduler_jitter_seconds,
-            retention_seconds=settings.queue_retention_days * 86400.0,
-            ttl_seconds=settings.queue_job_ttl_seconds,
-            max_attempts=settings.queue_max_attempts,
-            catchup_spread_seconds=settings.scheduler_catchup_spread_seconds,
-        )
-        if scheduler
-        else None
-    )
+    """Run until SIGTERM/SIGINT, then drain. ``runtime`` is open."""
+    worker = runtime.worker(handler, owner=owner)
+    sched = runtime.scheduler() if scheduler else None
     loop = asyncio.get_running_loop()
 
     def shutdown(signame: str) -> None:

@@ -158,8 +158,11 @@ class MailchimpClient(HTTPProviderClient):
             refresh=ctx.refresh,
             default_retry_after=CAPABILITIES.rate_limit.default_retry_after,
             default_headers={"Accept": "application/json"},
+            retry=ctx.retry,
         )
         self._store_checked = False
+        self._store_lock = (ctx.locks.get("mailchimp", f"{host}|{account}", "store")
+                            if ctx.locks is not None else asyncio.Lock())
 
     # --- push -------------------------------------------------------------------------------
 
@@ -188,19 +191,29 @@ class MailchimpClient(HTTPProviderClient):
             return [await self._push_product(r) for r in records]
         return [await self._push_order(r) for r in records]
 
+    def _store_ready(self) -> bool:
+        return self._store_checked
+
     async def _ensure_store(self) -> None:
-        """Create the e-commerce store, connected to the audience, when it does not exist."""
+        """Create the e-commerce store, connected to the audience, when it does not exist.
+
+        One check at a time per account: batches pushed side by side would otherwise each
+        find the store missing and all but one be refused creating it."""
         if self._store_checked:
             return
-        store = self.options.store_id
-        resp = await self.http.request("GET", f"/ecommerce/stores/{store}",
-                                       params={"fields": "id,list_id"}, accept={404})
-        if resp.status_code == 404:
-            await self.http.json("POST", "/ecommerce/stores", json_body={
-                "id": store, "list_id": self.options.list_id, "name": store,
-                "platform": "syncd", "currency_code": self.options.store_currency})
-            log.info("mailchimp.store_created", store_id=store, list_id=self.options.list_id)
-        self._store_checked = True
+        async with self._store_lock:
+            if self._store_ready():  # another batch made sure meanwhile
+                return
+            store = self.options.store_id
+            resp = await self.http.request("GET", f"/ecommerce/stores/{store}",
+                                           params={"fields": "id,list_id"}, accept={404})
+            if resp.status_code == 404:
+                await self.http.json("POST", "/ecommerce/stores", json_body={
+                    "id": store, "list_id": self.options.list_id, "name": store,
+                    "platform": "syncd", "currency_code": self.options.store_currency})
+                log.info("mailchimp.store_created", store_id=store,
+                         list_id=self.options.list_id)
+            self._store_checked = True
 
     async def _remove(self, entity: Entity, record: OutboundRecord) -> RecordResult:
         """Archive a member, or delete a store product or order."""

@@ -209,6 +209,7 @@ class QuickBooksClient(HTTPProviderClient):
             fault=_fault_hook,
             describe=_describe,
             default_headers={"Accept": "application/json"},
+            retry=ctx.retry,
         )
         self._income_account: str | None = self.options.income_account_ref
         self._item_ids: dict[str, str] = {}

@@ -69,7 +69,6 @@ _failed = RecordResult.failure
 __all__ = ["SquareClient", "fit_key"]
 
 _PRODUCTS_PER_REQUEST = SQUARE_CAPABILITIES.entities[Entity.PRODUCT].batch_size
-_CATALOG_LOCKS: dict[tuple[int, str], asyncio.Lock] = {}
 #: Unlinked customers in one push from which listing all customers beats searching.
 _INDEX_THRESHOLD = 20
 #: The order metadata key naming the local sale an order was made for.
@@ -182,7 +181,10 @@ class SquareClient(HTTPProviderClient):
             default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
             default_headers={"Square-Version": SQUARE_VERSION,
                              "Content-Type": "application/json"},
+            retry=ctx.retry,
         )
+        self._catalog = (ctx.locks.get("square", f"{base}|{self.account}", "catalog")
+                         if ctx.locks is not None else asyncio.Lock())
         self._location_id: str | None = self.options.location_id
         #: Customers by reference id and e-mail, built once when a push has many unlinked
         #: records (listing is far cheaper than two searches per record).
@@ -263,11 +265,11 @@ class SquareClient(HTTPProviderClient):
     # products
 
     def _catalog_lock(self) -> asyncio.Lock:
-        key = (id(asyncio.get_running_loop()), self.http.base_url + "|" + self.account)
-        lock = _CATALOG_LOCKS.get(key)
-        if lock is None:
-            lock = _CATALOG_LOCKS[key] = asyncio.Lock()
-        return lock
+        """Catalog writes of one account, one at a time: the runtime's lock of the account
+        (shared by every client of it in this process), else this client's own."""
+        return self._catalog
+
+
 
     @staticmethod
     def _product_problem(payload: Mapping[str, Any]) -> str | None:

@@ -143,6 +143,7 @@ class StripeClient(HTTPProviderClient):
                 "stripe", f"{base}|{self.account}", caps.rate_limit),
             default_retry_after=caps.rate_limit.default_retry_after, describe=_describe,
             default_headers=headers,
+            retry=ctx.retry,
         )
         #: E-mail -> customer id when the first page of the customer list was all of it
         #: (False: the account has more, look each e-mail up; None: not fetched yet).

@@ -10,13 +10,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import asyncpg
 import httpx
 
-from daemon.credentials import EmulatorTokens, ReferenceCredentialStore
+from daemon.credentials import EmulatorTokens
+from daemon.locks import AccountLocks
 from daemon.mapping import apply_mapping, content_hash, parse_entity_mapping
 from daemon.plugins import load_plugins
 from daemon.provider import (
@@ -31,6 +32,7 @@ from daemon.provider import (
 from daemon.sync import SyncEngine, SyncSettings
 from daemon.testing.emulator import Emulator, EmulatorServer
 from daemon.testing.platform import SampleVenue, create_platform_schema, seed_venue
+from daemon.testing.runtime import runtime_for
 
 C = TypeVar("C")
 E = TypeVar("E", bound=Emulator)
@@ -72,6 +74,9 @@ class Emulated(Generic[E, C]):
     control: httpx.AsyncClient
     http: httpx.AsyncClient
     make_client: Callable[[ClientContext], C]
+    #: One process's per-account locks, shared by every client made here (as the runtime
+    #: shares its own), so two clients of one account serialise what the provider needs.
+    locks: AccountLocks = field(default_factory=AccountLocks)
 
     async def credentials(self) -> Credentials:
         data = (await self.control.get("/_emulator/credentials")).json()
@@ -83,7 +88,7 @@ class Emulated(Generic[E, C]):
         creds = credentials or await self.credentials()
         return self.make_client(ClientContext(
             venue_id="v1", credentials=creds, options=dict(options or {}), http=self.http,
-            base_url=self.server.url, environment="sandbox"))
+            base_url=self.server.url, environment="sandbox", locks=self.locks))
 
     async def configure(self, **changes: Any) -> None:
         response = await self.control.patch("/_emulator/settings", json=changes)
@@ -147,7 +152,8 @@ async def connected_venue(pool: asyncpg.Pool, name: str, kind: type[V], *, custo
             "credentials, options) VALUES ($1, $2, $3, 'connected', $4, $5)",
             sample.venue_id, provider.name, sample.name, {"access_token": "oauth"}, options)
         urls = {provider.name: server.url}
-        engine = SyncEngine(pool, {provider.name: provider},
-                            ReferenceCredentialStore(pool, EmulatorTokens(urls)), http=http,
-                            settings=SyncSettings(base_urls=urls, max_backoff_seconds=0.2))
-        yield kind(pool, provider, server.emulator, engine, sample.venue_id)
+        runtime = runtime_for(pool, {provider.name: provider}, http=http,
+                              sync=SyncSettings(base_urls=urls, max_backoff_seconds=0.2),
+                              tokens=EmulatorTokens(urls), ratelimit_shared=False)
+        async with runtime.opened():
+            yield kind(pool, provider, server.emulator, runtime.engine, sample.venue_id)

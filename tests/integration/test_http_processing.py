@@ -16,7 +16,6 @@ import pytest
 from daemon.http.jobs import Dispatcher
 from daemon.http.processing import WebhookProcessor
 from daemon.provider import EmulatorSettings, InboundChange, Provider, WebhookRequest
-from daemon.queue import handlers
 from daemon.queue.types import Job, JobContext, JobResult, Outcome
 from daemon.testing.emulator import EmulatorServer
 from plugins.mailchimp.webhooks import subscriber_hash
@@ -201,13 +200,6 @@ async def test_the_worker_handler_routes_webhook_jobs_to_the_processor() -> None
     for entity_type in ("webhooks", "customer"):
         await dispatcher(Job.from_record({**base, "entity_type": entity_type}), None)  # type: ignore[arg-type]
     assert seen == ["webhooks", "sync"]
-    handlers.clear()
-    try:
-        from daemon.http.jobs import handle
-
-        assert handlers.load() is handle
-    finally:
-        handlers.clear()
 
 
 async def test_any_stored_event_has_a_processing_job(pool: asyncpg.Pool) -> None:

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon.credentials import ReferenceCredentialStore, StaticTokens
-from daemon.provider import Credentials, Entity
+from daemon.provider import Credentials, Entity, ErrorKind, ProviderError
 from daemon.sync import RunOutcome, SyncEngine, SyncError, SyncSettings, recompute_health
 from daemon.testing.emulator import EmulatorServer
 from daemon.testing.platform import change_rows, create_platform_schema, delete_rows, seed_venue
@@ -343,7 +343,7 @@ async def test_health_monitor_checks_connections_and_records_changes(world: Worl
 
     monitor = HealthMonitor(world.pool, {"toy": ToyProvider()},
                             ReferenceCredentialStore(world.pool), interval=0.05,
-                            base_urls={"toy": world.url})
+                            base_urls={"toy": world.url}, recheck_seconds=0)
     (report,) = await monitor.run_once()
     assert (report.status, report.connection_ok) == ("healthy", True)
     world.emulator.api_key = "rotated"  # the stored key no longer works
@@ -463,3 +463,50 @@ async def test_a_record_restored_after_its_remote_delete_is_created_anew(world: 
         "SELECT remote_id, state FROM entity_links WHERE local_id = $1", gone)
     assert link["remote_id"] is not None
     assert link["state"] == "synced"
+
+
+@pytest.mark.parametrize("http_tries", [1, 2])
+async def test_a_call_that_used_up_its_tries_is_not_tried_again_by_the_engine(
+        world: World, monkeypatch: pytest.MonkeyPatch, http_tries: int) -> None:
+    """The HTTP layer's tries count against the batch's (one retry policy): a call that
+    already made every try of the policy ends the run for the job's retry, while one that
+    made a single try is tried again by the engine."""
+    from tests.integration.test_sync_toy import ToyClient
+
+    budget = world.engine.retry.call_attempts
+    assert budget == 2  # the fixture's SyncSettings(max_attempts=2)
+    pushes: dict[str, int] = {}
+
+    async def failing(self: ToyClient, entity: Entity, records: Any) -> Any:
+        first = records[0].local_id
+        pushes[first] = pushes.get(first, 0) + 1
+        raise ProviderError("server error 503", ErrorKind.RETRYABLE, status=503,
+                            attempts=http_tries)
+
+    monkeypatch.setattr(ToyClient, "push", failing)
+    report = await world.engine.run(str(world.venue), "toy", entity=Entity.CUSTOMER)
+    assert report.outcome is RunOutcome.RETRYABLE
+    assert max(pushes.values()) == (1 if http_tries >= budget else budget)
+
+
+async def test_health_covers_integrations_the_config_manages(world: World) -> None:
+    """An integration applied from config (status never 'connected': no OAuth grant) gets
+    a health status from the monitor instead of staying 'unknown'; one round checks at most
+    its batch, the least recently checked first."""
+    from daemon.sync import HealthMonitor
+
+    await world.pool.execute("UPDATE integration_configs SET status = 'disconnected'")
+    other = uuid.uuid4()
+    await add_integration(world.pool, other)
+    await world.pool.execute(
+        "UPDATE integration_configs SET status = 'disconnected', enabled = false "
+        "WHERE venue_id = $1", other)
+    monitor = HealthMonitor(world.pool, {"toy": ToyProvider()},
+                            ReferenceCredentialStore(world.pool), interval=60,
+                            base_urls={"toy": world.url}, batch_size=1)
+    (report,) = await monitor.run_once()
+    assert (report.venue_id, report.status) == (str(world.venue), "healthy")
+    assert await monitor.run_once() == []  # checked within the interval; the other is off
+    status = await world.pool.fetchval(
+        "SELECT health_status FROM integration_configs WHERE venue_id = $1", world.venue)
+    assert status == "healthy"

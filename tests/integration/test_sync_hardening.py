@@ -19,10 +19,10 @@ from daemon.queue import enqueue
 from daemon.queue.types import LeaseLost
 from daemon.source import SourceReader, SourceRecord, Venue
 from daemon.sync import RunOutcome, SyncSettings
-from daemon.sync.job import SyncJobHandler
 from daemon.sync.mappings import resolve_mappings
 from daemon.testing.emulator import EmulatorServer
 from daemon.testing.platform import create_platform_schema, seed_venue
+from daemon.testing.runtime import runtime_for
 from daemon.worker import Worker, WorkerConfig
 from tests.integration.test_sync_engine import CUSTOMERS, World, add_integration, world
 from tests.integration.test_sync_toy import ToyEmulator, ToyProvider
@@ -90,8 +90,10 @@ async def test_a_long_retry_after_requeues_the_job_instead_of_sleeping(
     monkeypatch.setenv("VENUE_TOY_API_KEY", emulator.api_key)
     await add_integration(pool, sample.venue_id)
     async with EmulatorServer(emulator) as server:
-        handler = SyncJobHandler({"toy": ToyProvider()},
-                                 SyncSettings(base_urls={"toy": server.url}))
+        runtime = runtime_for(pool, {"toy": ToyProvider()},
+                               sync=SyncSettings(base_urls={"toy": server.url}))
+        await runtime.open()
+        handler = runtime.sync_handler()
         job_id = await enqueue(pool, venue_id=sample.venue_id, provider="toy",
                                entity_type="customer")
         worker = Worker(pool, handler, WorkerConfig(
@@ -106,6 +108,7 @@ async def test_a_long_retry_after_requeues_the_job_instead_of_sleeping(
         finally:
             worker.stop()
             await asyncio.wait_for(task, 30)
+            await runtime.close()
     row = await pool.fetchrow(
         "SELECT status, error_kind, last_error, extract(epoch FROM run_at - now()) AS wait "
         "FROM sync_queue WHERE id = $1", job_id)

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import asyncpg
 import pytest
 
-from daemon.queue import handlers
+from daemon.http.jobs import Dispatcher
 from daemon.queue.types import Job, LeaseLost, Outcome
 from daemon.sync import SyncSettings
-from daemon.sync.job import SyncJobHandler, handle, register
+from daemon.sync.job import SyncJobHandler
 from daemon.testing.emulator import EmulatorServer
 from daemon.testing.platform import create_platform_schema, seed_venue
+from daemon.testing.runtime import runtime_for
 from tests.integration.test_sync_engine import add_integration
 from tests.integration.test_sync_toy import ToyEmulator, ToyProvider
 
@@ -58,9 +59,10 @@ async def setup(pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("VENUE_TOY_API_KEY", emulator.api_key)
     await add_integration(pool, sample.venue_id)
     async with EmulatorServer(emulator) as server:
-        handler = SyncJobHandler({"toy": ToyProvider()},
-                                 SyncSettings(base_urls={"toy": server.url}, max_attempts=1))
-        yield Setup(sample.venue_id, handler, emulator)
+        runtime = runtime_for(pool, {"toy": ToyProvider()},
+                               sync=SyncSettings(base_urls={"toy": server.url}, max_attempts=1))
+        async with runtime.opened():
+            yield Setup(sample.venue_id, runtime.sync_handler(), emulator)
 
 
 async def test_a_sync_job_completes_and_checks_its_lease_on_every_write(
@@ -99,11 +101,14 @@ async def test_retryable_failures_retry_and_bad_jobs_fail(setup: Setup,
     assert "no toy integration" in (result.error or "")
 
 
-def test_the_handler_registers_with_the_queue() -> None:
-    handlers.clear()
-    try:
-        register()
-        assert handlers.get() is handle
-        assert handlers.load() is handle
-    finally:
-        handlers.clear()
+async def test_the_runtime_builds_one_handler_on_its_own_engine(pool: asyncpg.Pool) -> None:
+    runtime = runtime_for(pool, {"toy": ToyProvider()})
+    async with runtime.opened():
+        handler = runtime.job_handler()
+        assert isinstance(handler, Dispatcher)
+        assert isinstance(handler.default, SyncJobHandler)
+        # The engine is the runtime's: one per process, with its limiters and retry policy.
+        assert handler.default.engine is runtime.engine
+        assert runtime.engine.limiters is runtime.limiters
+        assert runtime.engine.retry is runtime.retry
+        assert runtime.job_handler().default.engine is runtime.engine  # type: ignore[attr-defined]

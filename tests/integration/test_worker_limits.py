@@ -191,9 +191,9 @@ async def test_sync_jobs_on_a_pool_sized_for_their_concurrency_all_complete(
     looks up links while it reads. None waits for ever, none loses its lease, each runs
     once."""
     from daemon.sync import SyncSettings
-    from daemon.sync.job import SyncJobHandler
     from daemon.testing.emulator import EmulatorServer
     from daemon.testing.platform import create_platform_schema, seed_venue
+    from daemon.testing.runtime import runtime_for
     from tests.integration.test_sync_engine import add_integration
     from tests.integration.test_sync_toy import ToyEmulator, ToyProvider
 
@@ -212,15 +212,20 @@ async def test_sync_jobs_on_a_pool_sized_for_their_concurrency_all_complete(
         for venue in venues:
             await add_integration(pool, venue)
         async with EmulatorServer(emulator) as server:
-            handler = SyncJobHandler({"toy": ToyProvider()},
-                                     SyncSettings(base_urls={"toy": server.url}))
+            runtime = runtime_for(pool, {"toy": ToyProvider()},
+                                   sync=SyncSettings(base_urls={"toy": server.url}))
+            await runtime.open()
+            handler = runtime.sync_handler()
             await enqueue_many(pool, [NewJob(venue_id=v, provider="toy", entity_type="all")
                                       for v in venues])
             config = WorkerConfig(concurrency=4, batch_size=4, lease_seconds=2.0,
                                   heartbeat_seconds=0.5, poll_seconds=0.05,
                                   maintenance_seconds=0.2)
-            await _run_until(Worker(pool, handler, config), _finished(db_url, 4),
-                             timeout=60)
+            try:
+                await _run_until(Worker(pool, handler, config), _finished(db_url, 4),
+                                 timeout=60)
+            finally:
+                await runtime.close()
         rows = await pool.fetch("SELECT status, attempts, error_kind FROM sync_queue")
         assert [(r["status"], r["attempts"], r["error_kind"]) for r in rows] == [
             ("completed", 1, None)] * 4
