@@ -6,10 +6,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from daemon.mapping import FieldRule
+
+if TYPE_CHECKING:
+    from daemon.config.applied import FileSources
 
 __all__ = [
     "DesiredIntegration",
@@ -144,3 +147,7 @@ class DesiredState:
     #: sha256 over every file's path and bytes: the revision's identity.
     content_hash: str
     files: int
+    #: Which venue files were read and which taken as last applied (whose rows are then
+    #: not in :attr:`integrations`: a plan knows them by digest). None: every file was read
+    #: and nothing is recorded of them.
+    sources: FileSources | None = field(default=None, compare=False, repr=False)

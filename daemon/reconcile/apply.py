@@ -17,6 +17,7 @@ from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTempl
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.reconcile.actual import fetch_templates
+from daemon.reconcile.files import record_applied_files
 from daemon.reconcile.plan import Change, Plan, disable_guard, plan_from_database
 from daemon.sql import queries
 
@@ -183,6 +184,9 @@ async def apply_desired(
         latest = await conn.fetchrow(q["latest_revision"])
         if not plan.has_changes and latest is not None and \
                 latest["content_hash"] == desired.content_hash:
+            # Nothing to write but, where the record of the files is missing or older than
+            # this code, the record (the next plan then skips them).
+            await record_applied_files(conn, desired, plan, latest["id"])
             return ApplyResult(plan, None, 0, 0)
         revision = await conn.fetchrow(q["insert_revision"], desired.content_hash, commit,
                                        source, _applied_by(), _summary(plan, force=force))
@@ -190,6 +194,7 @@ async def apply_desired(
         ids = {key: row.id for key, row in (await fetch_templates(conn)).items()}
         templates_written = await _apply_templates(conn, plan, ids)
         integrations_written = await _apply_integrations(conn, plan, revision_id, ids)
+        await record_applied_files(conn, desired, plan, revision_id)
         counts = plan.counts()
         await conn.execute(q["finish_revision"], revision_id, counts["create"],
                            counts["update"], counts["disable"], counts["delete"],

@@ -11,16 +11,59 @@ SELECT to_regclass('integration_configs') IS NOT NULL
 -- name: integrations_page
 -- A page of integration rows after ($1, $2) in (venue_id, provider) order, as one JSON
 -- array of arrays: decoded in one call, where a row at a time costs a JSON decode per
--- jsonb column (measured: 1.3 s for 20,000 rows). Pages keep memory flat.
+-- jsonb column (measured: 1.3 s for 20,000 rows). Pages keep memory flat. The columns a
+-- config sets come as one JSON text, decoded only for a row that is compared, with its md5
+-- (the row digest of daemon/config/applied.py; integration_digests computes the same).
 SELECT coalesce(json_agg(json_build_array(
-         c.id, c.venue_id, c.provider, c.venue_name, c.venue_type, c.timezone, c.enabled,
-         c.environment, c.credentials, c.schedules, c.field_mappings, c.options, t.name,
-         c.managed_by, c.spec_hash) ORDER BY c.venue_id, c.provider), '[]')::text
-  FROM (SELECT * FROM integration_configs
-         WHERE $1::uuid IS NULL OR (venue_id, provider) > ($1::uuid, $2::text)
-         ORDER BY venue_id, provider
-         LIMIT $3) c
-  LEFT JOIN field_mapping_templates t ON t.id = c.template_id
+         c.id, c.venue_id, c.provider, c.enabled, c.managed_by, c.spec_hash, c.config,
+         md5(c.config)) ORDER BY c.venue_id, c.provider), '[]')::text
+  FROM (SELECT i.*, json_build_array(
+                 i.venue_name, i.venue_type, i.timezone, i.enabled, i.environment,
+                 i.credentials, i.schedules, i.field_mappings, i.options, t.name,
+                 i.managed_by)::text AS config
+          FROM (SELECT * FROM integration_configs
+                 WHERE $1::uuid IS NULL OR (venue_id, provider) > ($1::uuid, $2::text)
+                 ORDER BY venue_id, provider
+                 LIMIT $3) i
+          LEFT JOIN field_mapping_templates t ON t.id = i.template_id) c
+
+-- name: integration_digests
+-- The row digest (see integrations_page: the same expression) of every integration of the
+-- venues $1, as one JSON object {"<venue id>/<provider>": digest}.
+SELECT coalesce(json_object_agg(i.venue_id::text || '/' || i.provider, md5(json_build_array(
+         i.venue_name, i.venue_type, i.timezone, i.enabled, i.environment,
+         i.credentials, i.schedules, i.field_mappings, i.options, t.name,
+         i.managed_by)::text)), '{}')::text
+  FROM integration_configs i
+  JOIN unnest($1::uuid[]) AS v(venue_id) ON v.venue_id = i.venue_id
+  LEFT JOIN field_mapping_templates t ON t.id = i.template_id
+
+-- name: config_files_readable
+-- config_files exists (migration 0013) and this role may read it (a plan's read-only role
+-- may not: the plan then reads every file).
+SELECT to_regclass('config_files') IS NOT NULL
+   AND has_table_privilege('config_files', 'SELECT')
+
+-- name: applied_files
+-- What the last apply recorded of each venue file, as one JSON array of arrays.
+SELECT coalesce(json_agg(json_build_array(name, digest, deps, entry)), '[]')::text
+  FROM config_files
+
+-- name: record_files
+-- Files read in this apply, as one JSON array of [name, digest, deps, entry]; a row that
+-- holds the same already is left alone.
+INSERT INTO config_files (name, digest, deps, entry, revision_id)
+SELECT r->>0, r->>1, r->>2, r->3, $2 FROM jsonb_array_elements($1::jsonb) AS r
+ON CONFLICT (name) DO UPDATE
+   SET digest = EXCLUDED.digest, deps = EXCLUDED.deps, entry = EXCLUDED.entry,
+       revision_id = EXCLUDED.revision_id
+ WHERE (config_files.digest, config_files.deps, config_files.entry)
+       IS DISTINCT FROM (EXCLUDED.digest, EXCLUDED.deps, EXCLUDED.entry)
+
+-- name: forget_files
+-- Files no longer in the config directory: every recorded name not in $1.
+DELETE FROM config_files f
+ WHERE NOT EXISTS (SELECT 1 FROM unnest($1::text[]) AS n(name) WHERE n.name = f.name)
 
 -- name: list_templates
 SELECT id, provider, name, description, venue_type, mappings, validation_rules,
