@@ -99,10 +99,6 @@ class CheckedFile:
     removed: tuple[str, ...]
     secret_files: tuple[str, ...]
 
-    def applied(self, deps: str, rows: Mapping[str, str]) -> AppliedFile:
-        return AppliedFile(self.digest, deps, self.venue_id, dict(rows), self.removed,
-                           self.secret_files)
-
 
 @dataclass(slots=True)
 class FileSources:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -516,11 +517,36 @@ def _effective_mapping(item: _Parsed, base: KeyPath, spec: IntegrationSpec,
     return template, result
 
 
-def _schedule_json(schedule: ScheduleSpec) -> dict[str, str]:
-    out = {"cron": schedule.cron, "lane": schedule.lane, "direction": schedule.direction.value}
+def _schedule_items(schedule: ScheduleSpec) -> tuple[tuple[str, str], ...]:
+    items: tuple[tuple[str, str], ...] = (
+        ("cron", schedule.cron), ("lane", schedule.lane),
+        ("direction", schedule.direction.value))
     if schedule.on_delete is not None:
-        out["on_delete"] = schedule.on_delete
-    return out
+        items = (*items, ("on_delete", schedule.on_delete))
+    return items
+
+
+class _Shared:
+    """One mapping object for every row that holds equal items (most schedules and many
+    credentials repeat across venues: 10,000 venues hold a few hundred distinct ones).
+    The mappings of desired rows are never changed once built."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+
+    def __call__(self, items: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+        found = self._found.get(items)
+        if found is None:
+            found = self._found[items] = dict(items)
+        return found
+
+    def nested(self, items: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]
+               ) -> dict[str, Any]:
+        """A mapping of mappings, both shared."""
+        found = self._found.get(items)
+        if found is None:
+            found = self._found[items] = {key: self(inner) for key, inner in items}
+        return found
 
 
 class _VenueChecker:
@@ -536,6 +562,7 @@ class _VenueChecker:
         #: The file each venue id was first seen in, with its bytes (read again to locate
         #: the id only if another file uses it too).
         self.ids: dict[UUID, tuple[str, bytes]] = {}
+        self.shared = _Shared()
         #: What each file checked here declared: (venue id, providers, removed, file refs).
         self.declared: dict[str, tuple[UUID, list[str], list[str], list[str]]] = {}
 
@@ -600,13 +627,15 @@ class _VenueChecker:
                                                     checker=checker)
             if len(checker.problems) > before:
                 continue
+            shared = self.shared
             desired = DesiredIntegration(
-                venue_id=venue.id, provider=spec.provider, venue_name=venue.name,
-                venue_type=venue_type, timezone=venue.timezone, enabled=spec.enabled,
-                environment=spec.environment, credentials=dict(sorted(spec.credentials.items())),
-                schedules={e.value: _schedule_json(s)
-                           for e, s in sorted(spec.schedules.items())},
-                field_mappings=mappings, options=options,
+                venue_id=venue.id, provider=sys.intern(spec.provider), venue_name=venue.name,
+                venue_type=venue_type, timezone=sys.intern(venue.timezone),
+                enabled=spec.enabled, environment=sys.intern(spec.environment),
+                credentials=shared(tuple(sorted(spec.credentials.items()))),
+                schedules=shared.nested(tuple((e.value, _schedule_items(s))
+                                              for e, s in sorted(spec.schedules.items()))),
+                field_mappings=mappings or shared(()), options=options,
                 template=template.name if template else None, origin=item.file)
             # Its spec hash is computed when a change needs it, not for every row.
             self.integrations.append(desired)

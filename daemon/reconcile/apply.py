@@ -118,7 +118,8 @@ async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id:
                               ids: dict[tuple[str, str], UUID]) -> int:
     """Write the integration changes, batched per kind of statement."""
     q = queries("config.sql")
-    inserts: list[list[Any]] = []
+    inserts: list[list[Any]] = []  # one statement's worth at a time
+    inserted = 0
     updates: list[tuple[Any, ...]] = []
     disables: list[tuple[Any, ...]] = []
     deletes: list[tuple[Any, ...]] = []
@@ -139,6 +140,10 @@ async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id:
                             want.credentials, want.schedules, want.field_mappings,
                             want.options, str(template_id) if template_id else None,
                             want.spec_hash])
+            if len(inserts) == _INSERT_CHUNK:
+                await conn.execute(q["insert_integrations_json"], inserts, revision_id)
+                inserted += len(inserts)
+                inserts = []
             assigned = template_id is not None
         else:
             updates.append((change.row_id, want.venue_name, want.venue_type, want.timezone,
@@ -149,16 +154,16 @@ async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id:
                 f.field == "template" for f in change.fields)
         if assigned and template_id is not None:
             uses[template_id] += 1
-    for start in range(0, len(inserts), _INSERT_CHUNK):
-        await conn.execute(q["insert_integrations_json"],
-                           inserts[start:start + _INSERT_CHUNK], revision_id)
+    if inserts:
+        await conn.execute(q["insert_integrations_json"], inserts, revision_id)
+        inserted += len(inserts)
     for name, rows in (("update_integration", updates),
                        ("disable_integration", disables), ("delete_integration", deletes)):
         if rows:
             await conn.executemany(q[name], rows)
     if uses:
         await conn.executemany(q["record_template_use"], sorted(uses.items()))
-    return len(inserts) + len(updates) + len(disables) + len(deletes)
+    return inserted + len(updates) + len(disables) + len(deletes)
 
 
 async def apply_desired(

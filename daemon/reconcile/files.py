@@ -22,6 +22,9 @@ from daemon.sql import queries
 
 __all__ = ["fetch_applied_files", "load_against_database", "record_applied_files"]
 
+#: Files recorded per statement.
+_RECORD_CHUNK = 2_000
+
 
 async def fetch_applied_files(conn: asyncpg.Connection) -> dict[str, AppliedFile] | None:
     """What the last apply recorded of each venue file, by recorded name; None when the
@@ -45,48 +48,30 @@ async def load_against_database(conn: asyncpg.Connection, root: Path, plugins: P
 
 async def record_applied_files(conn: asyncpg.Connection, desired: DesiredState, plan: Plan,
                                revision_id: int | None) -> int:
-    """Record the venue files of ``desired`` as applied (inside apply's transaction, after
-    its writes); the number of files recorded anew."""
+    """Record the venue files of ``desired`` read in this load, or read by the plan after
+    all, as applied (inside apply's transaction, after its writes); the rows written."""
     sources = desired.sources
     q = queries("config.sql")
     if sources is None or not await conn.fetchval(q["config_files_readable"]):
         return 0
-    fresh = sources.checked
-    again = {name: sources.skipped[name] for name in plan.expanded if name in sources.skipped}
-    venues = [c.venue_id for c in fresh.values()] + [a.venue_id for a in again.values()]
-    digests: dict[str, str] = {}
-    if venues:
-        digests = json.loads(await conn.fetchval(q["integration_digests"], venues))
-    entries: dict[str, AppliedFile] = {}
-    for name, checked in fresh.items():
-        rows = _rows(digests, checked.venue_id, checked.providers)
-        if rows is not None:
-            entries[name] = checked.applied(sources.deps, rows)
-    for name, applied in again.items():
-        rows = _rows(digests, applied.venue_id, tuple(applied.rows))
-        if rows is not None:
-            entries[name] = AppliedFile(applied.digest, applied.deps, applied.venue_id, rows,
-                                        applied.removed, applied.secret_files)
-    stored = sources.stored
-    changed = [[stored_name(name), entry.digest, entry.deps, entry.entry()]
-               for name, entry in entries.items()
-               if stored is None or stored.get(stored_name(name)) != entry]
-    if changed:
-        await conn.execute(q["record_files"], changed, revision_id)
+    files: list[tuple[str, str, UUID, list[str], tuple[str, ...], tuple[str, ...]]] = [
+        (name, c.digest, c.venue_id, list(c.providers), c.removed, c.secret_files)
+        for name, c in sources.checked.items()]
+    files.extend((name, a.digest, a.venue_id, sorted(a.rows), a.removed, a.secret_files)
+                 for name in sorted(plan.expanded)
+                 if (a := sources.skipped.get(name)) is not None)
+    written = 0
+    for start in range(0, len(files), _RECORD_CHUNK):  # bounded memory, as for inserts
+        chunk = [{"name": stored_name(name), "digest": digest, "venue": str(venue),
+                  "providers": providers,
+                  "entry": {"venue": str(venue), "removed": list(removed),
+                            "secret_files": list(secret_files)}}
+                 for name, digest, venue, providers, removed, secret_files
+                 in files[start:start + _RECORD_CHUNK]]
+        status = await conn.execute(q["record_files"], chunk, sources.deps, revision_id)
+        written += int(status.split()[-1])
     names = [stored_name(name) for name in sources.names]
+    stored = sources.stored
     if stored is None or not set(stored) <= set(names):
         await conn.execute(q["forget_files"], names)
-    return len(changed)
-
-
-def _rows(digests: dict[str, str], venue_id: UUID, providers: tuple[str, ...]
-          ) -> dict[str, str] | None:
-    """provider -> row digest, or None when a row is missing (the file is not recorded,
-    so the next load reads it)."""
-    rows: dict[str, str] = {}
-    for provider in providers:
-        digest = digests.get(f"{venue_id}/{provider}")
-        if digest is None:
-            return None
-        rows[provider] = digest
-    return rows
+    return written

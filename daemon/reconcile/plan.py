@@ -171,6 +171,10 @@ def _same_kinds(before: dict[str, Any], after: dict[str, Any]) -> bool:
 _ABSENT: Any = object()
 
 
+def _by_key(change: Change) -> str:
+    return change.key
+
+
 def _label(d: DesiredIntegration) -> str:
     return f"{d.venue_name} / {d.provider}"
 
@@ -197,8 +201,10 @@ class Planner:
         self.seen_assumed: set[tuple[UUID, str]] = set()
         #: Rows of assumed keys whose digest differs: compared once their file is read.
         self.differing: list[ActualIntegration] = []
-        self.updates: list[tuple[tuple[str, str], Change]] = []
-        self.gone: list[tuple[tuple[str, str], Change]] = []
+        #: Sorted by key at the end: "<venue id>/<provider>", venue ids all of one length,
+        #: orders as (venue id, provider).
+        self.updates: list[Change] = []
+        self.gone: list[Change] = []
         self.managed_enabled = 0
 
     def add(self, rows: Iterable[ActualIntegration | ActualRow]) -> None:
@@ -221,9 +227,8 @@ class Planner:
                     self.differing.append(row.full())
                 continue
             change = self._gone(row.full())
-            if change is None:
-                continue
-            self.gone.append(((str(ikey[0]), ikey[1]), change))
+            if change is not None:
+                self.gone.append(change)
 
     def _compare(self, row: ActualIntegration, want: DesiredIntegration) -> None:
         columns = want.columns()
@@ -232,10 +237,10 @@ class Planner:
             return
         ikey = row.key
         fields = diff_columns(row.columns, columns)
-        self.updates.append(((str(ikey[0]), ikey[1]), Change(
+        self.updates.append(Change(
             "integration", "update", f"{ikey[0]}/{ikey[1]}", _label(want),
             tuple(fields), drift=row.spec_hash == want.spec_hash, origin=want.origin,
-            row_id=row.id, desired=want)))
+            row_id=row.id, desired=want))
 
     def _gone(self, row: ActualIntegration) -> Change | None:
         ikey = row.key
@@ -272,21 +277,21 @@ class Planner:
             if want is not None:
                 self._compare(row, want)
             elif (change := self._gone(row)) is not None:
-                self.gone.append(((str(row.key[0]), row.key[1]), change))
+                self.gone.append(change)
         return {k: found[k] for k in missing if k in found}, names
 
     def finish(self, *, schema_ready: bool = True) -> Plan:
         created, expanded = self._expand()
-        wanted: list[tuple[tuple[str, str], Change]] = list(self.updates)
-        for ikey, want in (*self.wanted.items(), *created.items()):
-            if ikey not in self.seen:
-                wanted.append(((str(ikey[0]), ikey[1]), Change(
-                    "integration", "create", f"{ikey[0]}/{ikey[1]}", _label(want),
-                    origin=want.origin, desired=want)))
-        wanted.sort(key=lambda pair: pair[0])
-        self.gone.sort(key=lambda pair: pair[0])
-        changes = (*self.template_changes, *(c for _, c in wanted),
-                   *(c for _, c in self.gone))
+        wanted = self.updates
+        for mapping in (self.wanted, created):
+            for ikey, want in mapping.items():
+                if ikey not in self.seen:
+                    wanted.append(Change(
+                        "integration", "create", f"{ikey[0]}/{ikey[1]}", _label(want),
+                        origin=want.origin, desired=want))
+        wanted.sort(key=_by_key)
+        self.gone.sort(key=_by_key)
+        changes = (*self.template_changes, *wanted, *self.gone)
         return Plan(changes, self.unchanged, self.desired.content_hash,
                     self.managed_enabled, self.prune, schema_ready, expanded)
 

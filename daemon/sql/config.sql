@@ -13,7 +13,7 @@ SELECT to_regclass('integration_configs') IS NOT NULL
 -- array of arrays: decoded in one call, where a row at a time costs a JSON decode per
 -- jsonb column (measured: 1.3 s for 20,000 rows). Pages keep memory flat. The columns a
 -- config sets come as one JSON text, decoded only for a row that is compared, with its md5
--- (the row digest of daemon/config/applied.py; integration_digests computes the same).
+-- (the row digest of daemon/config/applied.py; record_files computes the same).
 SELECT coalesce(json_agg(json_build_array(
          c.id, c.venue_id, c.provider, c.enabled, c.managed_by, c.spec_hash, c.config,
          md5(c.config)) ORDER BY c.venue_id, c.provider), '[]')::text
@@ -27,17 +27,6 @@ SELECT coalesce(json_agg(json_build_array(
                  LIMIT $3) i
           LEFT JOIN field_mapping_templates t ON t.id = i.template_id) c
 
--- name: integration_digests
--- The row digest (see integrations_page: the same expression) of every integration of the
--- venues $1, as one JSON object {"<venue id>/<provider>": digest}.
-SELECT coalesce(json_object_agg(i.venue_id::text || '/' || i.provider, md5(json_build_array(
-         i.venue_name, i.venue_type, i.timezone, i.enabled, i.environment,
-         i.credentials, i.schedules, i.field_mappings, i.options, t.name,
-         i.managed_by)::text)), '{}')::text
-  FROM integration_configs i
-  JOIN unnest($1::uuid[]) AS v(venue_id) ON v.venue_id = i.venue_id
-  LEFT JOIN field_mapping_templates t ON t.id = i.template_id
-
 -- name: config_files_readable
 -- config_files exists (migration 0013) and this role may read it (a plan's read-only role
 -- may not: the plan then reads every file).
@@ -50,10 +39,25 @@ SELECT coalesce(json_agg(json_build_array(name, digest, deps, entry)), '[]')::te
   FROM config_files
 
 -- name: record_files
--- Files read in this apply, as one JSON array of [name, digest, deps, entry]; a row that
--- holds the same already is left alone.
+-- Venue files as applied: $1 is a JSON array of {name, digest, venue, providers, entry}; the
+-- digest of each row a file declares is computed here, after apply's writes, with the
+-- expression of integrations_page. A file with a declared row missing is not recorded (the
+-- next load reads it); a row that holds the same already is left alone.
 INSERT INTO config_files (name, digest, deps, entry, revision_id)
-SELECT r->>0, r->>1, r->>2, r->3, $2 FROM jsonb_array_elements($1::jsonb) AS r
+SELECT f.name, f.digest, $2, f.entry || jsonb_build_object('rows', d.rows), $3
+  FROM jsonb_to_recordset($1::jsonb)
+       AS f(name text, digest text, venue uuid, providers jsonb, entry jsonb)
+ CROSS JOIN LATERAL (
+       SELECT coalesce(jsonb_object_agg(i.provider, md5(json_build_array(
+                  i.venue_name, i.venue_type, i.timezone, i.enabled, i.environment,
+                  i.credentials, i.schedules, i.field_mappings, i.options, t.name,
+                  i.managed_by)::text)), '{}') AS rows,
+              count(*) AS found
+         FROM integration_configs i
+         LEFT JOIN field_mapping_templates t ON t.id = i.template_id
+        WHERE i.venue_id = f.venue
+          AND i.provider IN (SELECT jsonb_array_elements_text(f.providers))) d
+ WHERE d.found = jsonb_array_length(f.providers)
 ON CONFLICT (name) DO UPDATE
    SET digest = EXCLUDED.digest, deps = EXCLUDED.deps, entry = EXCLUDED.entry,
        revision_id = EXCLUDED.revision_id
