@@ -5,7 +5,7 @@ See :mod:`daemon.config.applied` for what is recorded and why skipping a file is
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from uuid import UUID
 
@@ -32,9 +32,13 @@ async def fetch_applied_files(conn: asyncpg.Connection) -> dict[str, AppliedFile
     q = queries("config.sql")
     if not await conn.fetchval(q["config_files_readable"]):
         return None
-    rows = json.loads(await conn.fetchval(q["applied_files"]))
-    return {name: AppliedFile.from_row(digest, deps, entry)
-            for name, digest, deps, entry in rows}
+    found: dict[str, AppliedFile] = {}
+    for row in await conn.fetch(q["applied_files"]):
+        # One text for every file's fingerprint, not one each.
+        found[row["name"]] = AppliedFile(
+            row["digest"], sys.intern(row["deps"]), row["venue"], row["rows"],
+            tuple(row["removed"] or ()), tuple(row["secret_files"] or ()))
+    return found
 
 
 async def load_against_database(conn: asyncpg.Connection, root: Path, plugins: Plugins, *,

@@ -34,8 +34,10 @@ SELECT to_regclass('config_files') IS NOT NULL
    AND has_table_privilege('config_files', 'SELECT')
 
 -- name: applied_files
--- What the last apply recorded of each venue file, as one JSON array of arrays.
-SELECT coalesce(json_agg(json_build_array(name, digest, deps, entry)), '[]')::text
+-- What the last apply recorded of each venue file (a row at a time: one JSON text of every
+-- row costs twice the memory of the record itself while it is decoded).
+SELECT name, digest, deps, (entry->>'venue')::uuid AS venue, entry->'rows' AS rows,
+       entry->'removed' AS removed, entry->'secret_files' AS secret_files
   FROM config_files
 
 -- name: record_files
