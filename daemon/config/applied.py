@@ -70,22 +70,12 @@ class AppliedFile:
     #: Fingerprint of what its checks depended on (:func:`dependencies`).
     deps: str
     venue_id: UUID
-    #: provider -> digest of the integration row as applied (see ``integration_digests``).
+    #: provider -> md5 of the row's config columns as applied (``record_files``, SQL).
     rows: Mapping[str, str]
     #: Providers marked ``removed: true``.
     removed: tuple[str, ...] = ()
     #: ``file:`` credential references, checked again against the secrets directory.
     secret_files: tuple[str, ...] = ()
-
-    def entry(self) -> dict[str, Any]:
-        """The ``entry`` column."""
-        return {"venue": str(self.venue_id), "rows": dict(sorted(self.rows.items())),
-                "removed": list(self.removed), "secret_files": list(self.secret_files)}
-
-    @classmethod
-    def from_row(cls, digest: str, deps: str, entry: Mapping[str, Any]) -> AppliedFile:
-        return cls(digest, deps, UUID(entry["venue"]), dict(entry["rows"]),
-                   tuple(entry.get("removed", ())), tuple(entry.get("secret_files", ())))
 
 
 @dataclass(frozen=True, slots=True)
