@@ -17,8 +17,14 @@ from daemon.commands._config_args import (
     print_problems,
 )
 from daemon.commands._context import CliContext
-from daemon.config import ConfigInvalid, load_config
-from daemon.reconcile import Reconciler, apply_desired, git_commit, render_plan
+from daemon.config import ConfigInvalid, require_config_dir
+from daemon.reconcile import (
+    Reconciler,
+    apply_desired,
+    git_commit,
+    load_against_database,
+    render_plan,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -57,17 +63,21 @@ async def run(args: argparse.Namespace, ctx: CliContext) -> int:
                 loop.add_signal_handler(signal.SIGTERM, stop.set)
             await reconciler.run(stop)
         return 0
+    require_config_dir(directory)  # said before the database is opened
+    commit = await asyncio.to_thread(git_commit, directory)
     try:
-        desired = load_config(directory, ctx.plugins, limits=config_limits(ctx),
-                              scope=credential_scope(ctx))
+        async with ctx.database(migrate=True) as db, db.pool.acquire() as conn:
+            # The venue files unchanged since the last apply are not read again.
+            desired = await load_against_database(
+                conn, directory, ctx.plugins, limits=config_limits(ctx),
+                scope=credential_scope(ctx))
+            result = await apply_desired(
+                conn, desired, prune=args.prune, force=args.force,
+                max_disable_share=settings.config_max_disable_share, source="cli",
+                commit=commit)
     except ConfigInvalid as exc:
         print_problems(exc, as_json=args.json)
         return 1
-    commit = await asyncio.to_thread(git_commit, directory)
-    async with ctx.database(migrate=True) as db, db.pool.acquire() as conn:
-        result = await apply_desired(
-            conn, desired, prune=args.prune, force=args.force,
-            max_disable_share=settings.config_max_disable_share, source="cli", commit=commit)
     if args.json:
         out = result.plan.as_dict()
         out["revision_id"] = result.revision_id

@@ -14,8 +14,13 @@ from daemon.commands._config_args import (
     print_problems,
 )
 from daemon.commands._context import CliContext
-from daemon.config import ConfigInvalid, load_config
-from daemon.reconcile import disable_guard, plan_from_database, render_plan
+from daemon.config import ConfigInvalid, require_config_dir
+from daemon.reconcile import (
+    disable_guard,
+    load_against_database,
+    plan_from_database,
+    render_plan,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[Any]) -> None:
@@ -35,15 +40,20 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
+    directory = config_dir(args, ctx)
+    require_config_dir(directory)  # said before the database is opened
     try:
-        desired = load_config(config_dir(args, ctx), ctx.plugins, limits=config_limits(ctx),
-                              scope=credential_scope(ctx))
+        # The venue files unchanged since the last apply are not read again (its record is
+        # read in the same snapshot as the rows).
+        async with ctx.database() as db, db.pool.acquire() as conn, \
+                conn.transaction(readonly=True, isolation="repeatable_read"):
+            desired = await load_against_database(
+                conn, directory, ctx.plugins, limits=config_limits(ctx),
+                scope=credential_scope(ctx))
+            plan = await plan_from_database(conn, desired, prune=args.prune)
     except ConfigInvalid as exc:
         print_problems(exc, as_json=args.json)
         return 1
-    async with ctx.database() as db, db.pool.acquire() as conn, \
-            conn.transaction(readonly=True, isolation="repeatable_read"):
-        plan = await plan_from_database(conn, desired, prune=args.prune)
     guard = disable_guard(plan, ctx.settings.config_max_disable_share)
     if args.json:
         out = plan.as_dict()

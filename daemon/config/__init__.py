@@ -2,7 +2,13 @@
 
 from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTemplate, Tombstone
 from daemon.config.limits import YamlLimits
-from daemon.config.loader import ConfigFiles, config_files, load_config, load_config_files
+from daemon.config.loader import (
+    ConfigFiles,
+    config_files,
+    load_config,
+    load_config_files,
+    require_config_dir,
+)
 from daemon.config.models import TemplateFile, VenueFile, detect_venue_type
 from daemon.config.problems import ConfigInvalid, ConfigProblem
 
@@ -21,4 +27,5 @@ __all__ = [
     "detect_venue_type",
     "load_config",
     "load_config_files",
+    "require_config_dir",
 ]

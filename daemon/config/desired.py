@@ -6,10 +6,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from daemon.mapping import FieldRule
+
+if TYPE_CHECKING:
+    from daemon.config.applied import FileSources
 
 __all__ = [
     "DesiredIntegration",
@@ -21,9 +24,14 @@ __all__ = [
 ]
 
 
+#: One encoder for every hash (json.dumps builds one per call with these options: a fifth
+#: of the time of hashing 20,000 rows). It holds no state between calls.
+_SPEC_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
 def spec_hash(columns: Mapping[str, Any]) -> str:
     """A stable digest of a row's desired columns."""
-    text = json.dumps(columns, sort_keys=True, separators=(",", ":"), default=str)
+    text = _SPEC_ENCODER.encode(columns)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -144,3 +152,7 @@ class DesiredState:
     #: sha256 over every file's path and bytes: the revision's identity.
     content_hash: str
     files: int
+    #: Which venue files were read and which taken as last applied (whose rows are then
+    #: not in :attr:`integrations`: a plan knows them by digest). None: every file was read
+    #: and nothing is recorded of them.
+    sources: FileSources | None = field(default=None, compare=False, repr=False)

@@ -2,6 +2,11 @@
 
 from daemon.reconcile.actual import ActualState, fetch_actual
 from daemon.reconcile.apply import ApplyRefused, ApplyResult, apply_desired, git_commit
+from daemon.reconcile.files import (
+    fetch_applied_files,
+    load_against_database,
+    record_applied_files,
+)
 from daemon.reconcile.plan import (
     Change,
     FieldChange,
@@ -25,8 +30,11 @@ __all__ = [
     "apply_desired",
     "disable_guard",
     "fetch_actual",
+    "fetch_applied_files",
     "git_commit",
+    "load_against_database",
     "make_plan",
     "plan_from_database",
+    "record_applied_files",
     "render_plan",
 ]

@@ -16,11 +16,13 @@ from daemon.sql import queries
 
 __all__ = [
     "ActualIntegration",
+    "ActualRow",
     "ActualState",
     "ActualTemplate",
     "fetch_actual",
     "fetch_templates",
     "integration_pages",
+    "row_pages",
     "schema_ready",
 ]
 
@@ -32,6 +34,8 @@ class ActualIntegration:
     provider: str
     columns: dict[str, Any]
     spec_hash: str | None
+    #: Digest of the config columns as the database holds them (see ``integrations_page``).
+    digest: str | None = None
 
     @property
     def key(self) -> tuple[UUID, str]:
@@ -44,6 +48,33 @@ class ActualIntegration:
     @property
     def managed(self) -> bool:
         return str(self.columns["managed_by"]) == "config"
+
+    def full(self) -> ActualIntegration:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class ActualRow:
+    """An integration row as a page gives it: its config columns still one JSON text,
+    decoded (:meth:`full`) only when the row is compared, with their digest."""
+
+    id: str
+    venue_id: UUID
+    provider: str
+    enabled: bool
+    managed: bool
+    spec_hash: str | None
+    text: str
+    digest: str
+
+    @property
+    def key(self) -> tuple[UUID, str]:
+        return (self.venue_id, self.provider)
+
+    def full(self) -> ActualIntegration:
+        columns = dict(zip(_INTEGRATION_COLUMNS, json.loads(self.text), strict=True))
+        return ActualIntegration(UUID(self.id), self.venue_id, self.provider, columns,
+                                 self.spec_hash, self.digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +105,8 @@ _TEMPLATE_COLUMNS = ("description", "venue_type", "mappings", "validation_rules"
                      "is_default", "is_active", "managed_by")
 
 
-async def integration_pages(conn: asyncpg.Connection, page_size: int = 2_000
-                            ) -> AsyncIterator[list[ActualIntegration]]:
+async def row_pages(conn: asyncpg.Connection, page_size: int = 2_000
+                    ) -> AsyncIterator[list[ActualRow]]:
     """Every integration row, a page at a time in (venue_id, provider) order.
 
     The next page is asked for before this one is handed over, so that Postgres builds it
@@ -96,17 +127,23 @@ async def integration_pages(conn: asyncpg.Connection, page_size: int = 2_000
                 pending = asyncio.ensure_future(fetch((rows[-1][1], rows[-1][2])))
             if not rows:
                 return
-            page = []
-            for row_id, venue, provider, *columns, spec in rows:
-                page.append(ActualIntegration(UUID(row_id), UUID(venue), provider,
-                                              dict(zip(_INTEGRATION_COLUMNS, columns,
-                                                       strict=True)), spec))
+            page = [ActualRow(row_id, UUID(venue), provider, enabled is True,
+                              managed_by == "config", spec, text, digest)
+                    for row_id, venue, provider, enabled, managed_by, spec, text, digest
+                    in rows]
             del rows
             yield page
     finally:
         if pending is not None:  # the caller stopped early: let the query finish, unread
             with contextlib.suppress(Exception):
                 await pending
+
+
+async def integration_pages(conn: asyncpg.Connection, page_size: int = 2_000
+                            ) -> AsyncIterator[list[ActualIntegration]]:
+    """Every integration row with its columns decoded, a page at a time (:func:`row_pages`)."""
+    async for page in row_pages(conn, page_size):
+        yield [row.full() for row in page]
 
 
 async def schema_ready(conn: asyncpg.Connection) -> bool:

@@ -17,6 +17,7 @@ from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTempl
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.reconcile.actual import fetch_templates
+from daemon.reconcile.files import record_applied_files
 from daemon.reconcile.plan import Change, Plan, disable_guard, plan_from_database
 from daemon.sql import queries
 
@@ -117,7 +118,8 @@ async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id:
                               ids: dict[tuple[str, str], UUID]) -> int:
     """Write the integration changes, batched per kind of statement."""
     q = queries("config.sql")
-    inserts: list[list[Any]] = []
+    inserts: list[list[Any]] = []  # one statement's worth at a time
+    inserted = 0
     updates: list[tuple[Any, ...]] = []
     disables: list[tuple[Any, ...]] = []
     deletes: list[tuple[Any, ...]] = []
@@ -138,6 +140,10 @@ async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id:
                             want.credentials, want.schedules, want.field_mappings,
                             want.options, str(template_id) if template_id else None,
                             want.spec_hash])
+            if len(inserts) == _INSERT_CHUNK:
+                await conn.execute(q["insert_integrations_json"], inserts, revision_id)
+                inserted += len(inserts)
+                inserts = []
             assigned = template_id is not None
         else:
             updates.append((change.row_id, want.venue_name, want.venue_type, want.timezone,
@@ -148,16 +154,16 @@ async def _apply_integrations(conn: asyncpg.Connection, plan: Plan, revision_id:
                 f.field == "template" for f in change.fields)
         if assigned and template_id is not None:
             uses[template_id] += 1
-    for start in range(0, len(inserts), _INSERT_CHUNK):
-        await conn.execute(q["insert_integrations_json"],
-                           inserts[start:start + _INSERT_CHUNK], revision_id)
+    if inserts:
+        await conn.execute(q["insert_integrations_json"], inserts, revision_id)
+        inserted += len(inserts)
     for name, rows in (("update_integration", updates),
                        ("disable_integration", disables), ("delete_integration", deletes)):
         if rows:
             await conn.executemany(q[name], rows)
     if uses:
         await conn.executemany(q["record_template_use"], sorted(uses.items()))
-    return len(inserts) + len(updates) + len(disables) + len(deletes)
+    return inserted + len(updates) + len(disables) + len(deletes)
 
 
 async def apply_desired(
@@ -183,6 +189,9 @@ async def apply_desired(
         latest = await conn.fetchrow(q["latest_revision"])
         if not plan.has_changes and latest is not None and \
                 latest["content_hash"] == desired.content_hash:
+            # Nothing to write but, where the record of the files is missing or older than
+            # this code, the record (the next plan then skips them).
+            await record_applied_files(conn, desired, plan, latest["id"])
             return ApplyResult(plan, None, 0, 0)
         revision = await conn.fetchrow(q["insert_revision"], desired.content_hash, commit,
                                        source, _applied_by(), _summary(plan, force=force))
@@ -190,6 +199,7 @@ async def apply_desired(
         ids = {key: row.id for key, row in (await fetch_templates(conn)).items()}
         templates_written = await _apply_templates(conn, plan, ids)
         integrations_written = await _apply_integrations(conn, plan, revision_id, ids)
+        await record_applied_files(conn, desired, plan, revision_id)
         counts = plan.counts()
         await conn.execute(q["finish_revision"], revision_id, counts["create"],
                            counts["update"], counts["disable"], counts["delete"],

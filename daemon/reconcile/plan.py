@@ -18,10 +18,11 @@ from daemon.config.desired import DesiredIntegration, DesiredState, DesiredTempl
 from daemon.errors import SyncdError
 from daemon.reconcile.actual import (
     ActualIntegration,
+    ActualRow,
     ActualState,
     ActualTemplate,
     fetch_templates,
-    integration_pages,
+    row_pages,
     schema_ready,
 )
 
@@ -98,6 +99,9 @@ class Plan:
     managed_enabled: int
     prune: bool = False
     schema_ready: bool = True
+    #: Venue files taken as last applied that had to be read after all (a row of theirs
+    #: differed or was missing): apply records them again.
+    expanded: frozenset[str] = frozenset()
 
     @property
     def has_changes(self) -> bool:
@@ -168,6 +172,10 @@ def _same_kinds(before: dict[str, Any], after: dict[str, Any]) -> bool:
 _ABSENT: Any = object()
 
 
+def _by_key(change: Change) -> str:
+    return change.key
+
+
 def _label(d: DesiredIntegration) -> str:
     return f"{d.venue_name} / {d.provider}"
 
@@ -177,6 +185,9 @@ class Planner:
 
     The desired state is held whole; each actual row is compared with it as it arrives and
     kept only as a change, so the memory of a plan does not grow with the rows that match.
+    A row of a venue file the load took as last applied (:attr:`DesiredState.sources`) is
+    compared by digest; one that differs, and one that is missing, have their file read
+    after all when the rows have all passed (:meth:`finish`).
     """
 
     def __init__(self, desired: DesiredState, templates: dict[tuple[str, str], ActualTemplate],
@@ -184,14 +195,20 @@ class Planner:
         self.desired = desired
         self.prune = prune
         self.wanted = {d.key: d for d in desired.integrations}
+        self.assumed = desired.sources.assumed if desired.sources is not None else {}
         self.removed = {t.key: t for t in desired.tombstones}
         self.template_changes, self.unchanged = _template_changes(desired, templates, prune)
         self.seen: set[tuple[UUID, str]] = set()
-        self.updates: list[tuple[tuple[str, str], Change]] = []
-        self.gone: list[tuple[tuple[str, str], Change]] = []
+        self.seen_assumed: set[tuple[UUID, str]] = set()
+        #: Rows of assumed keys whose digest differs: compared once their file is read.
+        self.differing: list[ActualIntegration] = []
+        #: Sorted by key at the end: "<venue id>/<provider>", venue ids all of one length,
+        #: orders as (venue id, provider).
+        self.updates: list[Change] = []
+        self.gone: list[Change] = []
         self.managed_enabled = 0
 
-    def add(self, rows: Iterable[ActualIntegration]) -> None:
+    def add(self, rows: Iterable[ActualIntegration | ActualRow]) -> None:
         """Compare a page of actual rows with the desired state."""
         for row in rows:
             ikey = row.key
@@ -200,20 +217,31 @@ class Planner:
             want = self.wanted.get(ikey)
             if want is not None:
                 self.seen.add(ikey)
-                columns = want.columns()
-                if same_columns(row.columns, columns):
+                self._compare(row.full(), want)
+                continue
+            assumed = self.assumed.get(ikey)
+            if assumed is not None:
+                self.seen_assumed.add(ikey)
+                if row.digest == assumed[0]:
                     self.unchanged += 1
-                    continue
-                fields = diff_columns(row.columns, columns)
-                self.updates.append(((str(ikey[0]), ikey[1]), Change(
-                    "integration", "update", f"{ikey[0]}/{ikey[1]}", _label(want),
-                    tuple(fields), drift=row.spec_hash == want.spec_hash, origin=want.origin,
-                    row_id=row.id, desired=want)))
+                else:
+                    self.differing.append(row.full())
                 continue
-            change = self._gone(row)
-            if change is None:
-                continue
-            self.gone.append(((str(ikey[0]), ikey[1]), change))
+            change = self._gone(row.full())
+            if change is not None:
+                self.gone.append(change)
+
+    def _compare(self, row: ActualIntegration, want: DesiredIntegration) -> None:
+        columns = want.columns()
+        if same_columns(row.columns, columns):
+            self.unchanged += 1
+            return
+        ikey = row.key
+        fields = diff_columns(row.columns, columns)
+        self.updates.append(Change(
+            "integration", "update", f"{ikey[0]}/{ikey[1]}", _label(want),
+            tuple(fields), drift=row.spec_hash == want.spec_hash, origin=want.origin,
+            row_id=row.id, desired=want))
 
     def _gone(self, row: ActualIntegration) -> Change | None:
         ikey = row.key
@@ -235,19 +263,38 @@ class Planner:
         self.unchanged += 1
         return None
 
+    def _expand(self) -> tuple[dict[tuple[UUID, str], DesiredIntegration], frozenset[str]]:
+        """The desired rows of the skipped files a differing or missing row belongs to."""
+        missing = [k for k in self.assumed if k not in self.seen_assumed] \
+            if len(self.seen_assumed) < len(self.assumed) else []
+        names = frozenset(self.assumed[k][1] for k in
+                          (*(r.key for r in self.differing), *missing))
+        sources = self.desired.sources
+        if not names or sources is None:
+            return {}, frozenset()
+        found = {d.key: d for d in sources.expand(names)}
+        for row in self.differing:
+            want = found.get(row.key)
+            if want is not None:
+                self._compare(row, want)
+            elif (change := self._gone(row)) is not None:
+                self.gone.append(change)
+        return {k: found[k] for k in missing if k in found}, names
+
     def finish(self, *, schema_ready: bool = True) -> Plan:
-        wanted: list[tuple[tuple[str, str], Change]] = list(self.updates)
-        for ikey, want in self.wanted.items():
-            if ikey not in self.seen:
-                wanted.append(((str(ikey[0]), ikey[1]), Change(
-                    "integration", "create", f"{ikey[0]}/{ikey[1]}", _label(want),
-                    origin=want.origin, desired=want)))
-        wanted.sort(key=lambda pair: pair[0])
-        self.gone.sort(key=lambda pair: pair[0])
-        changes = (*self.template_changes, *(c for _, c in wanted),
-                   *(c for _, c in self.gone))
+        created, expanded = self._expand()
+        wanted = self.updates
+        for mapping in (self.wanted, created):
+            for ikey, want in mapping.items():
+                if ikey not in self.seen:
+                    wanted.append(Change(
+                        "integration", "create", f"{ikey[0]}/{ikey[1]}", _label(want),
+                        origin=want.origin, desired=want))
+        wanted.sort(key=_by_key)
+        self.gone.sort(key=_by_key)
+        changes = (*self.template_changes, *wanted, *self.gone)
         return Plan(changes, self.unchanged, self.desired.content_hash,
-                    self.managed_enabled, self.prune, schema_ready)
+                    self.managed_enabled, self.prune, schema_ready, expanded)
 
 
 def _template_changes(desired: DesiredState, actual: dict[tuple[str, str], ActualTemplate],
@@ -297,7 +344,7 @@ async def plan_from_database(conn: asyncpg.Connection, desired: DesiredState, *,
     if not await schema_ready(conn):
         return make_plan(desired, ActualState({}, {}, schema_ready=False), prune=prune)
     planner = Planner(desired, await fetch_templates(conn), prune=prune)
-    async for page in integration_pages(conn, page_size):
+    async for page in row_pages(conn, page_size):
         planner.add(page)
     return planner.finish()
 

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from daemon.config import ConfigInvalid, YamlLimits, config_files, load_config_files
+from daemon.config.applied import AppliedFile
 from daemon.config.limits import DEFAULT_LIMITS
 from daemon.credential_scope import CredentialScope
 from daemon.errors import SyncdError
@@ -26,6 +27,7 @@ from daemon.logs import get_logger
 from daemon.loop import in_daemon_thread
 from daemon.plugins import Plugins
 from daemon.reconcile.apply import apply_desired, git_commit
+from daemon.reconcile.files import fetch_applied_files
 from daemon.sql import queries
 
 __all__ = ["ReconcileStatus", "Reconciler", "fingerprint"]
@@ -134,6 +136,15 @@ class Reconciler:
             self.status = replace(self.status, revision_id=row["id"],
                                   content_hash=row["content_hash"])
 
+    async def _applied_files(self) -> dict[str, AppliedFile] | None:
+        """The record of the last applied files: those unchanged are not read again."""
+        try:
+            async with self.pool.acquire() as conn:
+                return await fetch_applied_files(conn)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("config.applied_files_unknown", error=f"{type(exc).__name__}: {exc}")
+            return None
+
     async def reconcile_once(self, stop: asyncio.Event | None = None) -> bool:
         """One pass; True when the config is in force afterwards. When ``stop`` is set while
         the files load, nothing is applied (shutdown does not wait for the apply)."""
@@ -147,8 +158,10 @@ class Reconciler:
             if stop is not None and stop.is_set():
                 log.info("config.reconcile_interrupted")
                 return False
+            applied = await self._applied_files()
             desired = await in_daemon_thread(load_config_files, files, self.plugins,
-                                             limits=self.limits, scope=self.scope)
+                                             limits=self.limits, scope=self.scope,
+                                             applied=applied)
             commit = await in_daemon_thread(git_commit, self.config_dir)
             if stop is not None and stop.is_set():
                 log.info("config.reconcile_interrupted")

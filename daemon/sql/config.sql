@@ -11,16 +11,65 @@ SELECT to_regclass('integration_configs') IS NOT NULL
 -- name: integrations_page
 -- A page of integration rows after ($1, $2) in (venue_id, provider) order, as one JSON
 -- array of arrays: decoded in one call, where a row at a time costs a JSON decode per
--- jsonb column (measured: 1.3 s for 20,000 rows). Pages keep memory flat.
+-- jsonb column (measured: 1.3 s for 20,000 rows). Pages keep memory flat. The columns a
+-- config sets come as one JSON text, decoded only for a row that is compared, with its md5
+-- (the row digest of daemon/config/applied.py; record_files computes the same).
 SELECT coalesce(json_agg(json_build_array(
-         c.id, c.venue_id, c.provider, c.venue_name, c.venue_type, c.timezone, c.enabled,
-         c.environment, c.credentials, c.schedules, c.field_mappings, c.options, t.name,
-         c.managed_by, c.spec_hash) ORDER BY c.venue_id, c.provider), '[]')::text
-  FROM (SELECT * FROM integration_configs
-         WHERE $1::uuid IS NULL OR (venue_id, provider) > ($1::uuid, $2::text)
-         ORDER BY venue_id, provider
-         LIMIT $3) c
-  LEFT JOIN field_mapping_templates t ON t.id = c.template_id
+         c.id, c.venue_id, c.provider, c.enabled, c.managed_by, c.spec_hash, c.config,
+         md5(c.config)) ORDER BY c.venue_id, c.provider), '[]')::text
+  FROM (SELECT i.*, json_build_array(
+                 i.venue_name, i.venue_type, i.timezone, i.enabled, i.environment,
+                 i.credentials, i.schedules, i.field_mappings, i.options, t.name,
+                 i.managed_by)::text AS config
+          FROM (SELECT * FROM integration_configs
+                 WHERE $1::uuid IS NULL OR (venue_id, provider) > ($1::uuid, $2::text)
+                 ORDER BY venue_id, provider
+                 LIMIT $3) i
+          LEFT JOIN field_mapping_templates t ON t.id = i.template_id) c
+
+-- name: config_files_readable
+-- config_files exists (migration 0013) and this role may read it (a plan's read-only role
+-- may not: the plan then reads every file).
+SELECT to_regclass('config_files') IS NOT NULL
+   AND has_table_privilege('config_files', 'SELECT')
+
+-- name: applied_files
+-- What the last apply recorded of each venue file (a row at a time: one JSON text of every
+-- row costs twice the memory of the record itself while it is decoded).
+SELECT name, digest, deps, (entry->>'venue')::uuid AS venue, entry->'rows' AS rows,
+       entry->'removed' AS removed, entry->'secret_files' AS secret_files
+  FROM config_files
+
+-- name: record_files
+-- Venue files as applied: $1 is a JSON array of {name, digest, venue, providers, entry}; the
+-- digest of each row a file declares is computed here, after apply's writes, with the
+-- expression of integrations_page. A file with a declared row missing is not recorded (the
+-- next load reads it); a row that holds the same already is left alone.
+INSERT INTO config_files (name, digest, deps, entry, revision_id)
+SELECT f.name, f.digest, $2, f.entry || jsonb_build_object('rows', d.rows), $3
+  FROM jsonb_to_recordset($1::jsonb)
+       AS f(name text, digest text, venue uuid, providers jsonb, entry jsonb)
+ CROSS JOIN LATERAL (
+       SELECT coalesce(jsonb_object_agg(i.provider, md5(json_build_array(
+                  i.venue_name, i.venue_type, i.timezone, i.enabled, i.environment,
+                  i.credentials, i.schedules, i.field_mappings, i.options, t.name,
+                  i.managed_by)::text)), '{}') AS rows,
+              count(*) AS found
+         FROM integration_configs i
+         LEFT JOIN field_mapping_templates t ON t.id = i.template_id
+        WHERE i.venue_id = f.venue
+          AND i.provider IN (SELECT jsonb_array_elements_text(f.providers))) d
+ WHERE d.found = jsonb_array_length(f.providers)
+ON CONFLICT (name) DO UPDATE
+   SET digest = EXCLUDED.digest, deps = EXCLUDED.deps, entry = EXCLUDED.entry,
+       revision_id = EXCLUDED.revision_id
+ WHERE (config_files.digest, config_files.deps, config_files.entry)
+       IS DISTINCT FROM (EXCLUDED.digest, EXCLUDED.deps, EXCLUDED.entry)
+
+-- name: forget_files
+-- Files no longer in the config directory: every recorded name not in $1.
+DELETE FROM config_files f
+ WHERE NOT EXISTS (SELECT 1 FROM unnest($1::text[]) AS n(name) WHERE n.name = f.name)
 
 -- name: list_templates
 SELECT id, provider, name, description, venue_type, mappings, validation_rules,
