@@ -176,7 +176,7 @@ async def sync_now(request: web.Request) -> web.Response:
     entity = body.get("entity", "all")
     full = body.get("full", False)
     if entity != "all" and entity not in {e.value for e in Entity}:
-        return _error(400, "entity must be product, customer, transaction or all")
+        return _error(400, "entity must be " + ", ".join(e.value for e in Entity) + " or all")
     if not isinstance(full, bool):
         return _error(400, "full must be true or false")
     if not row["enabled"]:

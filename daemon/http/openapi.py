@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from daemon import __version__
+from daemon.provider import Entity
 
 __all__ = ["OPENAPI"]
 
@@ -88,7 +89,7 @@ OPENAPI: dict[str, Any] = {
             "requestBody": {"required": False, "content": {"application/json": {"schema": {
                 "type": "object",
                 "properties": {
-                    "entity": {"enum": ["all", "product", "customer", "transaction"],
+                    "entity": {"enum": ["all", *(e.value for e in Entity)],
                                "default": "all"},
                     "full": {"type": "boolean", "default": False,
                              "description": "A full check (reconcile) instead of changes"},

@@ -100,6 +100,8 @@ async def test_sync_now_queues_a_high_lane_job(api: httpx.AsyncClient,
     check(first.json(), "/venues/{venue}/integrations/{provider}/sync", "post", "202")
     assert again.json()["coalesced"] is True
     assert bad.status_code == 400
+    assert bad.json()["error"] == ("entity must be product, customer, transaction, inventory "
+                                   "or all"), bad.text
     rows = await pool.fetch("SELECT venue_id, provider, entity_type, lane FROM sync_queue")
     assert [tuple(r) for r in rows] == [(ws.VENUE_STRIPE, "stripe", "customer", "HIGH")]
 
