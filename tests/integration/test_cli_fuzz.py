@@ -26,7 +26,7 @@ from daemon.plugins import load_plugins
 
 UNREACHABLE = "postgresql://syncd@127.0.0.1:1/nowhere"
 #: Commands that keep running given good arguments: they get a database that refuses.
-LONG_RUNNING = {"worker", "demo", "apply", "serve"}
+LONG_RUNNING = {"worker", "demo", "apply", "serve", "run"}
 #: Commands that serve until stopped without a database: only parsed.
 PARSE_ONLY = {"emulate"}
 ERROR_LINE = re.compile(r"^(syncd[\w -]*: error: .+|config is invalid: .+)$")
