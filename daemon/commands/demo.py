@@ -70,6 +70,8 @@ _ENV_REF = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
 #: webhook secret references with.
 _WEBHOOK_SECRET = "demo-webhook-secret"  # noqa: S105 - a local demo value, not a secret
 #: Longest the demo waits for one of its phases.
+#: How the summary names a count of each entity's records where "+s" would not do.
+_NOUNS = {Entity.INVENTORY: "inventory counts"}
 _PHASE_TIMEOUT = 300.0
 
 
@@ -563,7 +565,7 @@ async def _phases(runtime: Runtime, daemon: Any, task: asyncio.Task[None], *,
     async with httpx.AsyncClient(timeout=10) as http:
         for integration in enabled:
             store = (await http.get(f"{urls[_key(integration)]}/_emulator/store")).json()
-            sizes = ", ".join(f"{len(store.get(e.value, []))} {e.value}s"
+            sizes = ", ".join(f"{len(store.get(e.value, []))} {_NOUNS.get(e, e.value + 's')}"
                               for e in Entity if e.value in store)
             print(f"  {labels[(str(integration.venue_id), integration.provider)]:<44} "
                   f"{sizes}")
