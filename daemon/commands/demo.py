@@ -18,8 +18,9 @@ What it shows, with a live line per integration and syncd's own logs in a file:
 1. the leader applies the config and fires every schedule's catch-up tick (scheduled syncs
    on the config's lanes), while the demo queues a manual full sync of each integration on
    the HIGH lane: everything is new and is created once;
-2. a signed webhook from the Stripe emulator (a customer edited there) is received,
-   verified, stored and processed into an inbound change;
+2. signed webhooks from the emulators (a customer edited at Stripe, a member unsubscribing
+   at Mailchimp) are received, verified, stored and processed into inbound changes, and the
+   withdrawn consent is held against later pushes;
 3. three buyers and one event per venue change at the platform, and a manual sync of each
    integration on the CRITICAL lane sends only those.
 
@@ -378,44 +379,66 @@ async def _wait(check: Callable[[], Any], daemon_task: asyncio.Task[None], what:
         await asyncio.sleep(0.1)
 
 
-async def _webhook(pool: asyncpg.Pool, daemon_url: str, urls: Mapping[str, str],
-                   integrations: Sequence[DesiredIntegration],
-                   daemon_task: asyncio.Task[None]) -> str | None:
-    """Have the first Stripe emulator send a signed "customer updated" webhook to the daemon
-    and wait for it to be processed; what happened, or None without a Stripe integration."""
+async def _deliver(http: httpx.AsyncClient, base: str, target: str, collection: str,
+                   change: str) -> None:
+    """Have the emulator at ``base`` build and sign its webhook for a ``change`` of the
+    first record of ``collection``, and deliver it to the daemon at ``target``."""
+    records = (await http.get(f"{base}/_emulator/store")).json().get(collection, [])
+    if not records:
+        raise SyncdError(f"the demo's emulator at {base} holds no {collection} to change")
+    record = sorted(records, key=lambda c: str(c.get("id")))[0]
+    response = await http.post(f"{base}/_emulator/webhook", json={
+        "collection": collection, "id": record["id"], "change": change, "url": target})
+    response.raise_for_status()
+    signed = response.json()  # the delivery the emulator built and signed
+    # JSON unless the provider's delivery says otherwise (Mailchimp posts a form).
+    headers = {"Content-Type": "application/json", **signed["headers"]}
+    delivered = await http.post(target, content=signed["body"].encode("utf-8"),
+                                headers=headers)
+    if delivered.status_code >= 300:
+        raise SyncdError(f"the daemon refused the demo's webhook: "
+                         f"{delivered.status_code} {delivered.text[:200]}")
+
+
+async def _webhooks(pool: asyncpg.Pool, daemon_url: str, urls: Mapping[str, str],
+                    integrations: Sequence[DesiredIntegration],
+                    daemon_task: asyncio.Task[None]) -> list[str]:
+    """Signed webhooks from the emulators, each waited for until processed: a customer
+    edited at Stripe, and a member unsubscribing at Mailchimp (signed with the venue's own
+    secret); what happened to each."""
+    sent: list[tuple[str, str, str]] = []
     stripe = next((i for i in integrations if i.provider == "stripe"), None)
-    if stripe is None:
-        return None
-    base = urls[_key(stripe)]
+    mailchimp = next((i for i in integrations
+                      if i.provider == "mailchimp" and "webhook_secret" in i.credentials), None)
     async with httpx.AsyncClient(timeout=10) as http:
-        customers = (await http.get(f"{base}/_emulator/store")).json().get("customer", [])
-        if not customers:
-            return None
-        record = sorted(customers, key=lambda c: str(c.get("id")))[0]
-        target = f"{daemon_url}/webhooks/stripe/{stripe.venue_id}"
-        response = await http.post(f"{base}/_emulator/webhook", json={
-            "collection": "customer", "id": record["id"], "change": "updated",
-            "url": target})
-        response.raise_for_status()
-        signed = response.json()  # the delivery the emulator built and signed
-        headers = {"Content-Type": "application/json", **signed["headers"]}
-        delivered = await http.post(target, content=signed["body"].encode("utf-8"),
-                                    headers=headers)
-        if delivered.status_code >= 300:
-            raise SyncdError(f"the daemon refused the demo's webhook: "
-                             f"{delivered.status_code} {delivered.text[:200]}")
+        if stripe is not None:
+            target = f"{daemon_url}/webhooks/stripe/{stripe.venue_id}"
+            await _deliver(http, urls[_key(stripe)], target, "customer", "updated")
+            sent.append(("stripe", target, "a customer edited"))
+        if mailchimp is not None:
+            target = f"{daemon_url}/webhooks/mailchimp/{mailchimp.venue_id}"
+            await _deliver(http, urls[_key(mailchimp)], target, "customer", "unsubscribed")
+            sent.append(("mailchimp", target, "a member unsubscribed"))
+    lines = []
+    for provider, target, what in sent:
+        async def processed(provider: str = provider) -> Any:
+            return await pool.fetchval(
+                "SELECT status FROM integration_webhooks WHERE provider = $1 "
+                "AND status <> 'pending'", provider)
 
-    async def processed() -> Any:
-        return await pool.fetchval(
-            "SELECT status FROM integration_webhooks WHERE provider = 'stripe' "
-            "AND status <> 'pending'")
-
-    status = await _wait(processed, daemon_task, "the webhook to be processed")
-    changes = await pool.fetchval(
-        "SELECT count(*) FROM inbound_changes WHERE provider = 'stripe' "
-        "AND source = 'webhook'")
-    return (f"stripe -> {target.replace(daemon_url, '')}: signature verified, stored, "
-            f"{status}; {changes} inbound change recorded")
+        status = await _wait(processed, daemon_task, f"the {provider} webhook to be processed")
+        changes = await pool.fetchval(
+            "SELECT count(*) FROM inbound_changes WHERE provider = $1 AND source = 'webhook'",
+            provider)
+        line = (f"{provider:<10} {what} -> {target.replace(daemon_url, '')}: signature "
+                f"verified, stored, {status}; {changes} inbound change recorded")
+        if provider == "mailchimp":
+            holds = await pool.fetchval(
+                "SELECT count(*) FROM consent_holds WHERE provider = 'mailchimp' "
+                "AND state = 'withdrawn' AND lifted_at IS NULL")
+            line += f"; consent held for {holds} member (no push re-subscribes it)"
+        lines.append(line)
+    return lines
 
 
 async def run(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -539,9 +562,11 @@ async def _phases(runtime: Runtime, daemon: Any, task: asyncio.Task[None], *,
                        await _totals(pool, since), labels)
 
     received = await pool.fetchval("SELECT now()")
-    webhook = await _webhook(pool, url, urls, enabled, task)
-    if webhook is not None:
-        print(f"\nwebhook: {webhook}")
+    webhooks = await _webhooks(pool, url, urls, enabled, task)
+    if webhooks:
+        print("\nwebhooks from the emulators:")
+        for line in webhooks:
+            print(f"  {line}")
         # The sync the webhook queued ends before the platform changes, so that the
         # second sync below is the one that sends the changes.
         await _settle(pool, received, task, view, set())

@@ -41,8 +41,12 @@ def test_demo_runs_the_daemon_on_every_integration_then_sends_only_changes(
     for provider, venue, status, counts in lines:
         assert status == "completed", (provider, venue, counts)
         assert "customer: 8 created, 0 updated, 0 failed" in counts, (provider, venue)
-    assert re.search(r"^webhook: stripe -> /webhooks/stripe/\S+: signature verified, "
-                     r"stored, processed; 1 inbound change recorded$", out.stdout, re.M)
+    assert re.search(r"^  stripe +a customer edited -> /webhooks/stripe/\S+: signature "
+                     r"verified, stored, processed; 1 inbound change recorded$", out.stdout,
+                     re.M)
+    assert re.search(r"^  mailchimp +a member unsubscribed -> /webhooks/mailchimp/\S+: "
+                     r"signature verified, stored, processed; 1 inbound change recorded; "
+                     r"consent held for 1 member", out.stdout, re.M), out.stdout
     changed = _LINE.findall(second.split("records at the emulators")[0])
     assert len(changed) == 8
     for provider, venue, status, counts in changed:
