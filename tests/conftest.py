@@ -7,7 +7,6 @@ from a template built once per session from the migrations.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import uuid
@@ -21,7 +20,7 @@ import structlog
 
 from daemon.db import init_connection
 from daemon.testing.openapi import RESPONSE_AUDIT, specs_dir
-from daemon.testing.postgres import PostgresServer, embedded_data_dir, find_server
+from daemon.testing.postgres import TestDatabases, embedded_data_dir
 
 # SYNCD_EMULATOR_SPECS says where the providers' API descriptions are (CI may put them
 # anywhere); it changes what the emulators check, not what a test expects.
@@ -93,29 +92,29 @@ def _restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    """The Postgres server all database tests use (see daemon.testing.postgres)."""
+def test_databases() -> Iterator[TestDatabases]:
+    """The Postgres server all database tests use (see daemon.testing.postgres), and the
+    thread that makes and drops their databases while tests run."""
     run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    server = asyncio.run(find_server(embedded_data_dir(run_id) if run_id else None))
-    asyncio.run(server.create_template())
-    yield server
-    asyncio.run(server.close())
+    databases = TestDatabases(embedded_data_dir(run_id) if run_id else None)
+    yield databases
+    databases.close()
 
 
 @pytest.fixture
-def db_url(pg_server: PostgresServer) -> Iterator[str]:
+def db_url(test_databases: TestDatabases) -> Iterator[str]:
     """URL of a fresh, migrated database of this test's own."""
-    url = asyncio.run(pg_server.create_database())
+    url = test_databases.take()
     yield url
-    asyncio.run(pg_server.drop_database(url))
+    test_databases.give_back(url)
 
 
 @pytest.fixture
-def empty_db_url(pg_server: PostgresServer) -> Iterator[str]:
+def empty_db_url(test_databases: TestDatabases) -> Iterator[str]:
     """URL of a fresh database with no schema at all."""
-    url = asyncio.run(pg_server.create_database(migrated=False))
+    url = test_databases.take(migrated=False)
     yield url
-    asyncio.run(pg_server.drop_database(url))
+    test_databases.give_back(url)
 
 
 @pytest.fixture
