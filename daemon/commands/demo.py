@@ -50,7 +50,6 @@ from daemon.provider import EmulatorSettings, Entity
 from daemon.reconcile import apply_desired, git_commit
 from daemon.source import SourceReader
 from daemon.sync import SyncEngine, SyncError, SyncSettings
-from daemon.testing.emulator import EmulatorServer
 from daemon.testing.platform import create_platform_schema, seed_venue
 
 _ENV_REF = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
@@ -129,6 +128,9 @@ async def _emulators(
     plugins: Plugins, providers: set[str], latency: float
 ) -> AsyncIterator[dict[str, str]]:
     """Start an emulator per provider; yields ``{provider: base URL}``."""
+    # aiohttp, imported here rather than by every syncd command: a quarter of start-up.
+    from daemon.testing.emulator import EmulatorServer
+
     async with contextlib.AsyncExitStack() as stack:
         urls: dict[str, str] = {}
         for name in sorted(providers):
