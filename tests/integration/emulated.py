@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import asyncpg
@@ -28,8 +28,10 @@ from daemon.provider import (
     Provider,
     TemplateSpec,
 )
+from daemon.ratelimit import LimiterRegistry
 from daemon.sync import SyncEngine, SyncSettings
 from daemon.testing.emulator import Emulator, EmulatorServer
+from daemon.testing.kit import VirtualClock
 from daemon.testing.platform import SampleVenue, create_platform_schema, seed_venue
 
 C = TypeVar("C")
@@ -64,13 +66,22 @@ def with_payload(record: OutboundRecord, payload: Mapping[str, Any]) -> Outbound
 
 @dataclass
 class Emulated(Generic[E, C]):
-    """A running emulator, a control client on it, and a factory of provider clients."""
+    """A running emulator, a control client on it, and a factory of provider clients.
+
+    The clients' waits (``Retry-After``, backoff, rate limits) and the emulator's count of
+    its documented limits run on ``clock``, virtual time as in the conformance kit: the
+    tests assert what arrives, never how long it took."""
 
     server: EmulatorServer
     emulator: E
     control: httpx.AsyncClient
     http: httpx.AsyncClient
     make_client: Callable[[ClientContext], C]
+    clock: VirtualClock = field(default_factory=VirtualClock)
+
+    def __post_init__(self) -> None:
+        self.limiters = LimiterRegistry(self.clock)
+        self.emulator.use_clock(self.clock.now)
 
     async def credentials(self) -> Credentials:
         data = (await self.control.get("/_emulator/credentials")).json()
@@ -82,7 +93,7 @@ class Emulated(Generic[E, C]):
         creds = credentials or await self.credentials()
         return self.make_client(ClientContext(
             venue_id="v1", credentials=creds, options=dict(options or {}), http=self.http,
-            base_url=self.server.url, environment="sandbox"))
+            base_url=self.server.url, environment="sandbox", limiters=self.limiters))
 
     async def configure(self, **changes: Any) -> None:
         response = await self.control.patch("/_emulator/settings", json=changes)
