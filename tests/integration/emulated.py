@@ -157,7 +157,11 @@ async def connected_venue(pool: asyncpg.Pool, name: str, kind: type[V], *, custo
             "credentials, options) VALUES ($1, $2, $3, 'connected', $4, $5)",
             sample.venue_id, provider.name, sample.name, {"access_token": "oauth"}, options)
         urls = {provider.name: server.url}
+        # The clients' waits and the emulator's limits on virtual time (see Emulated).
+        clock = VirtualClock()
+        server.emulator.use_clock(clock.now)
         engine = SyncEngine(pool, {provider.name: provider},
                             ReferenceCredentialStore(pool, EmulatorTokens(urls)), http=http,
-                            settings=SyncSettings(base_urls=urls, max_backoff_seconds=0.2))
+                            settings=SyncSettings(base_urls=urls, max_backoff_seconds=0.2),
+                            limiters=LimiterRegistry(clock))
         yield kind(pool, provider, server.emulator, engine, sample.venue_id)
