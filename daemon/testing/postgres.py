@@ -119,7 +119,8 @@ class PostgresServer:
         finally:
             await admin.close()
 
-    async def close(self) -> None:
+    async def drop_template(self) -> None:
+        """Drop the template database, if one was built (the next clone builds another)."""
         if self._template is not None:
             admin = await self._admin()
             try:
@@ -127,6 +128,9 @@ class PostgresServer:
             finally:
                 await admin.close()
             self._template = None
+
+    async def close(self) -> None:
+        await self.drop_template()
         if self.embedded is not None:
             await self.embedded.stop()
         if self.owned_dir is not None:
@@ -217,6 +221,9 @@ class TestDatabases:
         while self._dropper is not None and not self._dropper.done():
             await self._dropper
 
+    async def _drain_and_drop_template(self) -> None:
+        await asyncio.gather(self._drain(), self.server.drop_template())
+
     def _raise_errors(self) -> None:
         if self._errors:
             error = self._errors[0]
@@ -229,7 +236,8 @@ class TestDatabases:
             spare, self._spare = self._spare, None
             if spare is not None:
                 self.give_back(spare.result())
-            self._wait(self._drain())
+            # Together, so that the last drops and the template's share a checkpoint.
+            self._wait(self._drain_and_drop_template())
             self._wait(self.server.close())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
