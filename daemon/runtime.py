@@ -77,12 +77,15 @@ class Runtime:
         tokens: TokenSource | None = None,
         pool: asyncpg.Pool | None = None,
         http: httpx.AsyncClient | None = None,
+        limiters: LimiterRegistry | None = None,
     ) -> None:
         """``plugins``, ``sync`` and ``source`` default to what the settings and environment
         give; ``tokens`` answers OAuth tokens (default: the emulators' when the sync
         settings point providers at base URLs of their own); ``pool`` is an
         open pool to use instead of opening the configured database (tests); ``http`` a
-        shared HTTP client for provider calls (else each run opens its own)."""
+        shared HTTP client for provider calls (else each run opens its own); ``limiters``
+        the provider limiters to use instead of those the settings make (tests: limiters
+        on virtual time)."""
         self._settings = settings
         self._plugins = plugins
         self.sync_settings = sync if sync is not None else SyncSettings()
@@ -98,6 +101,9 @@ class Runtime:
         self.locks = AccountLocks()
         self.retry = RetryPolicy.from_settings(settings, self.sync_settings)
         self._given_pool = pool
+        self._given_limiters = limiters
+        if limiters is not None:
+            self.__dict__["limiters"] = limiters  # the cached property's value
         self._database: Database | None = None
         self._source_pool: asyncpg.Pool | None = None
         self._shared: PostgresLimits | None = None
@@ -175,6 +181,8 @@ class Runtime:
         await self._close_database()
         for name in ("limiters", "credentials", "engine", "vault"):
             self.__dict__.pop(name, None)
+        if self._given_limiters is not None:
+            self.__dict__["limiters"] = self._given_limiters
         self._open = False
 
     async def _close_database(self) -> None:

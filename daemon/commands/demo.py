@@ -63,7 +63,6 @@ from daemon.runtime import Runtime
 from daemon.settings import Settings
 from daemon.sync import SyncSettings
 from daemon.systemd import Notifier
-from daemon.testing.emulator import EmulatorServer
 from daemon.testing.platform import create_platform_schema, seed_venue
 
 _ENV_REF = re.compile(r"^env:(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
@@ -160,6 +159,9 @@ def _key(integration: DesiredIntegration) -> str:
 async def _emulators(plugins: Plugins, integrations: Sequence[DesiredIntegration],
                      latency: float) -> AsyncIterator[dict[str, str]]:
     """An emulator account per integration; yields ``{provider/venue-id: base URL}``."""
+    # aiohttp, imported here rather than by every syncd command: a quarter of start-up.
+    from daemon.testing.emulator import EmulatorServer
+
     async with contextlib.AsyncExitStack() as stack:
         urls: dict[str, str] = {}
         for integration in integrations:

@@ -219,16 +219,20 @@ class TokenRegistry:
 
 
 class RateLimiter:
-    """Token buckets per account: ``rate`` tokens a second up to ``burst``."""
+    """Token buckets per account: ``rate`` tokens a second up to ``burst``, counted on
+    ``clock`` (seconds; the real monotonic clock unless the emulator's clients run on
+    another, see :meth:`Emulator.use_clock`)."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = max(burst, 1.0)
+        self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
 
     def take(self, account: str, now: float | None = None) -> float:
         """Take one token. Returns 0.0 when allowed, else seconds until a token is free."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         tokens, last = self._buckets.get(account, (self.burst, now))
         tokens = min(self.burst, tokens + (now - last) * self.rate)
         if tokens >= 1.0:
@@ -685,6 +689,13 @@ class Emulator:
         self.limiter.reset()
         self.on_reset()
 
+    def use_clock(self, clock: Callable[[], float]) -> None:
+        """Count the documented rate limits on ``clock`` (seconds) instead of the real
+        monotonic clock: the time the clients run on, when they run on virtual time (the
+        conformance kit's), so that a client keeping to the limits in its time is not
+        refused in another."""
+        self.limiter.clock = clock
+
     async def _control_reset(self, request: web.Request) -> web.Response:
         self.reset()
         return web.json_response({"ok": True})
@@ -714,7 +725,8 @@ class Emulator:
         if "rate_limit_scale" in changes:
             rate, burst = self.rate_limit()
             scale = self.settings.rate_limit_scale
-            self.limiter = RateLimiter(rate * scale, max(1.0, burst * scale))
+            self.limiter = RateLimiter(rate * scale, max(1.0, burst * scale),
+                                       self.limiter.clock)
         return self.settings
 
     async def _control_settings(self, request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from daemon import PROJECT, hookspecs
 from daemon.credentials import TokenSource
 from daemon.plugins import Plugins
 from daemon.provider import Provider
+from daemon.ratelimit import LimiterRegistry
 from daemon.runtime import Runtime
 from daemon.settings import Settings
 from daemon.sync.settings import SyncSettings
@@ -31,10 +32,12 @@ def plugins_with(providers: Mapping[str, Provider]) -> Plugins:
 
 def runtime_for(pool: asyncpg.Pool, providers: Mapping[str, Provider] | Plugins, *,
                 sync: SyncSettings | None = None, tokens: TokenSource | None = None,
-                http: httpx.AsyncClient | None = None, **settings: Any) -> Runtime:
+                http: httpx.AsyncClient | None = None,
+                limiters: LimiterRegistry | None = None, **settings: Any) -> Runtime:
     """A runtime on ``pool`` with ``providers`` (or loaded plugins); ``settings`` override
     :class:`~daemon.settings.Settings` fields. Call ``await runtime.open()`` (it opens
     nothing of the pool's) before using its engine."""
     plugins = providers if isinstance(providers, Plugins) else plugins_with(providers)
     return Runtime(Settings(_env_file=None, **settings),
-                   plugins=plugins, sync=sync, tokens=tokens, pool=pool, http=http)
+                   plugins=plugins, sync=sync, tokens=tokens, pool=pool, http=http,
+                   limiters=limiters)

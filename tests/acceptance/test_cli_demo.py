@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 
+from daemon.testing.postgres import TestDatabases, with_database
 from tests.acceptance.conftest import Run
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ("demo", "--config", str(ROOT / "config"), "--events", "3", "--customers", "8",
         "--orders", "6")
+
+
+@pytest.fixture(autouse=True)
+def _drop_the_demo_database(db_url: str, test_databases: TestDatabases) -> Iterator[None]:
+    """The demo re-creates ``<database>_demo`` next to the configured database and leaves
+    it for the user to look at; the test drops it with the test's own."""
+    yield
+    name = urlsplit(db_url).path.lstrip("/")
+    test_databases.give_back(with_database(db_url, f"{name}_demo"))
 
 
 def _demo(syncd: Run, db_url: str, home: Path) -> subprocess.CompletedProcess[str]:

@@ -52,12 +52,13 @@ def test_scaffolded_plugin_passes_the_kit_out_of_the_box(syncd: Run, tmp_path: P
     assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
     assert " passed" in tests.stdout
     assert "failed" not in tests.stdout
+    collected = subprocess.run(
+        [PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=target, capture_output=True, text=True, check=False, env=_clean_env(),
+    ).stdout
     for check in ("test_batching_at_declared_size[customer]", "test_no_duplicate_after_crash",
                   "test_rate_limit_429", "test_webhook_forgeries_refused"):
-        assert check in subprocess.run(
-            [PYTHON, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-            cwd=target, capture_output=True, text=True, check=False, env=_clean_env(),
-        ).stdout
+        assert check in collected
 
 
 def test_init_refuses_a_non_empty_directory(syncd: Run, tmp_path: Path) -> None:

@@ -8,14 +8,12 @@ otherwise pass the contract checks unseen.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
-import yaml
 
-from daemon.testing.openapi import specs_dir
+from daemon.testing.openapi import load_description, specs_dir
 from tests.contract.openapi import OpenAPI
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,14 +41,11 @@ def require(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def square_api() -> OpenAPI:
     """Square's OpenAPI description (loaded once per session)."""
-    path = require(SPECS / "square" / "api.json")
-    return OpenAPI(json.loads(path.read_text("utf-8")), name="square")
+    return OpenAPI(load_description(require(SPECS / "square" / "api.json")), name="square")
 
 
 @pytest.fixture(scope="session")
 def stripe_api() -> OpenAPI:
-    """Stripe's OpenAPI description (loaded once per session)."""
-    path = require(SPECS / "stripe" / "spec3.yaml")
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    with path.open("rb") as handle:
-        return OpenAPI(yaml.load(handle, Loader=loader), name="stripe")  # noqa: S506 - safe loader
+    """Stripe's OpenAPI description (loaded once per session; the YAML is parsed once per
+    version of the file and kept as JSON, see daemon.testing.openapi.load_description)."""
+    return OpenAPI(load_description(require(SPECS / "stripe" / "spec3.yaml")), name="stripe")

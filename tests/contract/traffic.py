@@ -83,7 +83,7 @@ async def _drive(provider: Provider) -> list[Exchange]:
             count = min(size, 3) + 1
             created = await push_until_done(
                 client, entity, outbound_records(provider, entity, count, run="contract"),
-                size, attempts=3)
+                size, attempts=3, clock=session.clock)
             changed = outbound_records(provider, entity, count, run="changed")
             linked = [dataclasses.replace(r, remote_id=created.results[f"{entity.value}-"
                                                                       f"contract-{i}"].remote_id)

@@ -29,8 +29,10 @@ from daemon.provider import (
     Provider,
     TemplateSpec,
 )
+from daemon.ratelimit import LimiterRegistry
 from daemon.sync import SyncEngine, SyncSettings
 from daemon.testing.emulator import Emulator, EmulatorServer
+from daemon.testing.kit import VirtualClock
 from daemon.testing.platform import SampleVenue, create_platform_schema, seed_venue
 from daemon.testing.runtime import runtime_for
 
@@ -67,7 +69,11 @@ def with_payload(record: OutboundRecord, payload: Mapping[str, Any]) -> Outbound
 
 @dataclass
 class Emulated(Generic[E, C]):
-    """A running emulator, a control client on it, and a factory of provider clients."""
+    """A running emulator, a control client on it, and a factory of provider clients.
+
+    The clients' waits (``Retry-After``, backoff, rate limits) and the emulator's count of
+    its documented limits run on ``clock``, virtual time as in the conformance kit: the
+    tests assert what arrives, never how long it took."""
 
     server: EmulatorServer
     emulator: E
@@ -77,6 +83,11 @@ class Emulated(Generic[E, C]):
     #: One process's per-account locks, shared by every client made here (as the runtime
     #: shares its own), so two clients of one account serialise what the provider needs.
     locks: AccountLocks = field(default_factory=AccountLocks)
+    clock: VirtualClock = field(default_factory=VirtualClock)
+
+    def __post_init__(self) -> None:
+        self.limiters = LimiterRegistry(self.clock)
+        self.emulator.use_clock(self.clock.now)
 
     async def credentials(self) -> Credentials:
         data = (await self.control.get("/_emulator/credentials")).json()
@@ -88,7 +99,8 @@ class Emulated(Generic[E, C]):
         creds = credentials or await self.credentials()
         return self.make_client(ClientContext(
             venue_id="v1", credentials=creds, options=dict(options or {}), http=self.http,
-            base_url=self.server.url, environment="sandbox", locks=self.locks))
+            base_url=self.server.url, environment="sandbox", locks=self.locks,
+            limiters=self.limiters))
 
     async def configure(self, **changes: Any) -> None:
         response = await self.control.patch("/_emulator/settings", json=changes)
@@ -152,8 +164,11 @@ async def connected_venue(pool: asyncpg.Pool, name: str, kind: type[V], *, custo
             "credentials, options) VALUES ($1, $2, $3, 'connected', $4, $5)",
             sample.venue_id, provider.name, sample.name, {"access_token": "oauth"}, options)
         urls = {provider.name: server.url}
+        # The clients' waits and the emulator's limits on virtual time (see Emulated).
+        clock = VirtualClock()
+        server.emulator.use_clock(clock.now)
         runtime = runtime_for(pool, {provider.name: provider}, http=http,
                               sync=SyncSettings(base_urls=urls, max_backoff_seconds=0.2),
-                              tokens=EmulatorTokens(urls), ratelimit_shared=False)
+                              tokens=EmulatorTokens(urls), limiters=LimiterRegistry(clock))
         async with runtime.opened():
             yield kind(pool, provider, server.emulator, runtime.engine, sample.venue_id)

@@ -61,13 +61,14 @@ from daemon.testing.kit._records import (
     outbound_records,
     source_record,
 )
-from daemon.testing.kit._session import KitSession, build_options
+from daemon.testing.kit._session import KitSession, VirtualClock, build_options
 
 __all__ = [
     "GARBAGE_ANSWERS",
     "Garbage",
     "KitSession",
     "ProviderConformance",
+    "VirtualClock",
     "WebhookShape",
     "build_options",
     "check_auth_failure",

@@ -36,6 +36,7 @@ from daemon.provider import (
     RecordResult,
     WebhookRequest,
 )
+from daemon.ratelimit import Clock, MonotonicClock
 from daemon.testing.emulator import EmulatorServer
 from daemon.testing.kit._records import chunks, default_template, outbound_records
 from daemon.testing.kit._session import KitSession
@@ -156,13 +157,16 @@ class PushOutcome:
 
 async def push_until_done(
     client: ProviderClient, entity: Entity, records: Sequence[OutboundRecord], batch_size: int,
-    *, attempts: int = 1, max_wait: float = 2.0,
+    *, attempts: int = 1, max_wait: float = 2.0, clock: Clock | None = None,
 ) -> PushOutcome:
     """Push in chunks of ``batch_size``; re-push retryable failures up to ``attempts`` times.
 
     A retry sends the same records (same idempotency keys, still unlinked), exactly as the
-    engine retries a job whose results were lost.
+    engine retries a job whose results were lost. Between rounds it waits the longest
+    ``Retry-After`` it was given (at most ``max_wait``) on ``clock`` (the checks pass their
+    session's; default real time).
     """
+    clock = clock if clock is not None else MonotonicClock()
     results: dict[str, RecordResult] = {}
     errors: list[str] = []
     pending = list(records)
@@ -198,7 +202,7 @@ async def push_until_done(
         pending = failed
         if not pending:
             break
-        await asyncio.sleep(min(max(wait, 0.05), max_wait))
+        await clock.sleep(min(max(wait, 0.05), max_wait))
     return PushOutcome(results, used, tuple(errors))
 
 
@@ -230,7 +234,7 @@ async def check_batching(session: KitSession, entity: Entity) -> None:
     records = outbound_records(provider, entity, size * 2 + 1, run="batch")
     await session.configure(enforce_rate_limits=False)
     client = await session.client()
-    outcome = await push_until_done(client, entity, records, size)
+    outcome = await push_until_done(client, entity, records, size, clock=session.clock)
     _assert_all_pushed(outcome, records)
     log = await session.requests()
     sizes = [int(str(r["batch_size"])) for r in _writes(log) if r.get("batch_size") is not None]
@@ -252,12 +256,14 @@ async def check_idempotent_retry(session: KitSession, entity: Entity) -> None:
     size = _batch(provider, entity)
     records = outbound_records(provider, entity, min(size, 3) + 1, run="again")
     client = await session.client()
-    first = await push_until_done(client, entity, records, size, attempts=5)
+    first = await push_until_done(client, entity, records, size, attempts=5,
+                                  clock=session.clock)
     ids = _assert_all_pushed(first, records)
     before = await session.count(entity.value)
     assert before == len(records), f"{before} {entity.value} records after one push of " \
         f"{len(records)}"
-    second = await push_until_done(client, entity, records, size, attempts=5)
+    second = await push_until_done(client, entity, records, size, attempts=5,
+                                   clock=session.clock)
     again = _assert_all_pushed(second, records)
     after = await session.count(entity.value)
     assert after == before, f"pushing the same records twice left {after} {entity.value} " \
@@ -280,7 +286,7 @@ async def check_crash_recovery(session: KitSession, entity: Entity) -> None:
         # write has been lost (reads may come first); then none.
         rate = 0.0 if dropped or attempt >= 10 else (1.0 if attempt == 0 else 0.5)
         await session.configure(reset_after_commit_rate=rate)
-        outcome = await push_until_done(client, entity, pending, size)
+        outcome = await push_until_done(client, entity, pending, size, clock=session.clock)
         results.update({k: v for k, v in outcome.results.items() if v.ok})
         pending = [r for r in records if r.local_id not in results]
         log = await session.requests()
@@ -307,7 +313,7 @@ async def check_rate_limit_429(session: KitSession, entity: Entity, *,
     await session.configure(rate_limit_storm=storm, seed=4)
     client = await session.client()
     outcome = await push_until_done(client, entity, records, size, attempts=40,
-                                    max_wait=max_wait)
+                                    max_wait=max_wait, clock=session.clock)
     await session.configure(rate_limit_storm=0.0)
     _assert_all_pushed(outcome, records)
     log = await session.requests()
@@ -331,7 +337,8 @@ async def check_write_once(session: KitSession, entity: Entity) -> None:
     assert support.write_once, f"{where} is not declared write_once"
     (record,) = outbound_records(provider, entity, 1, run="once")
     client = await session.client()
-    created = await push_until_done(client, entity, [record], 1, attempts=5)
+    created = await push_until_done(client, entity, [record], 1, attempts=5,
+                                    clock=session.clock)
     (remote_id,) = _assert_all_pushed(created, [record])
     stored = await session.count(entity.value)
     (other,) = outbound_records(provider, entity, 1, run="once-changed")
@@ -544,7 +551,7 @@ async def _delivery(session: KitSession, entity: Entity,
     records = outbound_records(provider, entity, 1, run="hook")
     client = await session.client()
     outcome = await push_until_done(client, entity, records, _batch(provider, entity),
-                                    attempts=5)
+                                    attempts=5, clock=session.clock)
     [remote_id] = _assert_all_pushed(outcome, records)
     stored = (await session.store()).get(entity.value, [])
     ids = {str(r.get("id")) for r in stored}

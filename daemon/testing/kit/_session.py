@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
@@ -18,9 +19,30 @@ from daemon.provider import (
     ProviderClient,
     WebhookRequest,
 )
+from daemon.ratelimit import Clock, LimiterRegistry
 from daemon.testing.emulator import EmulatorServer
 
-__all__ = ["KitSession", "build_options"]
+__all__ = ["KitSession", "VirtualClock", "build_options"]
+
+
+class VirtualClock:
+    """Time that moves on at once: :meth:`sleep` advances it by the time asked for, by at
+    least a microsecond (a wait computed as a tiny difference of two times then always
+    ends, as it does on a real clock), and returns after one turn of the event loop."""
+
+    #: The least a sleep advances the time by, in seconds.
+    STEP = 1e-6
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self._now += max(seconds, self.STEP)
+        await asyncio.sleep(0)
 
 
 def build_options(provider: Provider, account: Mapping[str, str],
@@ -47,11 +69,21 @@ class KitSession:
     ``async with KitSession(provider) as s:`` starts a fresh emulator (empty store);
     :meth:`client` builds a :class:`ProviderClient` on the emulator's credentials;
     the other methods are the emulator's control API.
+
+    The clients' waits (a ``Retry-After`` pause, backoff between retries, rate limiting)
+    run on ``clock``, by default virtual time that moves on at once (:class:`VirtualClock`):
+    what the checks assert is what arrives and how often, never how long it took, and on
+    real time one 1-second ``Retry-After`` or a few backoffs made a check take seconds.
+    The clients take their limiters from :attr:`limiters`, a registry of this session's
+    own, and the emulator counts its documented rate limits on the same clock.
     """
 
     def __init__(self, provider: Provider, settings: EmulatorSettings | None = None, *,
-                 options: Mapping[str, Any] | None = None, timeout: float = 30.0) -> None:
+                 options: Mapping[str, Any] | None = None, timeout: float = 30.0,
+                 clock: Clock | None = None) -> None:
         self.provider = provider
+        self.clock: Clock = clock if clock is not None else VirtualClock()
+        self.limiters = LimiterRegistry(self.clock)
         self.settings = settings or EmulatorSettings(seed=1)
         self.options = options
         self.timeout = timeout
@@ -69,6 +101,8 @@ class KitSession:
     async def __aenter__(self) -> Self:
         app = self.provider.emulator(self.settings)
         self.server = await self._stack.enter_async_context(EmulatorServer(app))
+        if self.server.emulator is not None:
+            self.server.emulator.use_clock(self.clock.now)
         self._control = await self._stack.enter_async_context(
             httpx.AsyncClient(base_url=self.server.url, timeout=self.timeout))
         self.http = await self._stack.enter_async_context(
@@ -152,6 +186,7 @@ class KitSession:
             http=self.http,
             base_url=base_url if base_url is not None else self.url,
             environment="sandbox",
+            limiters=self.limiters,
         )
         client = self.provider.client(ctx)
         self._clients.append(client)

@@ -22,7 +22,9 @@ from daemon.provider import (
     OutboundRecord,
     ProviderError,
 )
+from daemon.ratelimit import LimiterRegistry
 from daemon.testing.emulator import EmulatorServer
+from daemon.testing.kit import VirtualClock
 from plugins.mailchimp import MailchimpProvider
 from plugins.mailchimp.client import MailchimpClient
 from plugins.mailchimp.emulator import DEFAULT_LIST_ID, DEFAULT_STORE_ID, MailchimpEmulator
@@ -37,6 +39,11 @@ class Env:
         self.emulator = emulator
         self.server = server
         self.http = http
+        # The client's waits and the emulator's limits on virtual time: the tests assert
+        # what arrives, never how long it took.
+        self.clock = VirtualClock()
+        self.limiters = LimiterRegistry(self.clock)
+        emulator.use_clock(self.clock.now)
 
     @property
     def api_key(self) -> str:
@@ -48,7 +55,7 @@ class Env:
             credentials=Credentials(api_key=api_key or self.api_key,
                                     account={"account": "acct"}),
             options={"list_id": DEFAULT_LIST_ID, "store_id": DEFAULT_STORE_ID, **options},
-            http=self.http, base_url=self.server.url)
+            http=self.http, base_url=self.server.url, limiters=self.limiters)
         client = provider.client(ctx)
         assert isinstance(client, MailchimpClient)
         return client

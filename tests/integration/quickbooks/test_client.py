@@ -20,7 +20,9 @@ from daemon.provider import (
     OutboundRecord,
     ProviderError,
 )
+from daemon.ratelimit import LimiterRegistry
 from daemon.testing.emulator import EmulatorServer
+from daemon.testing.kit import VirtualClock
 from plugins.quickbooks import QuickBooksProvider
 from plugins.quickbooks.client import QuickBooksClient
 from plugins.quickbooks.emulator import (
@@ -40,6 +42,11 @@ class Env:
         self.emulator = emulator
         self.server = server
         self.http = http
+        # The client's waits and the emulator's limits on virtual time: the tests assert
+        # what arrives, never how long it took.
+        self.clock = VirtualClock()
+        self.limiters = LimiterRegistry(self.clock)
+        emulator.use_clock(self.clock.now)
 
     @property
     def token(self) -> str:
@@ -51,7 +58,8 @@ class Env:
             venue_id="v1",
             credentials=Credentials(access_token=token or self.token,
                                     account={"realm_id": DEFAULT_REALM}),
-            options=options, http=self.http, base_url=self.server.url, refresh=refresh)
+            options=options, http=self.http, base_url=self.server.url, refresh=refresh,
+            limiters=self.limiters)
         client = provider.client(ctx)
         assert isinstance(client, QuickBooksClient)
         return client
