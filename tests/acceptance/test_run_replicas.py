@@ -97,7 +97,7 @@ def test_three_replicas_share_the_work_and_survive_kill_9(
     asyncio.run(_seed(db_url))
     env = {"SYNCD_SCHEDULER_TIME_SCALE": "20", "SYNCD_SCHEDULER_POLL_SECONDS": "0.5",
            "SYNCD_SCHEDULER_CATCHUP_SPREAD_SECONDS": "0",
-           "SYNCD_QUEUE_LEASE_SECONDS": "3", "SYNCD_QUEUE_HEARTBEAT_SECONDS": "1",
+           "SYNCD_QUEUE_LEASE_SECONDS": "8", "SYNCD_QUEUE_HEARTBEAT_SECONDS": "1",
            "SYNCD_WORKER_CONCURRENCY": "2", "SYNCD_WORKER_GRACE_SECONDS": "5",
            "SYNCD_HEALTH_INTERVAL_SECONDS": "3600",
            "SYNCD_SYNC_BASE_URLS": f'{{"stripe": "{stripe.url}"}}',
