@@ -104,3 +104,95 @@ async def kill_workers(ctx: Context) -> Result:
         (result.faults >= (5 if ctx.quick else 20), f"only {result.faults} kills"),
         (result.expected == result.at_provider, "records at the providers differ"),
     )
+
+
+# --- 2: provider faults ------------------------------------------------------------------------
+
+FAULTS_FULL = {"square": Sizes(30, 600, 60), "mailchimp": Sizes(30, 800, 60),
+               "quickbooks": Sizes(20, 300, 40), "stripe": Sizes(10, 120, 30)}
+FAULTS_QUICK = {"square": Sizes(4, 40, 8), "mailchimp": Sizes(4, 40, 8),
+                "quickbooks": Sizes(3, 20, 6), "stripe": Sizes(3, 12, 5)}
+#: The outage: every request to this provider is answered 429 with a long Retry-After until
+#: it is over, so its job is deferred attempt after attempt until its budget runs out.
+OUTAGE = "quickbooks"
+
+
+def fault_mix(quick: bool) -> dict[str, float]:
+    """30 % 5xx and every other kind of misbehaviour, each a share of requests."""
+    return {"error_rate": 0.3, "rate_limit_storm": 0.05,
+            "storm_retry_after": 3.0 if quick else 20.0,
+            "timeout_rate": 0.02, "hang_seconds": 1.5, "reset_rate": 0.03,
+            "reset_after_commit_rate": 0.03, "slow_rate": 0.05, "slow_seconds": 1.0,
+            "malformed_rate": 0.03}
+
+
+CLEAR = {"error_rate": 0.0, "rate_limit_storm": 0.0, "timeout_rate": 0.0, "reset_rate": 0.0,
+         "reset_after_commit_rate": 0.0, "slow_rate": 0.0, "malformed_rate": 0.0}
+
+
+async def syncd_cli(daemon: Daemon, *args: str) -> str:
+    """Run a ``syncd`` command as an operator would, beside the running daemon."""
+    from bench.proving.daemon import SYNCD
+    proc = await asyncio.create_subprocess_exec(
+        SYNCD, *args, env=daemon.environment(), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"syncd {' '.join(args)} exited {proc.returncode}: {text[-1000:]}")
+    return text
+
+
+@scenario(2, "provider-faults", "30% 5xx, 429 storms with a long Retry-After, timeouts, "
+          "resets, slow and malformed answers, one provider down: nothing lost or duplicated, "
+          "dead letters only where attempts ran out, replayed to completion")
+async def provider_faults(ctx: Context) -> Result:
+    sizes = FAULTS_QUICK if ctx.quick else FAULTS_FULL
+    result = Result("provider-faults")
+    budget = 3
+    async with world(ctx.server, "faults", sizes) as w:
+        result.load = f"{sum(s.records for s in sizes.values())} records, 4 providers"
+        for i, integration in enumerate(w.integrations):
+            integration.emulator.update_settings({**fault_mix(ctx.quick), "seed": ctx.seed + i})
+        w.emulator(OUTAGE).update_settings({"rate_limit_storm": 1.0})
+        # The outage's job runs out of attempts (one in --quick: each attempt waits out the
+        # storm's Retry-After several times before the job is deferred).
+        await w.enqueue_all(max_attempts=budget, budgets={OUTAGE: 1 if ctx.quick else budget})
+        daemon = Daemon(w.db_url, w.workdir / "logs", replicas=2,
+                        env={**w.daemon_env(), **FAST_QUEUE,
+                             "SYNCD_SYNC_MAX_BACKOFF_SECONDS": "1"})
+        async with daemon:
+            await wait_until(w.queue_settled, 600 if ctx.quick else 1800,
+                             "the faulted syncs to settle")
+            during = await job_statuses(w)
+            dead = [dict(r) for r in await w.pool.fetch(
+                "SELECT id, provider, attempts, max_attempts, error_kind FROM sync_queue "
+                "WHERE status = 'dead_letter'")]
+            result.notes += await dead_letters(w)
+            kinds: dict[str, int] = {}
+            for integration in w.integrations:
+                for request in integration.emulator.requests:
+                    if request.fault:
+                        kinds[request.fault] = kinds.get(request.fault, 0) + 1
+            outage = sum(1 for r in w.emulator(OUTAGE).requests
+                         if r.fault == "rate_limit_storm")
+            result.faults = sum(kinds.values())
+            result.fault_kinds = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+            w.set_faults(**CLEAR)
+            await syncd_cli(daemon, "dlq", "replay", "--all")
+            await wait_until(w.queue_settled, 300 if ctx.quick else 900,
+                             "the replayed dead letters to finish")
+        after = await job_statuses(w)
+        apply_tally(result, await w.tally())
+    result.notes.append(f"jobs while faulted {during}, after replay {after}; "
+                        f"{outage} answers of the {OUTAGE} outage")
+    exhausted = all(d["attempts"] >= d["max_attempts"] for d in dead)
+    return result.finish(
+        (bool(dead) and OUTAGE in {d["provider"] for d in dead},
+         "the outage left no dead letter to replay"),
+        (exhausted, f"a job was dead-lettered before its attempts ran out: {dead}"),
+        (all(d["error_kind"] == "retryable" for d in dead),
+         f"a dead letter that is not a retryable failure: {dead}"),
+        (after.keys() == {"completed"}, f"jobs not all completed after replay: {after}"),
+        (result.expected == result.at_provider, "records at the providers differ"),
+    )

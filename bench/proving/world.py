@@ -139,15 +139,17 @@ class World:
         for integration in self.integrations:
             integration.emulator.update_settings(changes)
 
-    async def enqueue_all(self, entity: str = "all", *,
-                          max_attempts: int | None = None) -> list[int]:
+    async def enqueue_all(self, entity: str = "all", *, max_attempts: int | None = None,
+                          budgets: Mapping[str, int] | None = None) -> list[int]:
         """A sync of every integration; ``max_attempts`` is each job's budget (the queue's
-        default when None)."""
+        default when None), ``budgets`` a provider's own."""
         ids = []
         for integration in self.integrations:
             job = await enqueue(self.pool, venue_id=integration.venue,
                                 provider=integration.provider, entity_type=entity,
-                                payload={"trigger": "prove"}, max_attempts=max_attempts)
+                                payload={"trigger": "prove"},
+                                max_attempts=(budgets or {}).get(integration.provider,
+                                                                 max_attempts))
             if job is not None:
                 ids.append(job)
         return ids
