@@ -196,3 +196,94 @@ async def provider_faults(ctx: Context) -> Result:
         (after.keys() == {"completed"}, f"jobs not all completed after replay: {after}"),
         (result.expected == result.at_provider, "records at the providers differ"),
     )
+
+
+# --- 3: content changing under a retry --------------------------------------------------------
+
+EDIT_FULL = {"square": Sizes(0, 300, 0), "mailchimp": Sizes(0, 300, 0),
+             "quickbooks": Sizes(0, 200, 0), "stripe": Sizes(0, 100, 0)}
+EDIT_QUICK = {"square": Sizes(0, 40, 0), "mailchimp": Sizes(0, 40, 0),
+              "quickbooks": Sizes(0, 30, 0), "stripe": Sizes(0, 20, 0)}
+
+#: A remote customer's first name, per provider (the edits change only first names).
+FIRST_NAME = {
+    "stripe": lambda r: str(r.get("name") or "").split(" ")[0],
+    "square": lambda r: r.get("given_name"),
+    "mailchimp": lambda r: (r.get("merge_fields") or {}).get("FNAME"),
+    "quickbooks": lambda r: r.get("GivenName"),
+}
+
+
+async def _edit(w: World, rng: random.Random, share: float) -> int:
+    """Flip the first name of a random share of customers between A and B (``A`` and
+    ``A~``): a second flip takes a record back to the content it had (A to B to A)."""
+    rows = await w.pool.fetch("SELECT id FROM customers ORDER BY id")
+    chosen = [r["id"] for r in rows if rng.random() < share]
+    await w.pool.execute(
+        "UPDATE customers SET first_name = CASE WHEN first_name LIKE '%~' "
+        "THEN rtrim(first_name, '~') ELSE first_name || '~' END, updated_at = now() "
+        "WHERE id = ANY($1::uuid[])", chosen)
+    return len(chosen)
+
+
+async def lost_edits(w: World) -> tuple[int, list[str]]:
+    """Customers whose remote first name is not the source's."""
+    from bench.proving.world import KEYS
+    lost, examples = 0, []
+    for integration in w.integrations:
+        key, sql = KEYS[integration.provider]["customer"]
+        remote = {str(key(r)): FIRST_NAME[integration.provider](r)
+                  for r in integration.emulator.store.get("customer", {}).values()}
+        column = sql.removeprefix("SELECT ").removesuffix(" FROM customers")
+        for row in await w.pool.fetch(f"SELECT {column} AS k, first_name FROM customers "
+                                      "WHERE venue_id = $1", integration.venue):
+            if remote.get(row["k"]) != row["first_name"]:
+                lost += 1
+                if len(examples) < 4:
+                    examples.append(f"{integration.provider} {row['k']}: remote "
+                                    f"{remote.get(row['k'])!r}, source {row['first_name']!r}")
+    return lost, examples
+
+
+@scenario(3, "changing-content", "content edited between a committed push and its retry "
+          "(answers lost after commit, workers killed), and edits from A to B back to A: "
+          "no duplicate, no lost edit")
+async def changing_content(ctx: Context) -> Result:
+    sizes = EDIT_QUICK if ctx.quick else EDIT_FULL
+    rng = random.Random(ctx.seed)
+    rounds = 4 if ctx.quick else 8
+    result = Result("changing-content", fault_kinds="lost answers, kill -9, edits")
+    async with world(ctx.server, "edits", sizes) as w:
+        result.load = (f"{sum(s.records for s in sizes.values())} records, {rounds} rounds "
+                       "of edits")
+        w.set_faults(reset_after_commit_rate=0.3, seed=ctx.seed)
+        daemon = Daemon(w.db_url, w.workdir / "logs", replicas=1,
+                        env={**w.daemon_env(), **FAST_QUEUE})
+        edits = 0
+        async with daemon:
+            for n in range(rounds):
+                await w.enqueue_all("customer", max_attempts=1000)
+                # The first push of the round commits and loses some answers; then the
+                # worker dies, the content changes, and the retry meets the new content.
+                await asyncio.sleep(rng.uniform(0.5, 2.0))
+                daemon.kill(0)
+                edits += await _edit(w, rng, 0.3)
+                daemon.start_replica(0)
+                await wait_until(w.queue_settled, 300, f"round {n + 1} to settle")
+                edits += await _edit(w, rng, 0.2)
+            w.set_faults(reset_after_commit_rate=0.0)
+            await w.enqueue_all("customer", max_attempts=1000)
+            await wait_until(w.queue_settled, 300, "the last sync to settle")
+            result.faults = daemon.kills + sum(
+                1 for i in w.integrations for r in i.emulator.requests
+                if r.fault == "reset_after_commit")
+        apply_tally(result, await w.tally())
+        stale, examples = await lost_edits(w)
+        statuses = await job_statuses(w)
+    result.lost += stale
+    result.notes.append(f"{edits} edits; {stale} remote records not at their last edit; "
+                        f"jobs {statuses}")
+    result.notes += examples
+    return result.finish(
+        (statuses.keys() == {"completed"}, f"jobs not all completed: {statuses}"),
+    )
