@@ -151,3 +151,176 @@ async def webhook_storm(ctx: Context) -> Result:
          "a genuine delivery was not answered 200"),
         (unprocessed == 0, f"{unprocessed} genuine events not processed"),
     )
+
+
+# --- 9: tenant isolation ---------------------------------------------------------------------
+
+JWT_SECRET = "prove-admin-api-secret-0123456789abcdef"  # noqa: S105 - a test value
+API_ENV = {"SYNCD_API_JWT_SECRET": JWT_SECRET, "SYNCD_API_JWT_ISSUER": "https://platform.example",
+           "SYNCD_API_JWT_AUDIENCE": "syncd"}
+
+
+def token(role: str, venues: list[str] | None, *, secret: str = JWT_SECRET) -> str:
+    import jwt
+    claims: dict[str, Any] = {"sub": f"prove-{role}", "role": role,
+                              "iss": "https://platform.example", "aud": "syncd",
+                              "exp": int(time.time()) + 3600}
+    if venues is not None:
+        claims["venues"] = venues
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def _forged_tokens(venue: str) -> list[str]:
+    """Tokens claiming ``venue`` that no platform issued: another secret, no signature
+    (``alg: none``), expired, another audience."""
+    import base64
+
+    import jwt
+    def b64(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    claims = {"sub": "forger", "role": "venue_admin", "venues": [venue],
+              "iss": "https://platform.example", "aud": "syncd",
+              "exp": int(time.time()) + 3600}
+    return [
+        token("venue_admin", [venue], secret="guessed-secret-0123456789abcdef012345"),
+        f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.",
+        jwt.encode({**claims, "exp": int(time.time()) - 3600}, JWT_SECRET, algorithm="HS256"),
+        jwt.encode({**claims, "aud": "another-service"}, JWT_SECRET, algorithm="HS256"),
+    ]
+
+
+async def _tenant(pool: asyncpg.Pool, label: str, provider: str) -> dict[str, str]:
+    """A venue with an integration, a sync log, a dead letter and a webhook event, each
+    carrying a marker no other venue's answer may contain."""
+    import uuid
+
+    from daemon.queue import enqueue
+    venue = uuid.uuid4()
+    marker = f"marker-{label}-{uuid.uuid4().hex[:10]}"
+    await pool.execute(
+        "INSERT INTO integration_configs (venue_id, provider, venue_name, status, last_error, "
+        "credentials) VALUES ($1, $2, $3, 'error', $4, $5)", venue, provider,
+        f"Venue {label} {marker}", f"refused: {marker}", {"api_key": "env:VENUE_X_KEY"})
+    job = await enqueue(pool, venue_id=venue, provider=provider, entity_type="customer")
+    await pool.execute(
+        "UPDATE sync_queue SET status = 'dead_letter', attempts = max_attempts, "
+        "error_kind = 'retryable', last_error = $2, completed_at = now() WHERE id = $1",
+        job, f"dead: {marker}")
+    await pool.execute(
+        "INSERT INTO integration_webhooks (venue_id, provider, event_type, external_id, "
+        "payload, status) VALUES ($1, $2, 'customer.updated', $3, '{}', 'processed')",
+        venue, provider, f"evt-{marker}")
+    await pool.execute(
+        "INSERT INTO sync_logs (venue_id, provider, operation, entity_type, status, errors, "
+        "started_at) VALUES ($1, $2, 'sync', 'customer', 'failed', $3, now())", venue, provider,
+        [{"local_id": marker, "error": marker}])
+    return {"venue": str(venue), "provider": provider, "marker": marker, "job": str(job),
+            "label": label}
+
+
+def _probes(spec: dict[str, Any], other: dict[str, str]) -> list[tuple[str, str, dict[str, str],
+                                                                        Any]]:
+    """Every admin route of the description, aimed at ``other``'s resources: (method, path,
+    query, body)."""
+    out: list[tuple[str, str, dict[str, str], Any]] = []
+    for template, operations in spec["paths"].items():
+        for method, op in operations.items():
+            if template == "/openapi.json":
+                continue
+            path = (template.replace("{venue}", other["venue"])
+                    .replace("{provider}", other["provider"]).replace("{id}", other["job"]))
+            queries: list[dict[str, str]] = [{}]
+            for param in op.get("parameters", []):
+                if param["in"] != "query":
+                    continue
+                value = {"venue": other["venue"], "provider": other["provider"],
+                         "status": "processed", "limit": "1000"}.get(param["name"])
+                if value is not None:
+                    queries.append({param["name"]: value})
+            body = {"entity": "all"} if method == "post" and "sync" in template else None
+            out += [(method.upper(), "/api/v1" + path, q, body) for q in queries]
+    return out
+
+
+@scenario(9, "tenant-isolation", "venue-admin tokens probe every admin route of the OpenAPI "
+          "description for other venues' integrations, syncs, dead letters and webhooks: all "
+          "refused, nothing leaked")
+async def tenant_isolation(ctx: Context) -> Result:
+    result = Result("tenant-isolation", fault_kinds="probes")
+    db_url = await ctx.server.create_database()
+    workdir = Path(tempfile.mkdtemp(prefix="syncd-prove-tenants-"))
+    pool = await asyncpg.create_pool(db_url, min_size=1, max_size=4, init=init_connection)
+    assert pool is not None
+    try:
+        providers = ["stripe", "square", "mailchimp", "quickbooks"]
+        count = 3 if ctx.quick else 8
+        tenants = [await _tenant(pool, chr(65 + i), providers[i % 4]) for i in range(count)]
+        async with Daemon(db_url, workdir / "logs", replicas=0, http=True, env=API_ENV) as d, \
+                httpx.AsyncClient(base_url=d.url, timeout=30) as http:
+            spec = (await http.get("/api/v1/openapi.json")).json()
+            admin = {"Authorization": f"Bearer {token('platform_admin', None)}"}
+            # The markers are there to be found: a platform admin sees every one of them.
+            seen = (await http.get("/api/v1/integrations", headers=admin)).text + (
+                await http.get("/api/v1/dead-letters", headers=admin)).text + (
+                await http.get("/api/v1/webhooks", headers=admin)).text
+            visible = all(t["marker"] in seen for t in tenants)
+            probes = leaks = refused = 0
+            statuses: Counter[int] = Counter()
+            for me in tenants:
+                mine = {"Authorization": f"Bearer {token('venue_admin', [me['venue']])}"}
+                own = await http.get(f"/api/v1/venues/{me['venue']}/integrations/"
+                                     f"{me['provider']}", headers=mine)
+                if own.status_code != 200 or me["marker"] not in own.text:
+                    result.notes.append(f"venue {me['label']} cannot see its own integration")
+                    visible = False
+                for other in tenants:
+                    if other is me:
+                        continue
+                    for method, path, query, body in _probes(spec, other):
+                        response = await http.request(method, path, params=query, json=body,
+                                                      headers=mine)
+                        probes += 1
+                        statuses[response.status_code] += 1
+                        text = response.text
+                        if response.status_code in (403, 404):
+                            refused += 1
+                        leaked = [t["label"] for t in tenants if t is not me
+                                  and (t["marker"] in text or (response.status_code < 300
+                                                               and t["venue"] in text))]
+                        if leaked or response.status_code >= 500 or (
+                                response.status_code < 300 and method == "POST"):
+                            leaks += 1
+                            if len(result.notes) < 8:
+                                result.notes.append(f"{method} {path} {query} as "
+                                                    f"{me['label']}: {response.status_code} "
+                                                    f"{text[:200]}")
+            # Tokens a venue admin might forge to reach another venue: all 401.
+            forged_accepted = 0
+            for other in tenants:
+                path = f"/api/v1/venues/{other['venue']}/integrations/{other['provider']}"
+                for forged in _forged_tokens(other["venue"]):
+                    response = await http.get(path, headers={
+                        "Authorization": f"Bearer {forged}"})
+                    probes += 1
+                    statuses[response.status_code] += 1
+                    if response.status_code != 401:
+                        forged_accepted += 1
+                        result.notes.append(f"a forged token got {response.status_code}")
+            result.forged_accepted = forged_accepted
+        # Nothing another venue asked for happened: every dead letter is still dead and no
+        # sync was queued.
+        changed = await pool.fetchval(
+            "SELECT count(*) FROM sync_queue WHERE venue_id = ANY($1::uuid[]) "
+            "AND status <> 'dead_letter'", [t["venue"] for t in tenants])
+        result.faults = probes
+        result.load = f"{count} venues, {probes} probes"
+        result.leaked = leaks + changed
+        result.notes.append(f"answers {dict(sorted(statuses.items()))}; {refused} refused "
+                            "outright, the rest answered with nothing of another venue")
+    finally:
+        await pool.close()
+        await ctx.server.drop_database(db_url)
+    return result.finish(
+        (visible, "the markers were not visible to their own venue and to a platform admin"),
+        (probes > 0, "no probe was made"),
+    )
