@@ -182,7 +182,7 @@ def _forged_tokens(venue: str) -> list[str]:
               "iss": "https://platform.example", "aud": "syncd",
               "exp": int(time.time()) + 3600}
     return [
-        token("venue_admin", [venue], secret="guessed-secret-0123456789abcdef012345"),
+        token("venue_admin", [venue], secret="guessed-secret-0123456789abcdef012345"),  # noqa: S106
         f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.",
         jwt.encode({**claims, "exp": int(time.time()) - 3600}, JWT_SECRET, algorithm="HS256"),
         jwt.encode({**claims, "aud": "another-service"}, JWT_SECRET, algorithm="HS256"),
