@@ -1,10 +1,11 @@
 """The syncd processes a scenario runs against, started as an operator starts them.
 
 :class:`Daemon` is the one place that knows which commands make up "syncd running": today a
-replica is a ``syncd worker`` process (queue workers and, while leader, the scheduler) and
-the HTTP surface is one ``syncd serve`` process beside them. Every scenario starts, kills and
-stops syncd only through this class, so switching to one ``syncd run`` process per replica
-changes :meth:`Daemon._replica_commands` and :meth:`Daemon.start` and nothing else.
+replica is a ``syncd worker`` process (queue workers and, while leader, the scheduler), the
+HTTP surface one ``syncd serve`` process beside them and the config watcher one ``syncd
+apply --watch``. Every scenario starts, kills and stops syncd only through this class, so
+switching to one ``syncd run`` process per replica changes :meth:`Daemon._replica_commands`
+and :meth:`Daemon.start` and nothing else.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class Daemon:
     env: Mapping[str, str] = field(default_factory=dict)
     replicas: int = 1
     http: bool = False
+    #: Apply this config directory and keep applying it as it changes.
+    config_dir: Path | None = None
     url: str = ""
     processes: dict[str, Process] = field(default_factory=dict)
     kills: int = 0
@@ -96,6 +99,8 @@ class Daemon:
             self.start_replica(index)
         if self.http:
             self._spawn("http", [SYNCD, "serve", "--host", "127.0.0.1", "--port", "0"])
+        if self.config_dir is not None:
+            self._spawn("config", [SYNCD, "apply", "--watch", "--config", str(self.config_dir)])
         await self.wait_started(timeout=timeout)
 
     def start_replica(self, index: int) -> None:
@@ -118,6 +123,9 @@ class Daemon:
                     found = _LISTENING.findall(text)
                     if len(found) >= want:
                         self.url = found[-1].rstrip("/")
+                        break
+                elif process.name == "config":
+                    if text.count('"config.reconciled"') >= want:
                         break
                 elif text.count('"worker.started"') >= want:
                     break

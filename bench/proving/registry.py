@@ -104,6 +104,8 @@ def scoreboard(results: list[Result]) -> str:
     rows = [COLUMNS]
     for r in results:
         faults = f"{r.faults} {r.fault_kinds}".strip() if r.status != "pending" else "-"
+        if len(faults) > 72:
+            faults = faults[:69] + "..."
         rows.append((r.name, r.load or "-", faults, str(r.expected or "-"),
                      str(r.at_provider or "-"), str(r.lost), str(r.duplicated),
                      str(r.forged_accepted), str(r.leaked), f"{r.seconds:.0f}",

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from bench.proving import http_scenarios, sync_scenarios
+from bench.proving import config_scenarios, http_scenarios, sync_scenarios
 
-__all__ = ["http_scenarios", "sync_scenarios"]
+__all__ = ["config_scenarios", "http_scenarios", "sync_scenarios"]
