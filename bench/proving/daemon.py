@@ -56,6 +56,8 @@ class Daemon:
     http: bool = False
     #: Apply this config directory and keep applying it as it changes.
     config_dir: Path | None = None
+    #: Settings of one replica only (replica index -> variables), on top of ``env``.
+    replica_env: dict[int, dict[str, str]] = field(default_factory=dict)
     url: str = ""
     processes: dict[str, Process] = field(default_factory=dict)
     kills: int = 0
@@ -82,12 +84,13 @@ class Daemon:
         """The processes of replica ``index``: (name, argv) pairs."""
         return [(f"worker-{index}", [SYNCD, "worker", "--owner", f"replica-{index}"])]
 
-    def _spawn(self, name: str, argv: list[str]) -> Process:
+    def _spawn(self, name: str, argv: list[str],
+               extra: Mapping[str, str] | None = None) -> Process:
         self.logdir.mkdir(parents=True, exist_ok=True)
         log = self.logdir / f"{name}.log"
         with log.open("ab") as out:
-            popen = subprocess.Popen(argv, env=self.environment(), cwd=ROOT, stdout=out,
-                                     stderr=subprocess.STDOUT)
+            popen = subprocess.Popen(argv, env={**self.environment(), **(extra or {})},
+                                     cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
         process = Process(name, popen, log)
         self.processes[name] = process
         self.starts[name] = self.starts.get(name, 0) + 1
@@ -105,7 +108,7 @@ class Daemon:
 
     def start_replica(self, index: int) -> None:
         for name, argv in self._replica_commands(index):
-            self._spawn(name, argv)
+            self._spawn(name, argv, self.replica_env.get(index))
 
     def replica_processes(self, index: int) -> list[Process]:
         names = {name for name, _ in self._replica_commands(index)}

@@ -287,3 +287,74 @@ async def changing_content(ctx: Context) -> Result:
     return result.finish(
         (statuses.keys() == {"completed"}, f"jobs not all completed: {statuses}"),
     )
+
+
+# --- 5: a worker cut off from Postgres past its lease ------------------------------------------
+
+STALL_FULL = {"stripe": Sizes(0, 300, 0)}
+STALL_QUICK = {"stripe": Sizes(0, 60, 0)}
+
+
+@scenario(5, "stalled-worker", "a worker's Postgres connections stall (a proxy stops moving "
+          "bytes) past its lease while it syncs: another worker takes the job over, the "
+          "first one's writes are fenced off, every record at the provider once")
+async def stalled_worker(ctx: Context) -> Result:
+    from urllib.parse import urlsplit, urlunsplit
+
+    from bench.proving.proxy import StallProxy
+    sizes = STALL_QUICK if ctx.quick else STALL_FULL
+    result = Result("stalled-worker", fault_kinds="stalled connection")
+    async with world(ctx.server, "stall", sizes) as w:
+        result.load = f"{sum(s.records for s in sizes.values())} records, 2 workers"
+        parts = urlsplit(w.db_url)
+        async with StallProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+            proxied = urlunsplit(parts._replace(
+                netloc=parts.netloc.replace(f":{parts.port or 5432}", f":{proxy.port}")))
+            await w.enqueue_all("customer", max_attempts=100)
+            daemon = Daemon(w.db_url, w.workdir / "logs", replicas=1,
+                            env={**w.daemon_env(), **FAST_QUEUE,
+                                 "SYNCD_QUEUE_LEASE_SECONDS": "3",
+                                 "SYNCD_QUEUE_HEARTBEAT_SECONDS": "0.5"},
+                            replica_env={0: {"SYNCD_DATABASE_URL": proxied}})
+            emulator = w.emulator("stripe")
+            async with daemon:
+                # Stall the first worker in the middle of its sync.
+                async def started() -> bool:
+                    return len(emulator.store.get("customer", {})) >= 5
+                await wait_until(started, 120, "the first worker to push", every=0.05)
+                proxy.stall()
+                owner = await w.pool.fetchval("SELECT lease_owner FROM sync_queue")
+                daemon.start_replica(1)
+                await daemon.wait_started(only=daemon.replica_processes(1))
+                try:
+                    await wait_until(w.queue_settled, 60 if ctx.quick else 300,
+                                     "the second worker to finish the job")
+                except TimeoutError:
+                    raise TimeoutError(
+                        "the second worker never finished the job; sessions: "
+                        + "; ".join(f"{r['pid']} {r['state']} {r['wait_event']} "
+                                    f"blocked by {r['blockers']} {r['query'][:60]!r}"
+                                    for r in await w.pool.fetch(
+                                        "SELECT pid, state, wait_event, query, "
+                                        "pg_blocking_pids(pid) AS blockers FROM "
+                                        "pg_stat_activity WHERE datname = current_database() "
+                                        "AND pid <> pg_backend_pid() AND state <> 'idle'"))
+                    ) from None
+                finisher = await w.pool.fetchval("SELECT lease_owner FROM sync_queue")
+                # The first worker comes back: whatever it still meant to write is fenced.
+                proxy.resume()
+                await asyncio.sleep(6)
+                result.faults = 1
+                first_log = daemon.read_log(daemon.processes["worker-0"])
+            job = await w.pool.fetchrow("SELECT status, attempts, error_kind FROM sync_queue")
+            apply_tally(result, await w.tally())
+            runs = await w.pool.fetch("SELECT status FROM sync_logs ORDER BY started_at")
+    fenced = "lease" in first_log and ("lease_lost" in first_log or "LeaseLost" in first_log)
+    result.notes.append(f"job {dict(job)}; held by {owner} when stalled, finished by "
+                        f"{finisher}; sync runs {[r['status'] for r in runs]}")
+    return result.finish(
+        (owner == "replica-0", f"the stalled worker did not hold the job ({owner})"),
+        (job["status"] == "completed", f"the job did not complete: {dict(job)}"),
+        (fenced, "the first worker's log shows no lost lease"),
+        (result.expected == result.at_provider, "records at the provider differ"),
+    )
