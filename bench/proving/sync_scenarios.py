@@ -7,10 +7,12 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit, urlunsplit
 
-from bench.proving.daemon import Daemon
+from bench.proving.daemon import SYNCD, Daemon
+from bench.proving.proxy import StallProxy
 from bench.proving.registry import Context, Result, scenario
-from bench.proving.world import Sizes, Tally, World, world
+from bench.proving.world import KEYS, Sizes, Tally, World, world
 
 #: Queue timings that make a crashed worker's job come back in seconds, not minutes, and a
 #: crash loop that never exhausts a job's attempts (a kill costs the job one attempt).
@@ -132,7 +134,6 @@ CLEAR = {"error_rate": 0.0, "rate_limit_storm": 0.0, "timeout_rate": 0.0, "reset
 
 async def syncd_cli(daemon: Daemon, *args: str) -> str:
     """Run a ``syncd`` command as an operator would, beside the running daemon."""
-    from bench.proving.daemon import SYNCD
     proc = await asyncio.create_subprocess_exec(
         SYNCD, *args, env=daemon.environment(), stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT)
@@ -228,7 +229,6 @@ async def _edit(w: World, rng: random.Random, share: float) -> int:
 
 async def lost_edits(w: World) -> tuple[int, list[str]]:
     """Customers whose remote first name is not the source's."""
-    from bench.proving.world import KEYS
     lost, examples = 0, []
     for integration in w.integrations:
         key, sql = KEYS[integration.provider]["customer"]
@@ -299,9 +299,6 @@ STALL_QUICK = {"stripe": Sizes(0, 60, 0)}
           "bytes) past its lease while it syncs: another worker takes the job over, the "
           "first one's writes are fenced off, every record at the provider once")
 async def stalled_worker(ctx: Context) -> Result:
-    from urllib.parse import urlsplit, urlunsplit
-
-    from bench.proving.proxy import StallProxy
     sizes = STALL_QUICK if ctx.quick else STALL_FULL
     result = Result("stalled-worker", fault_kinds="stalled connection")
     async with world(ctx.server, "stall", sizes) as w:
@@ -342,7 +339,6 @@ async def stalled_worker(ctx: Context) -> Result:
                                         "pg_stat_activity WHERE datname = current_database() "
                                         "AND pid <> pg_backend_pid() AND state <> 'idle'"))
                     ) from None
-                finisher = await w.pool.fetchval("SELECT lease_owner FROM sync_queue")
                 # The first worker comes back: whatever it still meant to write is fenced.
                 proxy.resume()
                 await asyncio.sleep(6)
@@ -352,8 +348,8 @@ async def stalled_worker(ctx: Context) -> Result:
             runs = await w.pool.fetch("SELECT status FROM sync_logs ORDER BY started_at")
     # Taken over from the stalled worker once its lease ran out, and completed once.
     fenced = (job["attempts"], job["error_kind"]) == (2, "lease")
-    result.notes.append(f"job {dict(job)}; held by {owner} when stalled, finished by "
-                        f"{finisher}; sync runs {[r['status'] for r in runs]}")
+    result.notes.append(f"job {dict(job)}; held by {owner} when stalled; sync runs "
+                        f"{[r['status'] for r in runs]}")
     return result.finish(
         (owner == "replica-0", f"the stalled worker did not hold the job ({owner})"),
         (job["status"] == "completed", f"the job did not complete: {dict(job)}"),
