@@ -129,14 +129,21 @@ class TimedPool(asyncpg.Pool):  # type: ignore[misc]  # asyncpg is untyped
 
 async def open_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0,
-    acquire_timeout: float = 30.0,
+    acquire_timeout: float = 30.0, idle_transaction_timeout: float = 0.0,
 ) -> asyncpg.Pool:
     """A connection pool (a :class:`TimedPool`); a :class:`DatabaseUnavailable` (one line, no
     password) when it cannot connect.
 
     :param timeout: seconds to wait for a new connection to the server.
     :param acquire_timeout: seconds to wait for a free pooled connection.
+    :param idle_transaction_timeout: seconds a connection may stay silent inside a
+        transaction before the server ends its session (0: never), so that a client that
+        vanished mid-transaction does not hold its locks for ever.
     """
+    server_settings = {}
+    if idle_transaction_timeout > 0:
+        server_settings["idle_in_transaction_session_timeout"] = str(
+            max(1, round(idle_transaction_timeout * 1000)))
     pool = TimedPool(
         dsn,
         acquire_timeout=acquire_timeout,
@@ -149,6 +156,7 @@ async def open_pool(
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
         timeout=timeout,
+        server_settings=server_settings or None,
     )
     try:
         await pool
@@ -241,6 +249,7 @@ class Database:
                 max_size=self.settings.db_pool_max_size,
                 timeout=self.settings.db_connect_timeout,
                 acquire_timeout=self.settings.db_acquire_timeout,
+                idle_transaction_timeout=self.settings.db_idle_transaction_timeout,
             )
         except BaseException:
             await self._stop_embedded()

@@ -623,6 +623,18 @@ class EmulatorSettings:
     #: Apply the request, then drop the connection before answering: a client that crashed
     #: (or lost the response) after the provider committed. Retried writes must not duplicate.
     reset_after_commit_rate: float = 0.0
+    #: Seconds a request hit by ``timeout_rate`` hangs before its connection is dropped.
+    hang_seconds: float = 120.0
+    #: ``Retry-After`` (seconds) of the 429s ``rate_limit_storm`` answers, for providers whose
+    #: 429 carries one: a storm with a long Retry-After.
+    storm_retry_after: float = 1.0
+    #: Share of requests answered only after ``slow_seconds`` more (on top of ``latency``).
+    slow_rate: float = 0.0
+    slow_seconds: float = 2.0
+    #: Share of requests handled (and committed), then answered with a malformed body: the
+    #: status the handler chose with a truncated JSON document. Retried writes must not
+    #: duplicate, and the client must not take the garbage for an answer.
+    malformed_rate: float = 0.0
     #: Enforce the provider's documented rate limits (429 with its body and headers).
     enforce_rate_limits: bool = True
     #: Multiply the documented limits (tests may tighten them to provoke 429s quickly).

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(
         default=10.0, gt=0, description="Seconds to wait for a database connection."
     )
+    db_idle_transaction_timeout: float = Field(
+        default=60.0, ge=0,
+        description="Seconds a connection may sit inside a transaction without sending "
+        "anything before Postgres ends its session, releasing its locks and rolling its "
+        "writes back: a worker cut off from the database or frozen cannot hold a job's row "
+        "past its lease for ever. Keep it above the longest provider call made inside a "
+        "transaction (an OAuth refresh, 30 s). 0 turns it off.",
+    )
     db_acquire_timeout: float = Field(
         default=30.0, gt=0,
         description="Seconds to wait for a free pooled connection before giving up (a job "

@@ -56,6 +56,17 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--reset-after-commit-rate", type=PROBABILITY,
                    default=_DEFAULTS.reset_after_commit_rate, metavar="P",
                    help="share of requests applied, then reset before the answer")
+    p.add_argument("--hang-seconds", type=SECONDS, default=_DEFAULTS.hang_seconds,
+                   metavar="SECONDS", help="how long a --timeout-rate request hangs")
+    p.add_argument("--storm-retry-after", type=SECONDS, default=_DEFAULTS.storm_retry_after,
+                   metavar="SECONDS", help="Retry-After of a --rate-limit-storm 429")
+    p.add_argument("--slow-rate", type=PROBABILITY, default=_DEFAULTS.slow_rate, metavar="P",
+                   help="share of requests answered --slow-seconds late")
+    p.add_argument("--slow-seconds", type=SECONDS, default=_DEFAULTS.slow_seconds,
+                   metavar="SECONDS", help="delay of a slow answer (default 2)")
+    p.add_argument("--malformed-rate", type=PROBABILITY, default=_DEFAULTS.malformed_rate,
+                   metavar="P", help="share of requests applied, then answered with a "
+                   "truncated body")
     p.add_argument("--no-rate-limits", action="store_true",
                    help="do not enforce the provider's documented rate limits")
     p.add_argument("--rate-limit-scale", type=_POSITIVE, default=_DEFAULTS.rate_limit_scale,
@@ -79,6 +90,11 @@ def settings_from_args(args: argparse.Namespace) -> EmulatorSettings:
         timeout_rate=args.timeout_rate,
         reset_rate=args.reset_rate,
         reset_after_commit_rate=args.reset_after_commit_rate,
+        hang_seconds=args.hang_seconds,
+        storm_retry_after=args.storm_retry_after,
+        slow_rate=args.slow_rate,
+        slow_seconds=args.slow_seconds,
+        malformed_rate=args.malformed_rate,
         enforce_rate_limits=not args.no_rate_limits,
         rate_limit_scale=args.rate_limit_scale,
         seed=args.seed,

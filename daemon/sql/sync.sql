@@ -91,6 +91,16 @@ SELECT $1::uuid, $2, $3, u.local_id, 'pending', now()
 FROM unnest($4::text[]) AS u(local_id)
 ON CONFLICT (venue_id, provider, entity_type, local_id) DO NOTHING
 
+-- name: mark_updates
+-- Updates are about to be sent: each link leaves 'synced' until the answer is recorded. If
+-- the provider commits and the answer is lost (crash, lost lease), the next run sends the
+-- record again, even when its content went back to what the link last confirmed (A, then
+-- B sent unconfirmed, then A again).
+UPDATE entity_links AS l SET state = 'pending', updated_at = now()
+FROM unnest($4::text[]) AS u(local_id)
+WHERE l.venue_id = $1::uuid AND l.provider = $2 AND l.entity_type = $3
+  AND l.local_id = u.local_id AND l.state = 'synced'
+
 -- name: links_by_remote
 SELECT l.remote_id, l.local_id
 FROM unnest($4::text[]) AS u(remote_id)

@@ -833,19 +833,27 @@ class _Run:
                 return
 
     async def _mark_attempts(self, entity: Entity, batch: Sequence[_Planned]) -> None:
-        """Before creates are sent: a pending link for each record that has none, so that
-        if the provider commits and the answer is never recorded (crash, lost lease), the
-        next run knows an earlier attempt may exist (``OutboundRecord.attempted_at``)."""
+        """Before a batch is sent, so that if the provider commits and the answer is never
+        recorded (crash, lost lease) the next run knows: a pending link for each create
+        that has none (an earlier attempt may exist: ``OutboundRecord.attempted_at``), and
+        each update's link pending until its answer is stored (the provider may hold the
+        new content, so a source that goes back to the linked content is sent again)."""
         fresh = [p.record.local_id for p in batch
                  if p.record.remote_id is None and p.record.operation == "upsert"
                  and p.record.attempted_at is None]
-        if not fresh:
+        updates = [p.record.local_id for p in batch
+                   if p.record.remote_id is not None and p.record.operation == "upsert"]
+        if not fresh and not updates:
             return
         async with self.pool.acquire() as conn, conn.transaction():
             if self.guard is not None:
                 await self.guard(conn)
-            await conn.execute(_Q["mark_attempts"], self.venue_id, self.name, entity.value,
-                               fresh)
+            if fresh:
+                await conn.execute(_Q["mark_attempts"], self.venue_id, self.name,
+                                   entity.value, fresh)
+            if updates:
+                await conn.execute(_Q["mark_updates"], self.venue_id, self.name,
+                                   entity.value, updates)
 
     async def _push_batch(self, entity: Entity, batch: list[_Planned], pacer: Pacer,
                           er: EntityReport) -> None:

@@ -127,7 +127,8 @@ class RequestRecord:
     batch_size: int | None = None
     account: str | None = None
     time: float = field(default_factory=time.time)
-    #: "reset", "reset_after_commit", "timeout", "error", "rate_limit_storm" when a fault hit.
+    #: "reset", "reset_after_commit", "timeout", "error", "rate_limit_storm", "slow" or
+    #: "malformed" when a fault hit.
     fault: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -317,8 +318,6 @@ class Emulator:
     default_account: str = "default"
     #: Which credential the default account uses: an OAuth access token or an API key.
     credential_kind: Literal["access_token", "api_key"] = "access_token"
-    #: How long a hung request (``timeout_rate``) waits before it gives up on its own.
-    hang_seconds: float = 120.0
 
     def __init__(self, settings: EmulatorSettings | None = None) -> None:
         self.settings = settings or EmulatorSettings()
@@ -398,6 +397,16 @@ class Emulator:
 
     def server_error_response(self) -> web.Response:
         return self.error_response(500, "internal_error", "An internal error occurred.")
+
+    def malformed_response(self, response: web.Response) -> web.Response:
+        """``response`` broken in transit: its status, its body cut in half (a JSON
+        document that does not parse), as a proxy that lost the rest would answer."""
+        raw = response.body if isinstance(response.body, bytes) else b"{}"
+        cut = raw[: max(1, len(raw) // 2)]
+        if cut.rstrip().endswith((b"}", b"]")):
+            cut = cut.rstrip()[:-1]
+        return web.Response(body=cut, status=response.status,
+                            content_type=response.content_type or "application/json")
 
     def idempotency_mismatch_response(self, key: str) -> web.Response:
         """Same idempotency key with a different body."""
@@ -559,7 +568,11 @@ class Emulator:
                       record: RequestRecord) -> web.StreamResponse:
         s = self.settings
         # One draw per knob per request, in a fixed order, so a seed replays a run exactly.
+        # The slow and malformed knobs draw only when set, so that the draws of the others
+        # stay what they were for a given seed.
         draws = [self.rng.random() for _ in range(5)]
+        if s.slow_rate > 0 or s.malformed_rate > 0:
+            draws += [self.rng.random(), self.rng.random()]
         # A connection counts against its account from arrival to answer, latency included.
         public = self.is_public(request)
         account = None if public else self.authenticate(request)
@@ -587,6 +600,10 @@ class Emulator:
         s = self.settings
         if s.latency > 0:
             await asyncio.sleep(s.latency)
+        if len(draws) > 5 and draws[5] < s.slow_rate:
+            record.fault = "slow"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), s.slow_seconds)
         if draws[0] < s.reset_rate:
             record.fault = "reset"
             self._drop(request)
@@ -594,12 +611,12 @@ class Emulator:
         if draws[1] < s.timeout_rate:
             record.fault = "timeout"
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self.hang_seconds)
+                await asyncio.wait_for(self._closing.wait(), s.hang_seconds)
             self._drop(request)
             raise _ConnectionDropped
         if draws[2] < s.rate_limit_storm:
             record.fault = "rate_limit_storm"
-            return self.rate_limited_response(1.0)
+            return self.rate_limited_response(s.storm_retry_after)
         if draws[3] < s.error_rate:
             record.fault = "error"
             return self.server_error_response()
@@ -637,6 +654,9 @@ class Emulator:
             record.status = response.status
             self._drop(request)
             raise _ConnectionDropped
+        if len(draws) > 5 and draws[6] < s.malformed_rate and isinstance(response, web.Response):
+            record.fault = "malformed"
+            return self.malformed_response(response)
         return response
 
     # --- control API ---------------------------------------------------------------------

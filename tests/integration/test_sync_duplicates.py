@@ -175,6 +175,45 @@ async def test_a_stripe_customer_edited_back_to_an_earlier_version_is_updated(
         assert held["name"].split()[0] == name
 
 
+@pytest.mark.parametrize("name", ["stripe", "square", "mailchimp", "quickbooks"])
+async def test_an_edit_back_after_an_update_whose_answer_was_lost_reaches_the_provider(
+        pool: asyncpg.Pool, name: str) -> None:
+    """A to B, the push of B commits at the provider but its answer is never recorded (the
+    lease is lost), then back to A: the link still says A, the provider holds B, and A
+    must be sent."""
+    async with connected_venue(pool, name, Venue, customers=CUSTOMERS, events=EVENTS,
+                               orders=ORDERS) as venue:
+        assert (await venue.sync(C)).failed == 0
+        customer, original = await venue.pool.fetchrow(
+            "SELECT id::text, first_name FROM customers WHERE venue_id = $1 ORDER BY id "
+            "LIMIT 1", venue.venue)
+        remote = (await venue.links(C))[customer]["remote_id"]
+
+        def first_name() -> str:
+            (held,) = [r for r in venue.emulator.collection("customer").values()
+                       if remote in (r.get("id"), r.get("Id"))]
+            return str(held.get("given_name") or held.get("GivenName")
+                       or (held.get("merge_fields") or {}).get("FNAME")
+                       or str(held.get("name")).split(" ")[0])
+
+        async def lost_after_b(conn: asyncpg.Connection) -> None:
+            if first_name() == "Edited":
+                raise LeaseLost("job 1: lease lost")
+
+        await venue.pool.execute("UPDATE customers SET first_name = 'Edited', "
+                                 "updated_at = now() WHERE id = $1::uuid", customer)
+        with pytest.raises(LeaseLost):
+            await venue.sync(C, guard=lost_after_b)
+        assert first_name() == "Edited", "the provider committed B"
+        await venue.pool.execute("UPDATE customers SET first_name = $2, updated_at = now() "
+                                 "WHERE id = $1::uuid", customer, original)
+        report = await venue.sync(C)
+        assert (report.failed, report.sent) == (0, 1), report.errors
+        assert first_name() == original
+        again = await venue.sync(C, full=True)
+        assert again.sent == 0
+
+
 async def test_a_square_catalog_item_edited_back_to_an_earlier_version_is_updated(
         square: Venue) -> None:
     assert (await square.sync(P)).failed == 0

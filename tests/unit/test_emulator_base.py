@@ -182,6 +182,48 @@ async def test_timeout_hangs_past_the_client_timeout() -> None:
             await http.get("/widgets", timeout=0.3)
 
 
+async def test_a_hung_request_is_dropped_after_hang_seconds() -> None:
+    async for _, http in serve(EmulatorSettings(timeout_rate=1.0, hang_seconds=0.05)):
+        with pytest.raises(httpx.TransportError):
+            await http.post("/widgets", json={"n": 1}, timeout=30)
+        assert (await http.get("/_emulator/store")).json() == {}
+
+
+async def test_a_storm_429_carries_the_configured_retry_after(
+        tiny: tuple[EmulatorServer, httpx.AsyncClient]) -> None:
+    _, http = tiny
+    await http.patch("/_emulator/settings",
+                     json={"rate_limit_storm": 1.0, "storm_retry_after": 90})
+    response = await http.post("/widgets", json={"n": 1})
+    assert (response.status_code, response.headers["Retry-After"]) == (429, "90")
+
+
+async def test_a_slow_answer_comes_late_and_whole(
+        tiny: tuple[EmulatorServer, httpx.AsyncClient]) -> None:
+    _, http = tiny
+    await http.patch("/_emulator/settings", json={"slow_rate": 1.0, "slow_seconds": 0.5})
+    with pytest.raises(httpx.ReadTimeout):
+        await http.post("/widgets", json={"n": 1}, timeout=0.1)
+    answered = await http.post("/widgets", json={"n": 2}, timeout=30)
+    assert (answered.status_code, answered.json()["n"]) == (201, 2)
+    log = (await http.get("/_emulator/requests")).json()
+    assert [r["fault"] for r in log] == ["slow", "slow"]
+
+
+async def test_a_malformed_answer_is_committed_and_a_retry_replays_the_real_one(
+        tiny: tuple[EmulatorServer, httpx.AsyncClient]) -> None:
+    _, http = tiny
+    await http.patch("/_emulator/settings", json={"malformed_rate": 1.0})
+    broken = await http.post("/widgets", json={"n": 1}, headers={"Idempotency-Key": "k1"})
+    assert broken.status_code == 201
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(broken.content)
+    await http.patch("/_emulator/settings", json={"malformed_rate": 0.0})
+    retry = await http.post("/widgets", json={"n": 1}, headers={"Idempotency-Key": "k1"})
+    assert retry.json() == {"id": "w1", "n": 1}
+    assert len((await http.get("/_emulator/store")).json()["product"]) == 1
+
+
 async def test_control_api_settings_requests_and_reset(
         tiny: tuple[EmulatorServer, httpx.AsyncClient]) -> None:
     _, http = tiny

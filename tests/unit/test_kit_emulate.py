@@ -21,19 +21,23 @@ def test_every_knob_reaches_the_settings() -> None:
         "--rate-limit-storm", "0.3", "--timeout-rate", "0.05", "--reset-rate", "0.01",
         "--reset-after-commit-rate", "0.02", "--no-rate-limits", "--rate-limit-scale", "0.5",
         "--seed", "7", "--webhook-url", "http://127.0.0.1:8080/webhooks/square",
-        "--webhook-secret", "s3", "--access-token-ttl", "60",
+        "--webhook-secret", "s3", "--access-token-ttl", "60", "--hang-seconds", "4",
+        "--storm-retry-after", "30", "--slow-rate", "0.2", "--slow-seconds", "1.5",
+        "--malformed-rate", "0.04",
     ])
     assert settings_from_args(args) == EmulatorSettings(
         latency=0.2, error_rate=0.1, rate_limit_storm=0.3, timeout_rate=0.05, reset_rate=0.01,
         reset_after_commit_rate=0.02, enforce_rate_limits=False, rate_limit_scale=0.5, seed=7,
         webhook_url="http://127.0.0.1:8080/webhooks/square", webhook_secret="s3",
-        access_token_ttl=60.0,
+        access_token_ttl=60.0, hang_seconds=4.0, storm_retry_after=30.0, slow_rate=0.2,
+        slow_seconds=1.5, malformed_rate=0.04,
     )
 
 
 @pytest.mark.parametrize("argv", [
     ["--error-rate", "-0.1"], ["--reset-rate", "2"], ["--latency", "-1"],
-    ["--rate-limit-scale", "0"], ["--port", "http"],
+    ["--rate-limit-scale", "0"], ["--port", "http"], ["--malformed-rate", "1.5"],
+    ["--slow-seconds", "-2"],
 ])
 def test_bad_values_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
