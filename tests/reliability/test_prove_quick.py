@@ -9,7 +9,7 @@ import pytest
 from bench.prove import run_one, summary
 from bench.proving import scenarios  # noqa: F401 - registers every scenario
 from bench.proving.registry import SCENARIOS, Context
-from daemon.testing.postgres import PostgresServer
+from daemon.testing.postgres import TestDatabases
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(900)]
 
@@ -27,17 +27,17 @@ KNOWN_DEFECTS = {
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.skip(reason=KNOWN_DEFECTS[n])) if n in KNOWN_DEFECTS
     else n for n in RUNNABLE])
-async def test_scenario_passes(pg_server: PostgresServer, name: str) -> None:
-    result = await run_one(name, Context(pg_server, quick=True))
+async def test_scenario_passes(test_databases: TestDatabases, name: str) -> None:
+    result = await run_one(name, Context(test_databases.server, quick=True))
     assert result.status == "passed", result.describe()
     assert (result.lost, result.duplicated, result.forged_accepted, result.leaked) == (
         0, 0, 0, 0), result.describe()
 
 
 async def test_pending_scenarios_are_listed_and_never_passed(
-        pg_server: PostgresServer) -> None:
+        test_databases: TestDatabases) -> None:
     assert PENDING, "no pending scenario: remove this test"
-    results = [await run_one(name, Context(pg_server, quick=True)) for name in PENDING]
+    results = [await run_one(name, Context(test_databases.server, quick=True)) for name in PENDING]
     assert [(r.status, r.passed) for r in results] == [("pending", False)] * len(PENDING)
     out = summary(results)
     assert out["all_passed"] is False
