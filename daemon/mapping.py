@@ -36,6 +36,7 @@ __all__ = [
     "EntityMapping",
     "FieldRule",
     "MappingProblem",
+    "RuleForms",
     "Transform",
     "TransformCall",
     "apply_mapping",
@@ -237,15 +238,10 @@ class TransformCall(BaseModel):
         return dict(self.model_extra or {})
 
 
-class FieldRule(BaseModel):
-    """Where one target field's value comes from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    source: str | None = Field(default=None, alias="from")
-    const: Any = None
-    default: Any = None
-    transforms: tuple[TransformCall, ...] = ()
+class RuleForms(BaseModel):
+    """The short forms a mapping rule may be written in (outbound and inbound alike): a
+    string is ``{from: ...}``; ``transform: x`` is one more transform, first; a transform
+    may be given by its name alone."""
 
     @model_validator(mode="before")
     @classmethod
@@ -258,12 +254,23 @@ class FieldRule(BaseModel):
             value["transforms"] = [one, *value.get("transforms", [])]
         return value
 
-    @field_validator("transforms", mode="before")
+    @field_validator("transforms", mode="before", check_fields=False)
     @classmethod
     def _transform_names(cls, value: Any) -> Any:
         if isinstance(value, list | tuple):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
+
+
+class FieldRule(RuleForms):
+    """Where one target field's value comes from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    source: str | None = Field(default=None, alias="from")
+    const: Any = None
+    default: Any = None
+    transforms: tuple[TransformCall, ...] = ()
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldRule:

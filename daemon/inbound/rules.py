@@ -25,11 +25,11 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError
 
 from daemon.errors import SyncdError
 from daemon.inbound.fields import PLATFORM_FIELDS, PlatformField
-from daemon.mapping import TRANSFORMS, MappingProblem, TransformCall, fits
+from daemon.mapping import TRANSFORMS, MappingProblem, RuleForms, TransformCall, fits
 from daemon.provider import EntitySupport, FieldType
 
 __all__ = [
@@ -53,7 +53,7 @@ Policy = Literal["platform_wins", "provider_wins", "newest_wins"]
 POLICIES: tuple[str, ...] = ("platform_wins", "provider_wins", "newest_wins")
 
 
-class InboundRule(BaseModel):
+class InboundRule(RuleForms):
     """Where one platform field's value comes from at the provider, and who wins."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -65,24 +65,6 @@ class InboundRule(BaseModel):
         default="platform_wins",
         description="platform_wins (the provider's edits are refused and overwritten), "
         "provider_wins, or newest_wins (the later change time; ties go to the platform).")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _short_forms(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return {"from": value}
-        if isinstance(value, dict) and "transform" in value:
-            value = dict(value)
-            one = value.pop("transform")
-            value["transforms"] = [one, *value.get("transforms", [])]
-        return value
-
-    @field_validator("transforms", mode="before")
-    @classmethod
-    def _transform_names(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple):
-            return [{"name": v} if isinstance(v, str) else v for v in value]
-        return value
 
     def as_json(self) -> dict[str, Any]:
         """As stored: only what is set."""
