@@ -19,8 +19,10 @@ def venue_id(i: int) -> uuid.UUID:
 
 
 def generate_venues(root: Path, venues: int, *, product_cron: str = "0 3 * * *",
-                    customer_cron: str | None = None) -> None:
-    """Write ``venues`` venue files (and an empty templates directory) under ``root``.
+                    customer_cron: str | None = None, provider: str = "mailchimp",
+                    key_prefix: str = "VENUE_MAILCHIMP_KEY") -> None:
+    """Write ``venues`` venue files (and an empty templates directory) under ``root``, each
+    with one ``provider`` integration whose API key is the variable ``<key_prefix>_<i>``.
 
     ``customer_cron`` defaults to a minute of hour 4 that differs between venues."""
     (root / "venues").mkdir(parents=True, exist_ok=True)
@@ -33,9 +35,9 @@ venue:
   name: Venue {i}
   timezone: Europe/London
 integrations:
-  - provider: mailchimp
+  - provider: {provider}
     credentials:
-      api_key: env:VENUE_MAILCHIMP_KEY_{i}
+      api_key: env:{key_prefix}_{i}
     schedules:
       product: {{cron: "{product_cron}", lane: HIGH}}
       customer: {{cron: "{customer}"}}

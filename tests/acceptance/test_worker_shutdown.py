@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import asyncpg
@@ -20,6 +19,7 @@ from daemon.db import init_connection
 from daemon.plugins import load_plugins
 from daemon.queue import Job, JobContext, JobResult, Outcome
 from daemon.reconcile import apply_desired
+from daemon.testing.venues import generate_venues
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNCD = str(Path(sys.executable).parent / "syncd")
@@ -32,24 +32,7 @@ async def noop_handler(job: Job, ctx: JobContext) -> JobResult:
 
 def _generate(root: Path, venues: int) -> None:
     """Venue files as bench/reconcile.py generates them: two schedules per venue."""
-    (root / "venues").mkdir(parents=True)
-    (root / "templates").mkdir()
-    for i in range(venues):
-        (root / "venues" / f"venue-{i:05d}.yaml").write_text(f"""\
-venue:
-  id: {uuid.UUID(int=i + 1)}
-  name: Venue {i}
-  timezone: Europe/London
-integrations:
-  - provider: testprov
-    credentials:
-      api_key: env:TESTPROV_KEY_{i}
-    schedules:
-      product: {{cron: "0 3 * * *", lane: HIGH}}
-      customer: {{cron: "{i % 60} 4 * * *"}}
-    options:
-      list_id: list-{i}
-""")
+    generate_venues(root, venues, provider="testprov", key_prefix="TESTPROV_KEY")
 
 
 def _events(log: Path) -> list[dict[str, object]]:
