@@ -17,11 +17,9 @@ from bench.proving.http_scenarios import API_ENV, JWT_SECRET, token
 from bench.proving.registry import Context, Result, scenario
 from bench.proving.sync_scenarios import FAST_QUEUE, wait_until
 from daemon.db import init_connection
-from daemon.plugins import load_plugins
 from daemon.queue import enqueue
-from daemon.testing.platform import create_platform_schema, seed_venue
 from daemon.vault.keys import format_key, generate_key
-from tests.acceptance.test_secret_scan import CLIENTS, PROVIDERS, Session, emulators
+from tests.acceptance.test_secret_scan import PROVIDERS, Session, emulators, oauth_venue
 
 WEBHOOK_SECRETS = {"square": "sq-webhook-signature-key-prove-0123",
                    "quickbooks": "qbo-verifier-token-prove-0123"}
@@ -65,27 +63,8 @@ async def secret_scan(ctx: Context) -> Result:
     key1, key2 = generate_key(), generate_key()
     places: dict[str, str] = {}
     try:
-        conn = await asyncpg.connect(db_url)
-        await init_connection(conn)
         async with emulators() as emus, httpx.AsyncClient(timeout=30) as http:
-            platform_key = (await http.get(emus["stripe"][0] + "/_emulator/credentials")
-                            ).json()["api_key"]
-            clients = {**CLIENTS, "stripe": ("ca_emulator", platform_key)}
-            try:
-                await create_platform_schema(conn)
-                sample = await seed_venue(conn, customers=6, events=2, orders=3)
-                plugins = load_plugins(list(PROVIDERS))
-                for name in PROVIDERS:
-                    account = (await http.get(emus[name][0] + "/_emulator/credentials")
-                               ).json()["account"]
-                    fields = plugins.provider(name).options_model().model_fields
-                    await conn.execute(
-                        "INSERT INTO integration_configs (venue_id, provider, venue_name, "
-                        "credentials, options) VALUES ($1, $2, $3, $4, $5)", sample.venue_id,
-                        name, sample.name, {"token": "oauth"},
-                        {k: v for k, v in account.items() if k in fields})
-            finally:
-                await conn.close()
+            sample, clients = await oauth_venue(db_url, emus, http, customers=6, orders=3)
             env = {
                 "SYNCD_DATABASE_URL": db_url, "SYNCD_LOG_FORMAT": "json",
                 "SYNCD_LOG_LEVEL": "debug", "SYNCD_DATA_DIR": str(workdir / "data"),
@@ -107,7 +86,7 @@ async def secret_scan(ctx: Context) -> Result:
                 await run("oauth", "complete", callback)
                 if name != "mailchimp":  # Mailchimp tokens never expire nor refresh
                     await run("oauth", "refresh", venue, name)
-            await run("credentials", "set", venue, "stripe", stdin=platform_key)
+            await run("credentials", "set", venue, "stripe", stdin=clients["stripe"][1])
             # Rotation: a new key version seals everything again, the old one stays to open.
             run.env["SYNCD_ENCRYPTION_KEYS"] = f"{format_key(2, key2)},{format_key(1, key1)}"
             await run("keys", "rotate")

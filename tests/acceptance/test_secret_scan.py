@@ -19,7 +19,7 @@ from daemon.db import init_connection
 from daemon.plugins import load_plugins
 from daemon.provider import EmulatorSettings
 from daemon.testing.emulator import Emulator, EmulatorServer
-from daemon.testing.platform import create_platform_schema, seed_venue
+from daemon.testing.platform import SampleVenue, create_platform_schema, seed_venue
 from daemon.vault.keys import format_key, generate_key
 from tests.acceptance.conftest import SYNCD
 
@@ -62,32 +62,41 @@ class Session:
         return out.decode()
 
 
+async def oauth_venue(db_url: str, emus: dict[str, tuple[str, Emulator]],
+                      http: httpx.AsyncClient, *, customers: int, orders: int
+                      ) -> tuple[SampleVenue, dict[str, tuple[str, str]]]:
+    """The platform's tables with a sample venue, and an integration of it with each
+    provider waiting for OAuth (options from its emulator's account); the venue and the
+    OAuth clients (Stripe's is the platform account's key)."""
+    platform_key = (await http.get(emus["stripe"][0] + "/_emulator/credentials")
+                    ).json()["api_key"]
+    conn = await asyncpg.connect(db_url)
+    await init_connection(conn)
+    try:
+        await create_platform_schema(conn)
+        sample = await seed_venue(conn, customers=customers, events=2, orders=orders)
+        plugins = load_plugins(list(PROVIDERS))
+        for name in PROVIDERS:
+            account = (await http.get(emus[name][0] + "/_emulator/credentials")
+                       ).json()["account"]
+            fields = plugins.provider(name).options_model().model_fields
+            await conn.execute(
+                "INSERT INTO integration_configs (venue_id, provider, venue_name, "
+                "credentials, options) VALUES ($1, $2, $3, $4, $5)", sample.venue_id, name,
+                sample.name, {"token": "oauth"},
+                {k: v for k, v in account.items() if k in fields})
+    finally:
+        await conn.close()
+    return sample, {**CLIENTS, "stripe": ("ca_emulator", platform_key)}
+
+
 async def test_connect_refresh_and_sync_leave_no_secret_in_logs_or_database(
         db_url: str) -> None:
     pg_dump = shutil.which("pg_dump")
     if pg_dump is None:
         pytest.skip("pg_dump is not installed, so the database cannot be dumped and scanned")
-    conn = await asyncpg.connect(db_url)
-    await init_connection(conn)
     async with emulators() as emus, httpx.AsyncClient(timeout=30) as http:
-        platform_key = (await http.get(emus["stripe"][0] + "/_emulator/credentials")
-                        ).json()["api_key"]
-        clients = {**CLIENTS, "stripe": ("ca_emulator", platform_key)}
-        try:
-            await create_platform_schema(conn)
-            sample = await seed_venue(conn, customers=4, events=2, orders=2)
-            plugins = load_plugins(list(PROVIDERS))
-            for name in PROVIDERS:
-                account = (await http.get(emus[name][0] + "/_emulator/credentials")
-                           ).json()["account"]
-                fields = plugins.provider(name).options_model().model_fields
-                await conn.execute(
-                    "INSERT INTO integration_configs (venue_id, provider, venue_name, "
-                    "credentials, options) VALUES ($1, $2, $3, $4, $5)", sample.venue_id, name,
-                    sample.name, {"token": "oauth"},
-                    {k: v for k, v in account.items() if k in fields})
-        finally:
-            await conn.close()
+        sample, clients = await oauth_venue(db_url, emus, http, customers=4, orders=2)
         run = Session({
             "SYNCD_DATABASE_URL": db_url, "SYNCD_ENCRYPTION_KEYS": format_key(1, KEY),
             "SYNCD_LOG_FORMAT": "json", "SYNCD_LOG_LEVEL": "debug",
@@ -105,7 +114,7 @@ async def test_connect_refresh_and_sync_leave_no_secret_in_logs_or_database(
             if name != "mailchimp":  # Mailchimp tokens never expire and cannot be refreshed
                 await run("oauth", "refresh", venue, name)
             await run("sync", venue, name)
-        await run("credentials", "set", venue, "stripe", stdin=platform_key)
+        await run("credentials", "set", venue, "stripe", stdin=clients["stripe"][1])
         await run("keys", "status")
         await run("status", venue)
 
