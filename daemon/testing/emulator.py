@@ -71,6 +71,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 from daemon.errors import SyncdError
 from daemon.logs import get_logger
 from daemon.provider import EmulatorSettings
+from daemon.testing.openapi import BROKEN_ON_PURPOSE
 
 __all__ = [
     "ACCOUNT",
@@ -656,6 +657,7 @@ class Emulator:
             raise _ConnectionDropped
         if len(draws) > 5 and draws[6] < s.malformed_rate and isinstance(response, web.Response):
             record.fault = "malformed"
+            request[BROKEN_ON_PURPOSE] = True
             return self.malformed_response(response)
         return response
 

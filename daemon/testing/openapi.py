@@ -41,6 +41,7 @@ from aiohttp import web
 from daemon.errors import SyncdError
 
 __all__ = [
+    "BROKEN_ON_PURPOSE",
     "RESPONSE_AUDIT",
     "SPECS_ENV",
     "Description",
@@ -823,13 +824,18 @@ class ResponseAudit:
 #: The process's response audit (see :class:`ResponseAudit`).
 RESPONSE_AUDIT = ResponseAudit()
 
+#: Set on a request whose answer an emulator broke on purpose (a fault knob): the audit
+#: leaves that answer out, as no description covers a body cut short in transit.
+BROKEN_ON_PURPOSE: web.RequestKey[bool] = web.RequestKey("syncd_broken_on_purpose", bool)
+
 
 def audit_responses(app: web.Application, description: Description | None) -> None:
     """Check every response ``app`` sends against ``description`` while
     :data:`RESPONSE_AUDIT` is enabled."""
 
     async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-        if isinstance(response, web.Response) and not request.path.startswith("/_emulator/"):
+        if (isinstance(response, web.Response) and not request.path.startswith("/_emulator/")
+                and not request.get(BROKEN_ON_PURPOSE)):
             raw = response.body
             RESPONSE_AUDIT.observe(description, request.method, request.path,
                                    status=response.status,

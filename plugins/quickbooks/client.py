@@ -286,7 +286,7 @@ class QuickBooksClient(HTTPProviderClient):
             # own lookup below, which fails that record with it.
             with contextlib.suppress(_RecordError):
                 await self._prefetch_refs(records)
-        for record in records:
+        for at, record in enumerate(records):
             try:
                 bodies[record.local_id] = await self._body(entity, record)
             except _RecordError as exc:
@@ -295,9 +295,17 @@ class QuickBooksClient(HTTPProviderClient):
             except HTTPError as exc:
                 if exc.kind is ErrorKind.AUTH:
                     raise
-                results[record.local_id] = RecordResult(
-                    local_id=record.local_id, ok=False, error_kind=exc.kind, error=str(exc),
-                    retry_after=exc.retry_after)
+                # A 429 throttles the realm, not this record: the lookups of the records
+                # after it would each wait out the same limit. They fail with it at once,
+                # so the run can defer for the provider's wait instead of serving it out
+                # once per record.
+                throttled = records[at:] if exc.status == 429 else [record]
+                for failed in throttled:
+                    results[failed.local_id] = RecordResult(
+                        local_id=failed.local_id, ok=False, error_kind=exc.kind,
+                        error=str(exc), retry_after=exc.retry_after)
+                if exc.status == 429:
+                    break
         ops.extend(await self._removal_ops(entity, kind, removals, results))
         pending = [r for r in records if r.local_id in bodies]
         # Linked records: update. Need the current SyncToken when the link has none.

@@ -302,3 +302,26 @@ def test_rate_limiter_refills_over_time() -> None:
     assert limiter.take("a", now=0.1) == pytest.approx(0.4)
     assert limiter.take("b", now=0.1) == 0.0
     assert limiter.take("a", now=0.6) == 0.0
+
+
+async def test_an_answer_broken_on_purpose_is_left_out_of_the_response_audit() -> None:
+    from daemon.testing.openapi import RESPONSE_AUDIT
+    from plugins.stripe.emulator import StripeEmulator
+
+    emulator = StripeEmulator(EmulatorSettings(seed=3, malformed_rate=1.0))
+    if emulator.description is None:
+        pytest.skip("no Stripe API description to audit against")
+    async with (EmulatorServer(emulator) as server,
+                httpx.AsyncClient(base_url=server.url, timeout=10) as http):
+        key = (await http.get("/_emulator/credentials")).json()["api_key"]
+        before = (RESPONSE_AUDIT.checked, list(RESPONSE_AUDIT.problems))
+        broken = await http.post("/v1/customers", data={"email": "ada@example.com"},
+                                 auth=(key, ""))
+        assert broken.status_code == 200
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(broken.content)
+        assert (RESPONSE_AUDIT.checked, RESPONSE_AUDIT.problems) == before
+        emulator.update_settings({"malformed_rate": 0.0})
+        whole = await http.get("/v1/customers", auth=(key, ""))
+        assert whole.status_code == 200
+        assert RESPONSE_AUDIT.checked == before[0] + 1

@@ -249,6 +249,22 @@ async def test_429_is_waited_out(env: Env) -> None:
     assert len(env.stored("customer")) == 3
 
 
+def item(i: int) -> OutboundRecord:
+    return record(Entity.PRODUCT, f"e{i}", {"Name": f"Late Show {i}", "UnitPrice": "25.00"})
+
+
+async def test_a_throttled_account_fails_the_rest_of_the_batch_at_once(env: Env) -> None:
+    # Every item's body needs the income account (a query): once QuickBooks throttles the
+    # realm, asking again for each record of the batch would wait out the same limit once
+    # per record. The records fail with the provider's wait and the run defers.
+    env.emulator.update_settings({"rate_limit_storm": 1.0, "storm_retry_after": 120})
+    results = await env.client().push(Entity.PRODUCT, [item(i) for i in range(5)])
+    assert [(r.ok, r.error_kind, r.retry_after) for r in results] == [
+        (False, ErrorKind.RETRYABLE, 120.0)] * 5
+    assert [r.status for r in env.emulator.requests] == [429]
+    assert env.stored("product") == []
+
+
 async def test_bad_token_is_auth(env: Env) -> None:
     client = env.client(token="not-a-token")
     with pytest.raises(ProviderError) as info:
