@@ -55,8 +55,10 @@ async def test_reconciles_at_start_on_change_and_on_sighup(
     task = asyncio.create_task(rec.run(stop))
     try:
         await eventually(lambda: _is(cron_in_db(pool), "0 * * * *"))
+        # The rows are committed before the reconciler records what it applied (the applied
+        # files, then its status): wait for the status too.
+        await eventually(lambda: _true(rec.status.revision_id is not None))
         first = rec.status.revision_id
-        assert first is not None
         assert rec.status.healthy
 
         (config / "venues" / "v.yaml").write_text(venue("*/5 * * * *"))
